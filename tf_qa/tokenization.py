@@ -1,0 +1,238 @@
+"""In-graph WordPiece tokenizer with transformers' BERT normalization and character offsets.
+
+The layer reproduces what a transformers *fast* BERT tokenizer does to one string: BertNormalizer (clean
+text, isolate CJK, NFD + strip accents, lower-case), BertPreTokenizer (split on whitespace, isolate
+punctuation) and greedy longest-match WordPiece with a word-length limit. It returns token ids together with
+the **character** offsets of every token and of the word it belongs to, both pointing into the original
+string, which is what the answer spans are mapped back to.
+
+Only core TensorFlow ops and TF Text's ``FastWordpieceTokenizeWithOffsets`` (linked into
+``tensorflow_model_server``) end up in the graph.
+
+Example:
+
+>>> from transformers import DistilBertTokenizerFast
+>>> hf = DistilBertTokenizerFast("vocab.txt")                      # doctest: +SKIP
+>>> layer = WordPieceTokenizer.from_transformers(hf)               # doctest: +SKIP
+>>> tokens = layer(tf.constant(["Café au lait?"]))                 # doctest: +SKIP
+>>> tokens.token_ids.to_list()                                     # doctest: +SKIP
+[[7668, 8740, 2474, 4183, 1029]]
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+import tf_keras
+
+from tf_qa import normalization
+
+
+class TokenizedText(NamedTuple):
+    """Tokens of a batch of N strings; every field is a ragged [N, (tokens)] tensor.
+
+    ``starts``/``ends`` are the token's character span in the original string (end exclusive), as
+    transformers' ``offset_mapping``; ``word_starts``/``word_ends`` are the character span of the
+    pre-tokenized word that the token is part of, as ``Encoding.word_to_chars``.
+    """
+
+    token_ids: tf.RaggedTensor
+    starts: tf.RaggedTensor
+    ends: tf.RaggedTensor
+    word_starts: tf.RaggedTensor
+    word_ends: tf.RaggedTensor
+
+
+def _exclusive_cumsum(x: tf.Tensor) -> tf.Tensor:
+    return tf.cumsum(x, exclusive=True)
+
+
+def _run_length_lookup(starts: tf.Tensor, values: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
+    """Value of the run that contains each key; ``starts`` is sorted and begins at 0."""
+    return tf.gather(values, tf.searchsorted(starts, keys, side="right") - 1)
+
+
+def _utf8_length(code_points: tf.Tensor) -> tf.Tensor:
+    one = tf.ones_like(code_points)
+    zero = tf.zeros_like(code_points)
+    return (
+        one
+        + tf.where(code_points >= 0x80, one, zero)
+        + tf.where(code_points >= 0x800, one, zero)
+        + tf.where(code_points >= 0x10000, one, zero)
+    )
+
+
+class WordPieceTokenizer(tf_keras.layers.Layer):
+    """Tokenizes strings exactly as a transformers fast BERT tokenizer, with character offsets.
+
+    Args:
+        vocabulary: the WordPiece vocabulary, in id order.
+        tables: normalization tables built from the checkpoint's normalizer and pre-tokenizer.
+        unknown_token: the token for words that cannot be split into vocabulary pieces.
+        suffix_indicator: prefix of word-continuation pieces.
+        max_chars_per_word: words longer than this (in characters) become ``unknown_token``.
+
+    Call arguments:
+        texts: [N] tf.string, UTF-8. Callers validate the encoding first (see ``invalid_utf8``).
+
+    Returns:
+        A ``TokenizedText`` of ragged [N, (tokens)] tensors.
+    """
+
+    def __init__(
+        self,
+        vocabulary: list[str],
+        tables: normalization.NormalizerTables,
+        unknown_token: str = "[UNK]",
+        suffix_indicator: str = "##",
+        max_chars_per_word: int = 100,
+        **kwargs,
+    ):
+        super().__init__(trainable=False, **kwargs)
+        self.vocabulary = list(vocabulary)
+        self.unknown_id = self.vocabulary.index(unknown_token)
+        self.max_chars_per_word = max_chars_per_word
+        # A word of max_chars_per_word characters has at most 4 bytes a character: the byte limit of
+        # FastWordpiece never fires first, the character limit (transformers' rule) is applied below.
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=self.vocabulary,
+            suffix_indicator=suffix_indicator,
+            max_bytes_per_word=4 * max_chars_per_word,
+            token_out_type=tf.int32,
+            unknown_token=unknown_token,
+            no_pretokenization=True,
+            support_detokenization=False,
+        )
+        self._map_keys = tf.constant(tables.map_keys)
+        self._map_values = tf.constant(tables.map_values)
+        self._map_lengths = tf.constant(tables.map_lengths)
+        self._source_starts = tf.constant(tables.source_starts)
+        self._source_values = tf.constant(tables.source_values)
+        self._class_starts = tf.constant(tables.class_starts)
+        self._class_values = tf.constant(tables.class_values)
+
+    @classmethod
+    def from_transformers(cls, tokenizer, **kwargs) -> "WordPieceTokenizer":
+        """Builds the layer from a transformers fast tokenizer (its vocab, normalizer and pre-tokenizer)."""
+        backend = tokenizer.backend_tokenizer
+        model = backend.model
+        vocab = backend.get_vocab(with_added_tokens=False)
+        vocabulary = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+        if [vocab[t] for t in vocabulary] != list(range(len(vocabulary))):
+            raise ValueError("the tokenizer's vocabulary ids are not contiguous from 0")
+        tables = normalization.build_normalizer_tables(backend.normalizer, backend.pre_tokenizer)
+        return cls(
+            vocabulary,
+            tables,
+            unknown_token=model.unk_token,
+            suffix_indicator=model.continuing_subword_prefix,
+            max_chars_per_word=model.max_input_chars_per_word,
+            **kwargs,
+        )
+
+    def call(self, texts: tf.Tensor) -> TokenizedText:
+        texts = tf.convert_to_tensor(texts, tf.string)
+        num_texts = tf.shape(texts, out_type=tf.int64)[0]
+        code_points = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
+        char_row_starts = code_points.row_starts()
+        source = code_points.values
+        source_rows = code_points.value_rowids()
+        source_local = tf.range(tf.size(source, out_type=tf.int64)) - tf.gather(char_row_starts, source_rows)
+
+        # Normalize: every original character becomes 0 to 3 normalized characters.
+        source_class = _run_length_lookup(self._source_starts, self._source_values, source)
+        map_index = tf.minimum(
+            tf.searchsorted(self._map_keys, source, side="left"), tf.size(self._map_keys) - 1
+        )
+        mapped = tf.gather(self._map_keys, map_index) == source
+        lengths = tf.where(mapped, tf.gather(self._map_lengths, map_index), 1)
+        lengths = tf.where(source_class == normalization.REMOVED, 0, lengths)
+        origin = tf.repeat(tf.range(tf.size(source)), lengths)  # original char of each normalized char
+        within = tf.range(tf.size(origin)) - tf.gather(_exclusive_cumsum(lengths), origin)
+        replacement = tf.gather_nd(
+            self._map_values, tf.stack([tf.gather(map_index, origin), within], axis=1)
+        )
+        chars = tf.where(tf.gather(mapped, origin), replacement, tf.gather(source, origin))
+        rows = tf.gather(source_rows, origin)
+        local = tf.gather(source_local, origin)
+
+        # Pre-tokenize: whitespace separates words, punctuation and CJK are words of their own.
+        char_class = _run_length_lookup(self._class_starts, self._class_values, chars)
+        char_class = tf.where(
+            tf.gather(source_class, origin) == normalization.ISOLATED, normalization.ISOLATED, char_class
+        )
+        previous_class = tf.concat([[normalization.SEPARATOR], char_class[:-1]], axis=0)
+        previous_row = tf.concat([[-1], rows[:-1]], axis=0)
+        starts_word = (char_class == normalization.ISOLATED) | (
+            (char_class == normalization.WORD_CHAR)
+            & ((previous_class != normalization.WORD_CHAR) | (previous_row != rows))
+        )
+        kept = char_class != normalization.SEPARATOR
+        chars = tf.boolean_mask(chars, kept)
+        rows = tf.boolean_mask(rows, kept)
+        local = tf.boolean_mask(local, kept)
+        word_of_char = tf.cumsum(tf.cast(tf.boolean_mask(starts_word, kept), tf.int32)) - 1
+        num_words = tf.size(tf.unique(word_of_char).y)
+        word_first = tf.math.unsorted_segment_min(tf.range(tf.size(chars)), word_of_char, num_words)
+        word_last = tf.math.unsorted_segment_max(tf.range(tf.size(chars)), word_of_char, num_words)
+        word_rows = tf.gather(rows, word_first)
+        word_start = tf.gather(local, word_first)
+        word_end = tf.gather(local, word_last) + 1
+        words = tf.strings.unicode_encode(
+            tf.RaggedTensor.from_value_rowids(chars, tf.cast(word_of_char, tf.int64), tf.cast(num_words, tf.int64)),
+            "UTF-8",
+        )
+
+        # WordPiece, with offsets turned from bytes within the word into characters of the original.
+        pieces, piece_byte_starts, piece_byte_ends = self._wordpiece.tokenize_with_offsets(words)
+        char_byte_starts = _exclusive_cumsum(_utf8_length(chars))
+        word_byte_base = tf.gather(char_byte_starts, word_first)
+        piece_word = pieces.value_rowids()
+        piece_base = tf.gather(word_byte_base, piece_word)
+        first_char = tf.searchsorted(
+            char_byte_starts, piece_base + tf.cast(piece_byte_starts.values, tf.int32), side="right"
+        ) - 1
+        last_char = tf.searchsorted(
+            char_byte_starts, piece_base + tf.cast(piece_byte_ends.values, tf.int32), side="left"
+        ) - 1
+        piece_ids = pieces.values
+        piece_starts = tf.gather(local, first_char)
+        piece_ends = tf.gather(local, last_char) + 1
+
+        # transformers counts the word limit in characters: such words become a single unknown token.
+        too_long = (word_last - word_first + 1) > self.max_chars_per_word
+        old_splits = pieces.row_splits
+        new_lengths = tf.where(too_long, tf.ones_like(pieces.row_lengths()), pieces.row_lengths())
+        new_splits = tf.concat([[0], tf.cumsum(new_lengths)], axis=0)
+        token_word = tf.repeat(tf.range(num_words, dtype=tf.int64), new_lengths)
+        token_source = tf.gather(old_splits, token_word) + (
+            tf.range(new_splits[-1]) - tf.gather(new_splits, token_word)
+        )
+        token_long = tf.gather(too_long, token_word)
+        token_ids = tf.where(token_long, self.unknown_id, tf.gather(piece_ids, token_source))
+        token_word_start = tf.gather(word_start, token_word)
+        token_word_end = tf.gather(word_end, token_word)
+        token_starts = tf.where(token_long, token_word_start, tf.gather(piece_starts, token_source))
+        token_ends = tf.where(token_long, token_word_end, tf.gather(piece_ends, token_source))
+
+        token_rows = tf.gather(word_rows, token_word)
+
+        def ragged(values: tf.Tensor) -> tf.RaggedTensor:
+            return tf.RaggedTensor.from_value_rowids(values, token_rows, nrows=num_texts)
+
+        return TokenizedText(
+            token_ids=ragged(token_ids),
+            starts=ragged(token_starts),
+            ends=ragged(token_ends),
+            word_starts=ragged(token_word_start),
+            word_ends=ragged(token_word_end),
+        )
+
+
+def invalid_utf8(texts: tf.Tensor) -> tf.Tensor:
+    """[N] bool: True where a string is not valid UTF-8 (re-encoding it would change its bytes)."""
+    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace") != texts
