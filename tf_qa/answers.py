@@ -1,0 +1,138 @@
+"""Merging the spans of every window of an example into its answers, as the pipeline's ``postprocess``.
+
+For each example:
+
+1. every window contributes its best ``2 * top_k + 10`` spans (``top_k`` when ``align_to_words`` is off),
+   each mapped to a character span of the original context;
+2. spans whose answer strings are equal ignoring case are merged into the first one seen, their scores
+   summed (so even the top-1 answer depends on the extra candidates);
+3. with ``handle_impossible_answer`` the empty answer (start = end = 0) is added once, scored with the
+   smallest null score of the example's windows;
+4. answers are sorted by score, best first (ties keep the order they were found in), and cut to ``top_k``.
+
+The result is dense [B, K] with K the largest ``top_k`` of the batch; past an example's real answers the
+rows hold the empty answer, score 0 and start = end = -1.
+
+Example (one example, one window, two spans whose texts differ only in case):
+
+>>> merged = merge_answers(
+...     contexts=tf.constant(["Paris or paris"]), example=tf.constant([0], tf.int64),
+...     char_starts=tf.constant([[0, 9]], tf.int64), char_ends=tf.constant([[5, 14]], tf.int64),
+...     scores=tf.constant([[0.5, 0.25]]), valid=tf.constant([[True, True]]),
+...     null_scores=tf.constant([0.1]), top_k=tf.constant([1]), handle_impossible_answer=tf.constant([False]))
+>>> merged.answer.numpy().tolist(), merged.score.numpy().tolist()
+([[b'Paris']], [[0.75]])
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class Answers(NamedTuple):
+    """[B, K] answers, best first.
+
+    Attributes:
+        answer: tf.string, the answer text (empty for the null answer and for padding).
+        score: float32.
+        start, end: int64 character offsets into the context, end exclusive (0, 0 for the null answer,
+            -1, -1 for padding).
+    """
+
+    answer: tf.Tensor
+    score: tf.Tensor
+    start: tf.Tensor
+    end: tf.Tensor
+
+
+def candidates_per_window(top_k: tf.Tensor, align_to_words: bool) -> tf.Tensor:
+    """The pipeline's ``pre_topk``: spans each window contributes, per example."""
+    return 2 * top_k + 10 if align_to_words else top_k
+
+
+def merge_answers(
+    contexts: tf.Tensor,
+    example: tf.Tensor,
+    char_starts: tf.Tensor,
+    char_ends: tf.Tensor,
+    scores: tf.Tensor,
+    valid: tf.Tensor,
+    null_scores: tf.Tensor,
+    top_k: tf.Tensor,
+    handle_impossible_answer: tf.Tensor,
+) -> Answers:
+    """Merges window spans into each example's top-k answers.
+
+    Args:
+        contexts: [B] tf.string, the original contexts.
+        example: [W] int64, the example of each window (consecutive per example).
+        char_starts, char_ends: [W, k] int64 character spans of the windows' spans, best first.
+        scores: [W, k] float32.
+        valid: [W, k] bool, False for spans not to consider (padding, or past the example's quota).
+        null_scores: [W] float32.
+        top_k: [B] int32, answers wanted per example.
+        handle_impossible_answer: [B] bool.
+
+    Returns:
+        ``Answers`` of shape [B, max(top_k)].
+    """
+    num_examples = tf.shape(contexts, out_type=tf.int64)[0]
+    k = tf.shape(scores, out_type=tf.int64)[1]
+
+    # Spans in the pipeline's order: windows in order, best span first within a window.
+    span_example = tf.boolean_mask(tf.repeat(example[:, tf.newaxis], k, axis=1), valid)
+    span_start = tf.boolean_mask(char_starts, valid)
+    span_end = tf.boolean_mask(char_ends, valid)
+    span_score = tf.boolean_mask(scores, valid)
+    span_text = tf.strings.substr(
+        tf.gather(contexts, span_example), span_start, span_end - span_start, unit="UTF8_CHAR"
+    )
+
+    # Same example and same lower-cased text: one answer, the first one seen, scores summed.
+    key = tf.strings.join(
+        [tf.strings.as_string(span_example), tf.strings.lower(span_text, encoding="utf-8")], separator="\n"
+    )
+    _, group = tf.unique(key, out_idx=tf.int64)
+    num_groups = tf.reduce_max(tf.concat([group + 1, [0]], axis=0))
+    first = tf.math.unsorted_segment_min(tf.range(tf.size(group, out_type=tf.int64)), group, num_groups)
+    answer_example = tf.gather(span_example, first)
+    answer_text = tf.gather(span_text, first)
+    answer_start = tf.gather(span_start, first)
+    answer_end = tf.gather(span_end, first)
+    answer_score = tf.math.unsorted_segment_sum(span_score, group, num_groups)
+
+    # The null answer comes last, scored with the smallest null score of the example's windows.
+    null_example = tf.boolean_mask(tf.range(num_examples), handle_impossible_answer)
+    min_null = tf.math.unsorted_segment_min(null_scores, example, num_examples)
+    answer_example = tf.concat([answer_example, null_example], axis=0)
+    answer_text = tf.concat([answer_text, tf.fill(tf.shape(null_example), "")], axis=0)
+    answer_start = tf.concat([answer_start, tf.zeros_like(null_example)], axis=0)
+    answer_end = tf.concat([answer_end, tf.zeros_like(null_example)], axis=0)
+    answer_score = tf.concat([answer_score, tf.gather(min_null, null_example)], axis=0)
+
+    # Best first within each example; stable sorts keep the found order between equal scores.
+    by_score = tf.argsort(-answer_score, stable=True)
+    order = tf.gather(by_score, tf.argsort(tf.gather(answer_example, by_score), stable=True))
+    answer_example = tf.gather(answer_example, order)
+    counts = tf.math.bincount(answer_example, minlength=num_examples, maxlength=num_examples, dtype=tf.int64)
+    first_of_example = tf.cumsum(counts, exclusive=True)
+
+    top_k = tf.cast(top_k, tf.int64)
+    width = tf.reduce_max(tf.concat([top_k, [0]], axis=0))
+    rank = tf.range(width)[tf.newaxis, :]
+    present = rank < tf.minimum(counts, top_k)[:, tf.newaxis]
+    source = tf.where(present, first_of_example[:, tf.newaxis] + rank, 0)
+
+    def take(values: tf.Tensor, missing) -> tf.Tensor:
+        values = tf.gather(values, order)
+        padded = tf.concat([values, tf.fill([1], tf.constant(missing, values.dtype))], axis=0)
+        return tf.where(present, tf.gather(padded, source), missing)
+
+    return Answers(
+        answer=take(answer_text, ""),
+        score=take(answer_score, 0.0),
+        start=take(answer_start, tf.constant(-1, tf.int64)),
+        end=take(answer_end, tf.constant(-1, tf.int64)),
+    )

@@ -1,0 +1,327 @@
+"""``QuestionAnsweringModel``: a transformers TF QA model with the whole pipeline in the graph.
+
+Raw question and context strings go in; the answer text with its character offsets and score comes out,
+the same as ``transformers.pipeline("question-answering")`` on the same checkpoint. The model has three
+serving signatures (see ``signatures``), every input and output batched along dim 0 so that TF Serving's
+gRPC and REST (row and columnar) formats all work.
+
+Example:
+
+>>> model = QuestionAnsweringModel.from_pretrained("distilbert-base-uncased-distilled-squad")  # doctest: +SKIP
+>>> out = model.answer(tf.constant(["Where do I live?"]), tf.constant(["I live in Paris."]))  # doctest: +SKIP
+>>> out.answer.numpy()[0, 0], out.start.numpy()[0, 0], out.end.numpy()[0, 0]                  # doctest: +SKIP
+(b'Paris', 10, 15)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tf_keras
+
+from tf_qa import answers as answers_lib
+from tf_qa import windows as windows_lib
+from tf_qa.spans import SpanExtractor
+from tf_qa.tokenization import WordPieceTokenizer, invalid_utf8
+
+#: Pipeline defaults.
+DEFAULT_MAX_SEQ_LEN = 384
+DEFAULT_DOC_STRIDE = 128
+DEFAULT_MAX_ANSWER_LEN = 15
+#: Largest ``top_k`` a request may ask for (bounds the [B, K] outputs a client can make the server allocate).
+MAX_TOP_K = 1000
+
+SERVING_DEFAULT = "serving_default"
+TOP_K_SIGNATURE = "answer_top_k"
+TOKEN_SPANS_SIGNATURE = "token_spans"
+
+
+def _check(condition: tf.Tensor, message: str, *data: tf.Tensor) -> tf.Operation:
+    """An assertion whose InvalidArgument error names the problem (and the offending batch indices)."""
+    return tf.debugging.Assert(condition, [message, *data], summarize=20)
+
+
+def _bad_rows(bad: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(tf.where(bad), [-1])
+
+
+class QuestionAnsweringModel(tf_keras.Model):
+    """Extractive QA from raw text: tokenizer, doc-stride windows, QA model, span extractor, merging.
+
+    Args:
+        qa_model: a transformers TF model for question answering taking ``input_ids`` and
+            ``attention_mask`` (``TFDistilBertForQuestionAnswering``).
+        tokenizer: the in-graph tokenizer built from the checkpoint's tokenizer.
+        cls_id, sep_id: ids of [CLS] and [SEP].
+        max_seq_len: tokens per window, special tokens included.
+        doc_stride: tokens shared by consecutive windows.
+        max_answer_len: default longest answer, in tokens.
+        handle_impossible_answer: default for whether the empty answer may be returned.
+        align_to_words: answers start and end on word boundaries (the pipeline's default).
+    """
+
+    def __init__(
+        self,
+        qa_model: tf_keras.Model,
+        tokenizer: WordPieceTokenizer,
+        *,
+        cls_id: int,
+        sep_id: int,
+        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+        doc_stride: int = DEFAULT_DOC_STRIDE,
+        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool = False,
+        align_to_words: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not 0 <= doc_stride < max_seq_len:
+            raise ValueError(f"doc_stride ({doc_stride}) must be in [0, max_seq_len={max_seq_len})")
+        if max_answer_len < 1:
+            raise ValueError(f"max_answer_len ({max_answer_len}) must be at least 1")
+        self.qa_model = qa_model
+        self.tokenizer = tokenizer
+        self.span_extractor = SpanExtractor()
+        self.cls_id = cls_id
+        self.sep_id = sep_id
+        self.max_seq_len = max_seq_len
+        self.doc_stride = doc_stride
+        self.max_answer_len = max_answer_len
+        self.handle_impossible_answer = handle_impossible_answer
+        self.align_to_words = align_to_words
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, from_pt: bool = False, **options: Any) -> "QuestionAnsweringModel":
+        """Loads a transformers QA checkpoint (hub name or local folder) and its fast tokenizer."""
+        from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
+
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
+        qa_model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, from_pt=from_pt)
+        return cls.from_transformers(qa_model, tokenizer, **options)
+
+    @classmethod
+    def from_transformers(cls, qa_model, tokenizer, **options: Any) -> "QuestionAnsweringModel":
+        """Wraps an already loaded transformers TF QA model and fast tokenizer."""
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("a fast (Rust) tokenizer is required: its normalizer defines the in-graph tokenizer")
+        if getattr(tokenizer, "padding_side", "right") != "right":
+            raise ValueError("only question-first tokenizers (padding_side='right') are supported")
+        if "token_type_ids" in tokenizer.model_input_names:
+            raise ValueError(
+                f"{type(qa_model).__name__} takes token_type_ids; only DistilBERT-style models "
+                "(input_ids + attention_mask) are supported"
+            )
+        max_seq_len = options.pop("max_seq_len", min(tokenizer.model_max_length, DEFAULT_MAX_SEQ_LEN))
+        return cls(
+            qa_model,
+            WordPieceTokenizer.from_transformers(tokenizer),
+            cls_id=tokenizer.cls_token_id,
+            sep_id=tokenizer.sep_token_id,
+            max_seq_len=max_seq_len,
+            **options,
+        )
+
+    def get_config(self) -> dict:
+        return {
+            "max_seq_len": self.max_seq_len,
+            "doc_stride": self.doc_stride,
+            "max_answer_len": self.max_answer_len,
+            "handle_impossible_answer": self.handle_impossible_answer,
+            "align_to_words": self.align_to_words,
+        }
+
+    # ------------------------------------------------------------------ computation
+    def logits(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Start and end logits [W, L] of the wrapped model."""
+        outputs = self.qa_model(input_ids=input_ids, attention_mask=attention_mask, training=False)
+        return outputs.start_logits, outputs.end_logits
+
+    def answer(
+        self,
+        question: tf.Tensor,
+        context: tf.Tensor,
+        top_k: tf.Tensor | None = None,
+        max_answer_len: tf.Tensor | None = None,
+        handle_impossible_answer: tf.Tensor | None = None,
+    ) -> answers_lib.Answers:
+        """Answers B questions, each over its context.
+
+        Args:
+            question, context: [B] tf.string, UTF-8.
+            top_k: [B] int32 answers wanted (default 1).
+            max_answer_len: [B] int32 longest answer in tokens (default: the model's).
+            handle_impossible_answer: [B] bool (default: the model's).
+
+        Returns:
+            ``Answers`` [B, max(top_k)].
+
+        Raises:
+            tf.errors.InvalidArgumentError naming the problem for bad input.
+        """
+        question = tf.convert_to_tensor(question, tf.string)
+        context = tf.convert_to_tensor(context, tf.string)
+        batch = tf.shape(question)[0]
+        top_k = tf.ones([batch], tf.int32) if top_k is None else tf.cast(top_k, tf.int32)
+        if max_answer_len is None:
+            max_answer_len = tf.fill([batch], self.max_answer_len)
+        if handle_impossible_answer is None:
+            handle_impossible_answer = tf.fill([batch], self.handle_impossible_answer)
+        max_answer_len = tf.cast(max_answer_len, tf.int32)
+        handle_impossible_answer = tf.cast(handle_impossible_answer, tf.bool)
+
+        sizes = tf.stack(
+            [tf.size(context), tf.size(top_k), tf.size(max_answer_len), tf.size(handle_impossible_answer)]
+        )
+        checks = [
+            _check(
+                tf.reduce_all(sizes == batch),
+                "question, context, top_k, max_answer_len and handle_impossible_answer must all have the same "
+                "batch size; got question batch and then the others:",
+                batch,
+                sizes,
+            )
+        ]
+        with tf.control_dependencies(checks):
+            checks = [
+                _check(tf.reduce_all(top_k >= 1) & tf.reduce_all(top_k <= MAX_TOP_K),
+                       f"top_k must be between 1 and {MAX_TOP_K}; got", top_k),
+                _check(tf.reduce_all(max_answer_len >= 1), "max_answer_len must be at least 1; got", max_answer_len),
+                _check(~tf.reduce_any(invalid_utf8(question)),
+                       "question is not valid UTF-8 at batch index", _bad_rows(invalid_utf8(question))),
+                _check(~tf.reduce_any(invalid_utf8(context)),
+                       "context is not valid UTF-8 at batch index", _bad_rows(invalid_utf8(context))),
+            ]
+        with tf.control_dependencies(checks):
+            texts = tf.identity(tf.concat([question, context], axis=0))
+        tokens = self.tokenizer(texts)
+        question_ids, context_ids = tokens.token_ids[:batch], tokens.token_ids[batch:]
+
+        empty_question = question_ids.row_lengths() == 0
+        empty_context = context_ids.row_lengths() == 0
+        too_long = windows_lib.question_too_long(
+            question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride
+        )
+        checks = [
+            _check(~tf.reduce_any(empty_question),
+                   "question is empty or whitespace-only (no tokens) at batch index", _bad_rows(empty_question)),
+            _check(~tf.reduce_any(empty_context),
+                   "context is empty or whitespace-only (no tokens) at batch index", _bad_rows(empty_context)),
+            _check(~tf.reduce_any(too_long),
+                   f"question is too long: with max_seq_len={self.max_seq_len} and doc_stride={self.doc_stride} "
+                   "no window has room for more than doc_stride context tokens; question tokens at batch index",
+                   _bad_rows(too_long), tf.boolean_mask(question_ids.row_lengths(), too_long)),
+        ]
+        with tf.control_dependencies(checks):
+            question_ids = tf.identity(question_ids)
+        windows = windows_lib.make_windows(
+            question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride,
+            cls_id=self.cls_id, sep_id=self.sep_id,
+        )
+        start_logits, end_logits = self.logits(windows.input_ids, windows.attention_mask)
+
+        quota = tf.gather(answers_lib.candidates_per_window(top_k, self.align_to_words), windows.example)
+        spans = self.span_extractor(
+            start_logits, end_logits, windows.context_mask, windows.attention_mask,
+            tf.gather(max_answer_len, windows.example), tf.reduce_max(quota),
+        )
+        within_quota = tf.range(tf.shape(spans.scores)[1])[tf.newaxis, :] < quota[:, tf.newaxis]
+
+        # Token positions -> character spans of the original context.
+        token_index = tf.gather(windows.context_token, tf.maximum(spans.starts, 0), batch_dims=1)
+        token_end_index = tf.gather(windows.context_token, tf.maximum(spans.ends, 0), batch_dims=1)
+        row_start = tf.gather(context_ids.row_starts(), windows.example)[:, tf.newaxis]
+        if self.align_to_words:
+            starts_source, ends_source = tokens.word_starts[batch:], tokens.word_ends[batch:]
+        else:
+            starts_source, ends_source = tokens.starts[batch:], tokens.ends[batch:]
+        last = tf.maximum(tf.size(starts_source.values, out_type=tf.int64) - 1, 0)
+        char_starts = tf.gather(starts_source.values, tf.clip_by_value(row_start + token_index, 0, last))
+        char_ends = tf.gather(ends_source.values, tf.clip_by_value(row_start + token_end_index, 0, last))
+
+        return answers_lib.merge_answers(
+            contexts=context,
+            example=windows.example,
+            char_starts=tf.cast(char_starts, tf.int64),
+            char_ends=tf.cast(char_ends, tf.int64),
+            scores=spans.scores,
+            valid=spans.valid & within_quota,
+            null_scores=spans.null_scores,
+            top_k=top_k,
+            handle_impossible_answer=handle_impossible_answer,
+        )
+
+    def token_spans(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Best answer span of pre-tokenized windows ``[CLS] question [SEP] context [SEP] 0...``.
+
+        Context positions are those between the first and the second [SEP] (with attention 1). Returns
+        ``start`` and ``end`` [B] int64 token positions (end inclusive; -1 when the window has no context)
+        and ``score`` [B] float32, as the pipeline's ``decode_spans`` with the model's ``max_answer_len``.
+        """
+        input_ids = tf.cast(input_ids, tf.int32)
+        attention_mask = tf.cast(attention_mask, tf.int32)
+        checks = [
+            _check(tf.reduce_all(tf.shape(input_ids) == tf.shape(attention_mask)),
+                   "input_ids and attention_mask must have the same shape; got", tf.shape(input_ids),
+                   tf.shape(attention_mask)),
+            _check(tf.reduce_all((attention_mask == 0) | (attention_mask == 1)), "attention_mask must be 0 or 1"),
+            _check(tf.reduce_all(input_ids >= 0) & tf.reduce_all(input_ids < len(self.tokenizer.vocabulary)),
+                   f"input_ids must be in [0, {len(self.tokenizer.vocabulary)})"),
+        ]
+        with tf.control_dependencies(checks):
+            input_ids = tf.identity(input_ids)
+        sep_seen = tf.cumsum(tf.cast(input_ids == self.sep_id, tf.int32), axis=1, exclusive=True)
+        context_mask = (sep_seen == 1) & (input_ids != self.sep_id) & (attention_mask != 0)
+        start_logits, end_logits = self.logits(input_ids, attention_mask)
+        spans = self.span_extractor(
+            start_logits, end_logits, context_mask, attention_mask,
+            tf.fill(tf.shape(input_ids)[:1], self.max_answer_len), 1,
+        )
+        return {"start": spans.starts[:, 0], "end": spans.ends[:, 0], "score": spans.scores[:, 0]}
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Keras entry point: ``{"question", "context"}`` (optionally ``top_k``, ...) to [B, K] answers."""
+        result = self.answer(
+            inputs["question"], inputs["context"], inputs.get("top_k"), inputs.get("max_answer_len"),
+            inputs.get("handle_impossible_answer"),
+        )
+        return result._asdict()
+
+    # ------------------------------------------------------------------ serving
+    def signatures(self) -> dict[str, Any]:
+        """The three serving signatures, as concrete functions for ``tf.saved_model.save``.
+
+        * ``serving_default``: question, context [B] string -> answer [B] string, score [B] float32,
+          start, end [B] int64 (top-1, export-time defaults).
+        * ``answer_top_k``: question, context [B] string, top_k, max_answer_len [B] int32,
+          handle_impossible_answer [B] bool -> answer, score, start, end [B, K] with K = max(top_k).
+        * ``token_spans``: input_ids, attention_mask [B, L] int32 -> start, end [B] int64, score [B] float32.
+        """
+        text = tf.TensorSpec([None], tf.string)
+
+        @tf.function(input_signature=[text, text])
+        def serving_default(question, context):
+            result = self.answer(question, context)
+            return {name: value[:, 0] for name, value in result._asdict().items()}
+
+        @tf.function(input_signature=[text, text, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
+                                      tf.TensorSpec([None], tf.bool)])
+        def answer_top_k(question, context, top_k, max_answer_len, handle_impossible_answer):
+            return self.answer(question, context, top_k, max_answer_len, handle_impossible_answer)._asdict()
+
+        ids = tf.TensorSpec([None, None], tf.int32)
+
+        @tf.function(input_signature=[ids, ids])
+        def token_spans(input_ids, attention_mask):
+            return self.token_spans(input_ids, attention_mask)
+
+        return {
+            SERVING_DEFAULT: serving_default.get_concrete_function(),
+            TOP_K_SIGNATURE: answer_top_k.get_concrete_function(),
+            TOKEN_SPANS_SIGNATURE: token_spans.get_concrete_function(),
+        }
+
+    def save_for_serving(self, path: str) -> None:
+        """Writes a SavedModel with the serving signatures to ``path``."""
+        tf.saved_model.save(self, path, signatures=self.signatures())
