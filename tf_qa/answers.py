@@ -47,6 +47,17 @@ class Answers(NamedTuple):
     end: tf.Tensor
 
 
+def lower_utf8(texts: tf.Tensor) -> tf.Tensor:
+    """A lower-cased comparison key: equal exactly when Python's ``str.lower`` of the texts are equal.
+
+    ``tf.strings.lower(encoding="utf-8")`` stops at the first NUL character, so NULs are first escaped
+    injectively (byte 0x01 becomes 0x01 0x02, NUL becomes 0x01 0x03); lower-casing leaves those bytes alone.
+    """
+    escaped = tf.strings.regex_replace(texts, "\\x01", "\x01\x02")
+    escaped = tf.strings.regex_replace(escaped, "\\x00", "\x01\x03")
+    return tf.strings.lower(escaped, encoding="utf-8")
+
+
 def candidates_per_window(top_k: tf.Tensor, align_to_words: bool) -> tf.Tensor:
     """The pipeline's ``pre_topk``: spans each window contributes, per example."""
     return 2 * top_k + 10 if align_to_words else top_k
@@ -91,9 +102,7 @@ def merge_answers(
     )
 
     # Same example and same lower-cased text: one answer, the first one seen, scores summed.
-    key = tf.strings.join(
-        [tf.strings.as_string(span_example), tf.strings.lower(span_text, encoding="utf-8")], separator="\n"
-    )
+    key = tf.strings.join([tf.strings.as_string(span_example), lower_utf8(span_text)], separator="\n")
     _, group = tf.unique(key, out_idx=tf.int64)
     num_groups = tf.reduce_max(tf.concat([group + 1, [0]], axis=0))
     first = tf.math.unsorted_segment_min(tf.range(tf.size(group, out_type=tf.int64)), group, num_groups)
@@ -126,13 +135,14 @@ def merge_answers(
     source = tf.where(present, first_of_example[:, tf.newaxis] + rank, 0)
 
     def take(values: tf.Tensor, missing) -> tf.Tensor:
-        values = tf.gather(values, order)
-        padded = tf.concat([values, tf.fill([1], tf.constant(missing, values.dtype))], axis=0)
+        missing = tf.constant(missing, values.dtype)
+        # One trailing entry keeps the gather in range when the batch has no answers at all.
+        padded = tf.concat([tf.gather(values, order), [missing]], axis=0)
         return tf.where(present, tf.gather(padded, source), missing)
 
     return Answers(
         answer=take(answer_text, ""),
         score=take(answer_score, 0.0),
-        start=take(answer_start, tf.constant(-1, tf.int64)),
-        end=take(answer_end, tf.constant(-1, tf.int64)),
+        start=take(answer_start, -1),
+        end=take(answer_end, -1),
     )

@@ -1,0 +1,69 @@
+"""Shared fixtures: a seeded small DistilBERT QA checkpoint, its transformers pipeline and its SavedModel."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SQUAD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad"
+SQUAD_V1 = SQUAD_DIR / "squad-v1.1-dev-part1.json"
+SQUAD_V2 = SQUAD_DIR / "squad-v2.0-dev-part1.json"
+
+
+def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
+    """(question, context) pairs of a SQuAD-format file, in file order."""
+    pairs = []
+    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                pairs.append((qa["question"], paragraph["context"]))
+    return pairs[:limit]
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory) -> str:
+    from tf_qa.checkpoints import make_random_checkpoint
+
+    return make_random_checkpoint(tmp_path_factory.mktemp("checkpoint"), seed=1234)
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(checkpoint_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(checkpoint_dir)
+
+
+@pytest.fixture(scope="session")
+def pipe(checkpoint_dir):
+    from transformers import pipeline
+
+    # dtype=None: without it transformers 4.57.6 needs torch even for framework="tf".
+    return pipeline("question-answering", model=checkpoint_dir, tokenizer=checkpoint_dir, framework="tf", dtype=None)
+
+
+@pytest.fixture(scope="session")
+def qa_model(checkpoint_dir):
+    from tf_qa.model import QuestionAnsweringModel
+
+    return QuestionAnsweringModel.from_pretrained(checkpoint_dir)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(qa_model, tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("saved_model") / "1")
+    qa_model.save_for_serving(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def saved_model(saved_model_dir):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  registers the TF Text ops the graph uses
+
+    return tf.saved_model.load(saved_model_dir)

@@ -1,0 +1,122 @@
+"""Comparing tf-qa's answers with ``transformers.pipeline("question-answering")`` on the same checkpoint.
+
+A case is one (question, context, top_k, handle_impossible_answer). It is
+
+* ``identical``: for every answer the pipeline returns with a score above 0, ours at the same rank has the
+  same text, start and end, and a score within ``SCORE_TOLERANCE``;
+* ``tie``: it differs, but the pipeline's own scores of the two differing spans are within
+  ``SCORE_TOLERANCE`` (a float tie that either side may break);
+* ``differs``: anything else.
+
+Answers the pipeline returns with score 0 (artifacts of its [CLS] handling when a window has fewer valid spans
+than candidates asked for) are counted as ``zero_artifacts`` and not compared.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+SCORE_TOLERANCE = 1e-4
+REQUIRED_AGREEMENT = 0.995
+
+
+@dataclasses.dataclass
+class ParityCounts:
+    identical: int = 0
+    tie: int = 0
+    differs: int = 0
+    zero_artifacts: int = 0
+    examples: list = dataclasses.field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.identical + self.tie + self.differs
+
+    @property
+    def agreement(self) -> float:
+        return (self.identical + self.tie) / max(self.total, 1)
+
+    def summary(self, name: str) -> str:
+        return (
+            f"{name}: {self.total} cases, {self.identical} identical, {self.tie} float ties, "
+            f"{self.differs} differ ({100 * self.agreement:.2f}% agree); "
+            f"{self.zero_artifacts} pipeline score-0 artifacts not compared"
+        )
+
+
+def as_list(result) -> list[dict]:
+    return result if isinstance(result, list) else [result]
+
+
+def saved_model_answers(signature, questions, contexts, *, top_k, handle_impossible_answer, batch_size=32):
+    """Runs the ``answer_top_k`` signature in batches; returns per case a list of answer dicts (no padding)."""
+    results = []
+    for begin in range(0, len(questions), batch_size):
+        q = questions[begin : begin + batch_size]
+        c = contexts[begin : begin + batch_size]
+        n = len(q)
+        out = signature(
+            question=tf.constant(q), context=tf.constant(c), top_k=tf.fill([n], top_k),
+            max_answer_len=tf.fill([n], 15), handle_impossible_answer=tf.fill([n], handle_impossible_answer),
+        )
+        out = {key: value.numpy() for key, value in out.items()}
+        for row in range(n):
+            answers = []
+            for rank in range(out["answer"].shape[1]):
+                if out["start"][row, rank] == -1:
+                    break
+                answers.append({
+                    "answer": out["answer"][row, rank].decode("utf-8"),
+                    "score": float(out["score"][row, rank]),
+                    "start": int(out["start"][row, rank]),
+                    "end": int(out["end"][row, rank]),
+                })
+            results.append(answers)
+    return results
+
+
+def _same(a: dict, b: dict) -> bool:
+    return (a["answer"], a["start"], a["end"]) == (b["answer"], b["start"], b["end"]) and abs(
+        a["score"] - b["score"]
+    ) <= SCORE_TOLERANCE
+
+
+def compare(pipe, signature, questions, contexts, *, top_k, handle_impossible_answer) -> ParityCounts:
+    """Counts identical, tied and differing cases over all pairs."""
+    ours_all = saved_model_answers(
+        signature, questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer
+    )
+    counts = ParityCounts()
+    for question, context, ours in zip(questions, contexts, ours_all):
+        theirs = as_list(pipe(question=question, context=context, top_k=top_k,
+                              handle_impossible_answer=handle_impossible_answer))
+        compared = [(rank, t) for rank, t in enumerate(theirs) if t["score"] > 0.0]
+        counts.zero_artifacts += len(theirs) - len(compared)
+        mismatched = [(rank, t) for rank, t in compared if rank >= len(ours) or not _same(ours[rank], t)]
+        if not mismatched:
+            counts.identical += 1
+            continue
+        # A float tie: the pipeline scores our span (asked for more candidates) within tolerance of its own.
+        wider = as_list(pipe(question=question, context=context, top_k=top_k + 10,
+                             handle_impossible_answer=handle_impossible_answer))
+        def pipeline_score(answer):
+            for candidate in wider:
+                if (candidate["start"], candidate["end"]) == (answer["start"], answer["end"]):
+                    return candidate["score"]
+            return None
+        tied = all(
+            rank < len(ours)
+            and (score := pipeline_score(ours[rank])) is not None
+            and abs(score - t["score"]) <= SCORE_TOLERANCE
+            for rank, t in mismatched
+        )
+        if tied:
+            counts.tie += 1
+        else:
+            counts.differs += 1
+            counts.examples.append({"question": question, "context": context[:200], "ours": ours, "pipeline": theirs})
+    return counts

@@ -1,0 +1,44 @@
+"""The SavedModel answers as transformers.pipeline("question-answering") does, on the same checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SQUAD_V1, squad_pairs
+from parity import REQUIRED_AGREEMENT, compare
+from texts import long_context_cases, non_ascii_cases
+
+CONFIGS = [(1, False), (1, True), (3, False), (3, True)]
+
+
+def _check(pipe, saved_model, cases, name, top_k, handle):
+    questions = [q for q, _ in cases]
+    contexts = [c for _, c in cases]
+    counts = compare(pipe, saved_model.signatures["answer_top_k"], questions, contexts,
+                     top_k=top_k, handle_impossible_answer=handle)
+    print(counts.summary(f"{name} top_k={top_k} handle_impossible_answer={handle}"))
+    for example in counts.examples[:5]:
+        print("  differs:", example)
+    assert counts.total == len(cases)
+    assert counts.agreement >= REQUIRED_AGREEMENT, counts.summary(name)
+
+
+@pytest.mark.parametrize("top_k,handle", CONFIGS)
+def test_squad_v1_first_1000(pipe, saved_model, top_k, handle):
+    if not SQUAD_V1.exists():
+        pytest.skip(f"{SQUAD_V1} is absent")
+    _check(pipe, saved_model, squad_pairs(SQUAD_V1, 1000), "squad-v1.1[:1000]", top_k, handle)
+
+
+@pytest.mark.parametrize("top_k,handle", CONFIGS)
+def test_long_contexts(pipe, saved_model, hf_tokenizer, top_k, handle):
+    cases = long_context_cases(hf_tokenizer)
+    windows = {len(hf_tokenizer(q, c, truncation="only_second", max_length=384, stride=128,
+                                return_overflowing_tokens=True)["input_ids"]) for q, c in cases}
+    assert windows == set(range(2, 11)), windows
+    _check(pipe, saved_model, cases, "long contexts (2-10 windows)", top_k, handle)
+
+
+@pytest.mark.parametrize("top_k,handle", CONFIGS)
+def test_non_ascii(pipe, saved_model, top_k, handle):
+    _check(pipe, saved_model, non_ascii_cases(), "non-ASCII", top_k, handle)
