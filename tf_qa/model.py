@@ -322,6 +322,10 @@ class QuestionAnsweringModel(tf_keras.Model):
             TOKEN_SPANS_SIGNATURE: token_spans.get_concrete_function(),
         }
 
+    def attach_vocabulary(self, vocab_file) -> None:
+        """Tracks the vocab file as a SavedModel asset (it lands in ``assets/``) for people and tools."""
+        self.vocabulary_asset = tf.saved_model.Asset(str(vocab_file))
+
     def save_for_serving(self, path: str) -> None:
         """Writes a SavedModel with the serving signatures to ``path``."""
         tf.saved_model.save(self, path, signatures=self.signatures())

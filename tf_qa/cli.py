@@ -1,0 +1,135 @@
+"""``tf-qa``: export a checkpoint for TF Serving, serve it, ask it questions.
+
+    tf-qa export --model distilbert-base-uncased-distilled-squad --output export/distilbert-squad
+    tf-qa serve --model-base-path export/distilbert-squad --model-name distilbert-squad --port 8500
+    tf-qa ask --target localhost:8500 --model-name distilbert-squad --question "..." --context "..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _export(args) -> int:
+    from tf_qa.export import ExportError, export_model
+
+    checkpoint = args.model
+    if args.demo:
+        from tf_qa.checkpoints import make_random_checkpoint
+
+        print("WARNING: exporting a random-weights DEMO model: its answers are meaningless.", file=sys.stderr)
+        checkpoint = make_random_checkpoint(tempfile.mkdtemp(prefix="tf-qa-demo-"), seed=0)
+    elif not checkpoint:
+        print("tf-qa export: --model or --demo is required", file=sys.stderr)
+        return 2
+    try:
+        export_model(checkpoint, args.output, version=args.version, force=args.force, from_pt=args.from_pt,
+                     model_name=args.model_name, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride,
+                     max_answer_len=args.max_answer_len)
+    except ExportError as error:
+        print(f"tf-qa export: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tf-qa export: interrupted; nothing was published", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _serve(args) -> int:
+    from tf_qa.server import ModelServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        server = ModelServer(args.model_base_path, args.model_name, port=args.port, host=args.host,
+                             versions=args.versions, poll_seconds=args.poll_seconds).start()
+    except (RuntimeError, OSError) as error:
+        print(f"tf-qa serve: {error}", file=sys.stderr)
+        return 1
+    print(f"serving {args.model_name} versions {server.repository.statuses()} on {args.host}:{server.port}", flush=True)
+    server.wait()
+    return 0
+
+
+def _ask(args) -> int:
+    from tf_qa.client import QAClient
+    from tf_qa.errors import TFQAError
+
+    if args.context_file:
+        with open(args.context_file, encoding="utf-8") as handle:
+            context = handle.read()
+    else:
+        context = args.context
+    try:
+        with QAClient(args.target, args.model_name, timeout=args.timeout) as client:
+            result = client.answer(args.question, context, top_k=args.top_k, max_answer_len=args.max_answer_len,
+                                   handle_impossible_answer=args.handle_impossible_answer)
+    except TFQAError as error:
+        print(f"tf-qa ask: {error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"tf-qa ask: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    for rank, answer in enumerate(result if isinstance(result, list) else [result], 1):
+        print(f"{rank}. {answer['answer']!r}  score {answer['score']:.4f}  chars {answer['start']}:{answer['end']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tf-qa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export = commands.add_parser("export", help="export a DistilBERT QA checkpoint for TF Serving")
+    export.add_argument("--model", help="hub name or local folder of the checkpoint")
+    export.add_argument("--demo", action="store_true", help="export a small random-weights demo model instead")
+    export.add_argument("--output", required=True, help="model repository folder, e.g. export/NAME")
+    export.add_argument("--model-name", help="model name in the warmup requests (default: the output folder's name)")
+    export.add_argument("--version", type=int, help="version number (default: the next one)")
+    export.add_argument("--force", action="store_true", help="overwrite an existing version")
+    export.add_argument("--from-pt", action="store_true", help="the checkpoint has PyTorch weights")
+    export.add_argument("--max-seq-len", type=int, default=384)
+    export.add_argument("--doc-stride", type=int, default=128)
+    export.add_argument("--max-answer-len", type=int, default=15)
+    export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="serve an exported model over TF Serving's gRPC API (development)")
+    serve.add_argument("--model-base-path", required=True)
+    serve.add_argument("--model-name", required=True)
+    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--versions", type=int, nargs="*", help="versions to serve (default: the newest)")
+    serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    serve.set_defaults(run=_serve)
+
+    ask = commands.add_parser("ask", help="ask a served model a question")
+    ask.add_argument("--target", required=True, help="host:port (comma-separated for several)")
+    ask.add_argument("--model-name", required=True)
+    ask.add_argument("--question", required=True)
+    source = ask.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context")
+    source.add_argument("--context-file")
+    ask.add_argument("--top-k", type=int, default=1)
+    ask.add_argument("--max-answer-len", type=int, default=15)
+    ask.add_argument("--handle-impossible-answer", action="store_true")
+    ask.add_argument("--timeout", type=float, default=30.0)
+    ask.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    ask.set_defaults(run=_ask)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""gRPC client for a tf-qa model served by TensorFlow Serving (or ``tf-qa serve``).
+
+As easy as the pipeline, as solid as a production gRPC client: one channel per target reused across calls,
+a deadline on every call, retries with exponential backoff on UNAVAILABLE only, TLS and per-call metadata
+(an auth token), round-robin over several targets (long-lived HTTP/2 connections defeat L4 balancers), and
+gRPC errors turned into ``tf_qa.errors`` exceptions that carry the server's message.
+
+Example:
+
+>>> with QAClient("localhost:8500", "distilbert-squad") as client:            # doctest: +SKIP
+...     client.answer("Where do I live?", "I live in Paris.")
+{'answer': 'Paris', 'score': 0.98, 'start': 10, 'end': 15}
+
+``AsyncQAClient`` has the same methods as coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from typing import Any, Sequence
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tf_qa import errors
+from tensorflow import make_ndarray, make_tensor_proto
+
+TOP_K_SIGNATURE = "answer_top_k"
+TOKEN_SPANS_SIGNATURE = "token_spans"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_ANSWER_LEN = 15
+
+
+def _targets(target: str | Sequence[str]) -> list[str]:
+    targets = [t.strip() for t in (target.split(",") if isinstance(target, str) else target) if t.strip()]
+    if not targets:
+        raise ValueError("at least one target (host:port) is required")
+    return targets
+
+
+def _channel_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # Spread calls over every address a DNS name resolves to, not just the first.
+        ("grpc.lb_policy_name", "round_robin"),
+    ]
+
+
+class _RequestBuilder:
+    """Request and response conversion shared by the sync and async clients."""
+
+    def __init__(self, model_name: str, version: int | None, version_label: str | None):
+        if version is not None and version_label is not None:
+            raise ValueError("give version or version_label, not both")
+        self.model_name = model_name
+        self.version = version
+        self.version_label = version_label
+
+    def _spec(self, spec) -> None:
+        spec.name = self.model_name
+        if self.version is not None:
+            spec.version.value = self.version
+        if self.version_label is not None:
+            spec.version_label = self.version_label
+
+    def answer_request(self, questions, contexts, top_k, max_answer_len, handle_impossible_answer):
+        if len(questions) != len(contexts):
+            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+        if not questions:
+            raise ValueError("at least one question is required")
+        n = len(questions)
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec)
+        request.model_spec.signature_name = TOP_K_SIGNATURE
+        encode = lambda texts: np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts],  # noqa: E731
+                                        dtype=object)
+        request.inputs["question"].CopyFrom(make_tensor_proto(encode(questions)))
+        request.inputs["context"].CopyFrom(make_tensor_proto(encode(contexts)))
+        request.inputs["top_k"].CopyFrom(make_tensor_proto(np.full([n], top_k, np.int32)))
+        request.inputs["max_answer_len"].CopyFrom(make_tensor_proto(np.full([n], max_answer_len, np.int32)))
+        request.inputs["handle_impossible_answer"].CopyFrom(
+            make_tensor_proto(np.full([n], handle_impossible_answer, bool)))
+        return request
+
+    @staticmethod
+    def answers(response, top_k: int) -> list:
+        out = {k: make_ndarray(v) for k, v in response.outputs.items()}
+        results = []
+        for row in range(out["answer"].shape[0]):
+            answers = [
+                {
+                    "answer": out["answer"][row, rank].decode("utf-8"),
+                    "score": float(out["score"][row, rank]),
+                    "start": int(out["start"][row, rank]),
+                    "end": int(out["end"][row, rank]),
+                }
+                for rank in range(out["answer"].shape[1])
+                if out["start"][row, rank] != -1
+            ]
+            results.append(answers[0] if top_k == 1 and answers else answers)
+        return results
+
+    def spans_request(self, input_ids, attention_mask):
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec)
+        request.model_spec.signature_name = TOKEN_SPANS_SIGNATURE
+        request.inputs["input_ids"].CopyFrom(make_tensor_proto(np.asarray(input_ids, np.int32)))
+        request.inputs["attention_mask"].CopyFrom(make_tensor_proto(np.asarray(attention_mask, np.int32)))
+        return request
+
+    @staticmethod
+    def spans(response) -> dict:
+        return {k: make_ndarray(v).tolist() for k, v in response.outputs.items()}
+
+    def metadata_request(self):
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._spec(request.model_spec)
+        request.metadata_field.append("signature_def")
+        return request
+
+    @staticmethod
+    def metadata(response) -> dict:
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        describe = lambda infos: {  # noqa: E731
+            name: {"dtype": info.dtype, "shape": [d.size for d in info.tensor_shape.dim]} for name, info in infos.items()
+        }
+        return {
+            "model": response.model_spec.name,
+            "version": response.model_spec.version.value,
+            "signatures": {
+                name: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+                for name, sig in signature_map.signature_def.items()
+            },
+        }
+
+    def status_request(self):
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(request.model_spec)
+        return request
+
+    @staticmethod
+    def status(response) -> list[dict]:
+        return [
+            {"version": s.version, "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state)}
+            for s in response.model_version_status
+        ]
+
+
+class _ClientBase:
+    def __init__(self, target, model_name, *, version=None, version_label=None, timeout=30.0, credentials=None,
+                 metadata=None, retries=3, backoff=0.1):
+        self.targets = _targets(target)
+        self.builder = _RequestBuilder(model_name, version, version_label)
+        self.timeout = timeout
+        self.credentials = credentials
+        self.metadata = tuple(metadata or ())
+        self.retries = retries
+        self.backoff = backoff
+        self._next = itertools.cycle(range(len(self.targets)))
+
+    def _delay(self, attempt: int) -> float:
+        return self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+
+    def _error(self, error: grpc.RpcError, target: str, started: float) -> errors.TFQAError:
+        return errors.from_grpc(error, target=target, elapsed=time.monotonic() - started)
+
+
+class QAClient(_ClientBase):
+    """Synchronous client; use as a context manager or call ``close``.
+
+    Args:
+        target: ``host:port``, or several (a list or comma-separated) to round-robin over.
+        model_name: the served model's name.
+        version, version_label: pin a version (default: the server's choice, the newest).
+        timeout: deadline of every call, in seconds (retries included).
+        credentials: ``grpc.ssl_channel_credentials(...)`` for TLS; plaintext when None.
+        metadata: per-call metadata, e.g. ``[("authorization", "Bearer TOKEN")]``.
+        retries: extra attempts on UNAVAILABLE (never on INVALID_ARGUMENT or other errors).
+        backoff: first retry delay in seconds, doubled each attempt, with jitter.
+    """
+
+    def __init__(self, target: str | Sequence[str], model_name: str, **options: Any):
+        super().__init__(target, model_name, **options)
+        make = (lambda t: grpc.secure_channel(t, self.credentials, _channel_options())) if self.credentials else (
+            lambda t: grpc.insecure_channel(t, _channel_options()))
+        self._channels = [make(t) for t in self.targets]
+        self._predict = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
+        self._models = [model_service_pb2_grpc.ModelServiceStub(c) for c in self._channels]
+
+    def _call(self, stubs: list, method: str, request):
+        started = time.monotonic()
+        deadline = started + self.timeout
+        for attempt in itertools.count():
+            index = next(self._next)
+            try:
+                return getattr(stubs[index], method)(
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.metadata)
+            except grpc.RpcError as error:
+                retry = error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries
+                pause = self._delay(attempt)
+                if not retry or time.monotonic() + pause >= deadline:
+                    raise self._error(error, self.targets[index], started) from None
+                time.sleep(pause)
+
+    def answer(self, question: str, context: str, *, top_k: int = 1, max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+               handle_impossible_answer: bool = False) -> dict | list[dict]:
+        """The pipeline's result: ``{"answer", "score", "start", "end"}``, a list of them when top_k > 1."""
+        return self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
+                                 handle_impossible_answer=handle_impossible_answer)[0]
+
+    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], *, top_k: int = 1,
+                     max_answer_len: int = DEFAULT_MAX_ANSWER_LEN, handle_impossible_answer: bool = False) -> list:
+        """Answers many (question, context) pairs in one request; results in order."""
+        request = self.builder.answer_request(questions, contexts, top_k, max_answer_len, handle_impossible_answer)
+        return self.builder.answers(self._call(self._predict, "Predict", request), top_k)
+
+    def spans(self, input_ids, attention_mask) -> dict:
+        """Token-level signature: ``{"start", "end", "score"}`` lists, one per row of ``input_ids``."""
+        return self.builder.spans(self._call(self._predict, "Predict", self.builder.spans_request(input_ids, attention_mask)))
+
+    def metadata(self) -> dict:
+        """The model's signatures (inputs and outputs with dtype and shape)."""
+        return self.builder.metadata(self._call(self._predict, "GetModelMetadata", self.builder.metadata_request()))
+
+    def status(self) -> list[dict]:
+        """``[{"version": N, "state": "AVAILABLE"}, ...]``."""
+        return self.builder.status(self._call(self._models, "GetModelStatus", self.builder.status_request()))
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def __enter__(self) -> "QAClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncQAClient(_ClientBase):
+    """The asyncio twin of ``QAClient``: the same arguments and methods, as coroutines."""
+
+    def __init__(self, target: str | Sequence[str], model_name: str, **options: Any):
+        super().__init__(target, model_name, **options)
+        make = (lambda t: grpc.aio.secure_channel(t, self.credentials, _channel_options())) if self.credentials else (
+            lambda t: grpc.aio.insecure_channel(t, _channel_options()))
+        self._channels = [make(t) for t in self.targets]
+        self._predict = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
+        self._models = [model_service_pb2_grpc.ModelServiceStub(c) for c in self._channels]
+
+    async def _call(self, stubs: list, method: str, request):
+        started = time.monotonic()
+        deadline = started + self.timeout
+        for attempt in itertools.count():
+            index = next(self._next)
+            try:
+                return await getattr(stubs[index], method)(
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.metadata)
+            except grpc.RpcError as error:
+                retry = error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries
+                pause = self._delay(attempt)
+                if not retry or time.monotonic() + pause >= deadline:
+                    raise self._error(error, self.targets[index], started) from None
+                await asyncio.sleep(pause)
+
+    async def answer(self, question: str, context: str, *, top_k: int = 1,
+                     max_answer_len: int = DEFAULT_MAX_ANSWER_LEN, handle_impossible_answer: bool = False):
+        return (await self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
+                                        handle_impossible_answer=handle_impossible_answer))[0]
+
+    async def answer_batch(self, questions, contexts, *, top_k: int = 1, max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+                           handle_impossible_answer: bool = False) -> list:
+        request = self.builder.answer_request(questions, contexts, top_k, max_answer_len, handle_impossible_answer)
+        return self.builder.answers(await self._call(self._predict, "Predict", request), top_k)
+
+    async def spans(self, input_ids, attention_mask) -> dict:
+        request = self.builder.spans_request(input_ids, attention_mask)
+        return self.builder.spans(await self._call(self._predict, "Predict", request))
+
+    async def metadata(self) -> dict:
+        return self.builder.metadata(await self._call(self._predict, "GetModelMetadata", self.builder.metadata_request()))
+
+    async def status(self) -> list[dict]:
+        return self.builder.status(await self._call(self._models, "GetModelStatus", self.builder.status_request()))
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def __aenter__(self) -> "AsyncQAClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

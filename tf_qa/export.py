@@ -1,0 +1,272 @@
+"""Export a transformers QA checkpoint into a TF Serving model repository, atomically.
+
+``export_model`` writes ``OUTPUT/<version>/`` with ``saved_model.pb``, ``variables/``, ``assets/`` (the vocab
+the in-graph tokenizer was built from), ``assets.extra/tf_serving_warmup_requests`` (PredictionLog records for
+every signature at batch sizes 1 and 8, one with a multi-window context) and ``assets.extra/tf_qa_export.json``
+(source checkpoint, library versions, export options).
+
+The version is built in a hidden, non-numeric folder inside ``OUTPUT`` (TF Serving only loads numeric
+folders), checked by reloading it through the TF1 session path as tensorflow_model_server does, and only then
+renamed into place: a crash, Ctrl-C, SIGTERM or a failed check leaves nothing a server could load.
+
+Example:
+
+>>> export_model("distilbert-base-uncased-distilled-squad", "export/distilbert-squad")  # doctest: +SKIP
+PosixPath('export/distilbert-squad/1')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+METADATA_FILE = "tf_qa_export.json"
+
+_WARMUP_QUESTION = "What is the capital of France?"
+_WARMUP_CONTEXT = "Paris is the capital and most populous city of France, on the Seine."
+
+
+class ExportError(Exception):
+    """An export that cannot be done; the message says why."""
+
+
+def next_version(output: Path) -> int:
+    versions = [int(p.name) for p in output.iterdir() if p.name.isdigit()] if output.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def check_output(output: Path, version: int | None, force: bool) -> int:
+    """Validates the repository folder and returns the version to write."""
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"output {output} exists and is not a folder")
+    output.mkdir(parents=True, exist_ok=True)
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ExportError(f"output folder {output} is not writable")
+    version = next_version(output) if version is None else version
+    if version < 1:
+        raise ExportError(f"version must be a positive integer, got {version}")
+    if (output / str(version)).exists() and not force:
+        raise ExportError(f"version {version} already exists in {output}; pass --force to overwrite it")
+    return version
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Lets SIGTERM unwind like Ctrl-C, so the temporary folder is removed."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def warmup_requests(model_name: str) -> list:
+    """PredictRequests for every signature at batch sizes 1 and 8, including a multi-window context."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    from tf_qa.model import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+
+    long_context = " ".join([_WARMUP_CONTEXT] * 60)  # about 1,000 tokens: several windows
+    requests = []
+    for batch in (1, 8):
+        questions = np.array([_WARMUP_QUESTION.encode()] * batch, dtype=object)
+        contexts = np.array([(long_context if i == batch - 1 else _WARMUP_CONTEXT).encode() for i in range(batch)],
+                            dtype=object)
+        inputs_by_signature = {
+            SERVING_DEFAULT: {"question": questions, "context": contexts},
+            TOP_K_SIGNATURE: {"question": questions, "context": contexts,
+                              "top_k": np.full([batch], 3, np.int32), "max_answer_len": np.full([batch], 15, np.int32),
+                              "handle_impossible_answer": np.full([batch], True)},
+            TOKEN_SPANS_SIGNATURE: {"input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32),
+                                                         [batch, 1]),
+                                    "attention_mask": np.ones([batch, 6], np.int32)},
+        }
+        for signature, inputs in inputs_by_signature.items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            requests.append(request)
+    return requests
+
+
+def write_warmup(path: Path, requests: list) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for request in requests:
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def read_warmup(path: Path) -> list:
+    """The PredictRequests of a warmup file (raises if a record is not a PredictionLog)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    requests = []
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        requests.append(log.predict_log.request)
+    return requests
+
+
+def run_requests(version_dir: Path, requests: list) -> list[dict]:
+    """Runs PredictRequests through a TF1 session on the signature tensor names, as TF Serving does."""
+    import tensorflow as tf
+
+    from tf_qa.server import load_session
+
+    session, signatures = load_session(str(version_dir))
+    results = []
+    try:
+        for request in requests:
+            signature = signatures[request.model_spec.signature_name or "serving_default"]
+            feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            names = sorted(signature.outputs)
+            values = session.run([signature.outputs[n].name for n in names], feeds)
+            results.append(dict(zip(names, values)))
+    finally:
+        session.close()
+    return results
+
+
+def export_model(
+    checkpoint: str,
+    output: str | os.PathLike,
+    *,
+    version: int | None = None,
+    force: bool = False,
+    from_pt: bool = False,
+    model_name: str | None = None,
+    max_seq_len: int = 384,
+    doc_stride: int = 128,
+    max_answer_len: int = 15,
+    report: Callable[[str], None] = print,
+) -> Path:
+    """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
+
+    Raises:
+        ExportError: with a message naming the problem; nothing is left behind.
+    """
+    output = Path(output)
+    version = check_output(output, version, force)
+    model_name = model_name or output.name
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=output))
+    stage_started = time.monotonic()
+
+    def stage(name: str) -> None:
+        nonlocal stage_started
+        now = time.monotonic()
+        report(f"[{name}] done in {now - stage_started:.1f}s")
+        stage_started = now
+
+    try:
+        with _sigterm_as_interrupt():
+            report(f"[load] {checkpoint}")
+            qa_model, tokenizer = _load(checkpoint, from_pt)
+            stage("load")
+            from tf_qa.model import QuestionAnsweringModel
+
+            try:
+                model = QuestionAnsweringModel.from_transformers(
+                    qa_model, tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride, max_answer_len=max_answer_len)
+            except ValueError as error:
+                raise ExportError(str(error)) from None
+            vocab_dir = staging / "vocab"
+            tokenizer.save_vocabulary(str(vocab_dir.mkdir() or vocab_dir))
+            model.attach_vocabulary(next(vocab_dir.iterdir()))
+            stage("build")
+            saved = staging / "model"
+            model.save_for_serving(str(saved))
+            shutil.rmtree(vocab_dir)
+            stage("save")
+            requests = warmup_requests(model_name)
+            write_warmup(saved / "assets.extra" / WARMUP_FILE, requests)
+            _write_metadata(saved / "assets.extra" / METADATA_FILE, checkpoint, model)
+            stage("warmup")
+            _self_check(model, saved, requests)
+            stage("self-check")
+            final = output / str(version)
+            if final.exists():  # only with force
+                shutil.rmtree(final)
+            os.rename(saved, final)
+            stage("publish")
+            report(f"exported {checkpoint} to {final}")
+            return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load(checkpoint: str, from_pt: bool):
+    from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
+
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError) as error:
+        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {error}") from None
+    if config.model_type != "distilbert":
+        raise ExportError(
+            f"{checkpoint!r} is a {config.model_type!r} model; tf-qa exports DistilBERT question-answering "
+            "checkpoints (models that take token_type_ids, like BERT, are not supported)")
+    architectures = config.architectures or []
+    if architectures and not any(a.endswith("ForQuestionAnswering") for a in architectures):
+        raise ExportError(f"{checkpoint!r} is not a question-answering model (architectures: {architectures})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
+        qa_model = TFAutoModelForQuestionAnswering.from_pretrained(checkpoint, from_pt=from_pt)
+    except (OSError, ValueError) as error:
+        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {error}") from None
+    return qa_model, tokenizer
+
+
+def _write_metadata(path: Path, checkpoint: str, model) -> None:
+    import tensorflow as tf
+    import tensorflow_text
+    import transformers
+
+    metadata = {
+        "source_checkpoint": checkpoint,
+        "versions": {"tensorflow": tf.__version__, "tensorflow_text": tensorflow_text.__version__,
+                     "transformers": transformers.__version__},
+        "options": model.get_config(),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+
+
+def _self_check(model, saved: Path, requests: list) -> None:
+    """Reloads through the TF1 session path, answers the warmup requests, compares with the source model."""
+    from tf_qa.model import TOKEN_SPANS_SIGNATURE
+
+    results = run_requests(saved, requests)
+    for request, result in zip(requests, results):
+        if request.model_spec.signature_name != TOKEN_SPANS_SIGNATURE:
+            continue
+        import tensorflow as tf
+
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        expected = model.token_spans(inputs["input_ids"], inputs["attention_mask"])
+        if not np.allclose(result["score"], expected["score"].numpy(), atol=1e-4) or not np.array_equal(
+                result["start"], expected["start"].numpy()):
+            raise ExportError("self-check failed: the SavedModel's spans differ from the source model's")

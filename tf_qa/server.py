@@ -1,0 +1,343 @@
+"""A small server that speaks TensorFlow Serving's gRPC API, for development, tests and machines without
+``tensorflow_model_server``. **Production uses the stock tensorflow_model_server**; this server runs a
+SavedModel the way it does (TF1 session, the signature's tensor names) so that the same client and the same
+end-to-end tests work against both.
+
+What it serves, for one model:
+
+* ``PredictionService.Predict`` and ``GetModelMetadata`` (``signature_def``); ``Classify``, ``Regress`` and
+  ``MultiInference`` answer UNIMPLEMENTED.
+* ``ModelService.GetModelStatus``.
+* gRPC health checking (``grpc.health.v1``) and server reflection.
+
+It loads the newest numeric version folder under the base path (or the versions asked for), polls for new
+ones and swaps to them without failing requests in flight, validates requests as TF Serving does (missing or
+extra inputs, wrong dtype: INVALID_ARGUMENT) and stops cleanly on SIGTERM.
+
+Example:
+
+>>> server = ModelServer("export/demo", "demo", port=0)       # doctest: +SKIP
+>>> server.start(); print(server.port)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers the TF Text ops of the graph, as tensorflow_model_server links them
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+log = logging.getLogger("tf_qa.server")
+
+#: Message size limit, past gRPC's 4 MB default (long contexts in large batches).
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+def version_folders(base_path: str) -> list[int]:
+    """Numeric version folders that hold a complete SavedModel, oldest first."""
+    if not os.path.isdir(base_path):
+        return []
+    versions = []
+    for name in os.listdir(base_path):
+        if name.isdigit() and os.path.isfile(os.path.join(base_path, name, "saved_model.pb")):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+@dataclass
+class LoadedVersion:
+    """One version's TF1 session; ``users`` counts requests in flight so a swap never closes it under them."""
+
+    version: int
+    session: tf.compat.v1.Session
+    signatures: dict
+    users: int = 0
+    retired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def acquire(self) -> bool:
+        with self.lock:
+            if self.retired:
+                return False
+            self.users += 1
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            close = self.retired and self.users == 0
+        if close:
+            self.session.close()
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+            close = self.users == 0
+        if close:
+            self.session.close()
+
+
+def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
+    """Loads a SavedModel as tensorflow_model_server does: the TF1 loader with the ``serve`` tag.
+
+    Returns the session and the signature defs by name.
+    """
+    session = tf.compat.v1.Session(graph=tf.Graph())
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    return session, dict(meta_graph.signature_def)
+
+
+def load_version(base_path: str, version: int) -> LoadedVersion:
+    """Loads ``base_path/<version>``."""
+    return LoadedVersion(version, *load_session(os.path.join(base_path, str(version))))
+
+
+class ModelRepository:
+    """The loaded versions of one model, refreshed from disk by ``poll``."""
+
+    def __init__(self, base_path: str, model_name: str, versions: list[int] | None = None):
+        self.base_path = base_path
+        self.model_name = model_name
+        self.pinned_versions = versions
+        self._versions: dict[int, LoadedVersion] = {}
+        self._lock = threading.Lock()
+
+    def wanted(self) -> list[int]:
+        available = version_folders(self.base_path)
+        if self.pinned_versions:
+            return [v for v in available if v in self.pinned_versions]
+        return available[-1:]
+
+    def poll(self) -> None:
+        """Loads wanted versions not loaded yet, then retires the ones no longer wanted."""
+        wanted = self.wanted()
+        for version in wanted:
+            if version not in self._versions:
+                try:
+                    loaded = load_version(self.base_path, version)
+                except Exception as error:  # a broken version must not take the server down
+                    log.error("could not load %s version %d: %s", self.model_name, version, error)
+                    continue
+                with self._lock:
+                    self._versions[version] = loaded
+                log.info("serving %s version %d", self.model_name, version)
+        with self._lock:
+            stale = [v for v in self._versions if v not in wanted and len(self._versions) > 1]
+            retired = [self._versions.pop(v) for v in stale]
+        for loaded in retired:
+            log.info("retiring %s version %d", self.model_name, loaded.version)
+            loaded.retire()
+
+    def acquire(self, version: int | None) -> LoadedVersion:
+        """The asked-for version (newest when None), held until ``release``; raises LookupError."""
+        while True:
+            with self._lock:
+                if not self._versions:
+                    raise LookupError(f"no version of model {self.model_name} is loaded")
+                chosen = self._versions.get(version) if version is not None else self._versions[max(self._versions)]
+            if chosen is None:
+                raise LookupError(f"version {version} of model {self.model_name} is not loaded")
+            if chosen.acquire():
+                return chosen
+
+    def statuses(self) -> list[int]:
+        with self._lock:
+            return sorted(self._versions)
+
+    def close(self) -> None:
+        with self._lock:
+            loaded, self._versions = list(self._versions.values()), {}
+        for version in loaded:
+            version.retire()
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
+    context.abort(code, message)
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; the other methods keep the base class's UNIMPLEMENTED."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+
+    def _version(self, spec, context) -> LoadedVersion:
+        if spec.name != self.repository.model_name:
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
+        if spec.HasField("version_label"):
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "version labels are not supported by this server")
+        version = spec.version.value if spec.HasField("version") else None
+        try:
+            return self.repository.acquire(version)
+        except LookupError as error:
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(error))
+
+    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        loaded = self._version(request.model_spec, context)
+        try:
+            name = request.model_spec.signature_name or "serving_default"
+            signature = loaded.signatures.get(name)
+            if signature is None:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                       f"Serving signature name: \"{name}\" not found in signature def")
+            missing = sorted(set(signature.inputs) - set(request.inputs))
+            extra = sorted(set(request.inputs) - set(signature.inputs))
+            if missing or extra:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                       f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
+                       f"expected {sorted(signature.inputs)}")
+            feeds = {}
+            for key, tensor in request.inputs.items():
+                expected = signature.inputs[key].dtype
+                if tensor.dtype != expected:
+                    _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {key!r} has dtype {tf.dtypes.as_dtype(tensor.dtype).name}, "
+                           f"signature {name!r} expects {tf.dtypes.as_dtype(expected).name}")
+                try:
+                    feeds[signature.inputs[key].name] = tf.make_ndarray(tensor)
+                except Exception as error:
+                    _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r} is not a valid tensor: {error}")
+            outputs = sorted(request.output_filter) or sorted(signature.outputs)
+            unknown = [o for o in outputs if o not in signature.outputs]
+            if unknown:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
+            try:
+                values = loaded.session.run([signature.outputs[o].name for o in outputs], feeds)
+            except tf.errors.InvalidArgumentError as error:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, error.message)
+            except (ValueError, tf.errors.OpError) as error:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT if isinstance(error, ValueError)
+                       else grpc.StatusCode.INTERNAL, str(error))
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = self.repository.model_name
+            response.model_spec.version.value = loaded.version
+            response.model_spec.signature_name = name
+            for output, value in zip(outputs, values):
+                response.outputs[output].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+            return response
+        finally:
+            loaded.release()
+
+    def GetModelMetadata(self, request, context):
+        if list(request.metadata_field) != ["signature_def"]:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "metadata_field must be ['signature_def']")
+        loaded = self._version(request.model_spec, context)
+        try:
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, value in loaded.signatures.items():
+                signature_map.signature_def[key].CopyFrom(value)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = self.repository.model_name
+            response.model_spec.version.value = loaded.version
+            response.metadata["signature_def"].Pack(signature_map)
+            return response
+        finally:
+            loaded.release()
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus; HandleReloadConfigRequest keeps the base class's UNIMPLEMENTED."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+
+    def GetModelStatus(self, request, context):
+        if request.model_spec.name != self.repository.model_name:
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {request.model_spec.name}")
+        versions = self.repository.statuses()
+        if request.model_spec.HasField("version"):
+            versions = [v for v in versions if v == request.model_spec.version.value]
+            if not versions:
+                _abort(context, grpc.StatusCode.NOT_FOUND,
+                       f"Could not find version {request.model_spec.version.value} of model {request.model_spec.name}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version in versions:
+            status = response.model_version_status.add()
+            status.version = version
+            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return response
+
+
+class ModelServer:
+    """Serves one model's versions from ``model_base_path`` over TF Serving's gRPC API.
+
+    Args:
+        model_base_path: folder of numeric version folders (``export/NAME``).
+        model_name: the name requests use in ``model_spec.name``.
+        port: gRPC port (0 picks a free one; see ``port`` after ``start``).
+        host: address to bind.
+        versions: versions to serve (default: the newest).
+        poll_seconds: how often to look for new versions (0 disables polling).
+        max_workers: request threads.
+    """
+
+    def __init__(self, model_base_path: str, model_name: str, *, port: int = 8500, host: str = "127.0.0.1",
+                 versions: list[int] | None = None, poll_seconds: float = 2.0, max_workers: int = 16):
+        self.repository = ModelRepository(model_base_path, model_name, versions)
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.health = health.HealthServicer()
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.repository), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.repository), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            ["tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"could not bind {host}:{port}")
+
+    def start(self) -> "ModelServer":
+        """Loads the model (raises if no version loads), starts serving and polling."""
+        self.repository.poll()
+        if not self.repository.statuses():
+            raise RuntimeError(f"no loadable version under {self.repository.base_path}")
+        self.server.start()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.health.set("tensorflow.serving.PredictionService", health_pb2.HealthCheckResponse.SERVING)
+        if self.poll_seconds > 0:
+            self._poller = threading.Thread(target=self._poll_forever, name="version-poller", daemon=True)
+            self._poller.start()
+        return self
+
+    def _poll_forever(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.repository.poll()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stops taking requests, lets those in flight finish (up to ``grace`` seconds), unloads."""
+        self._stop.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.repository.close()
+
+    def wait(self) -> None:
+        """Blocks until SIGTERM or SIGINT, then stops cleanly."""
+        stopped = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopped.set())
+        stopped.wait()
+        log.info("stopping")
+        self.stop()
