@@ -85,11 +85,13 @@ def _same(a: dict, b: dict) -> bool:
     ) <= SCORE_TOLERANCE
 
 
-def compare(pipe, signature, questions, contexts, *, top_k, handle_impossible_answer) -> ParityCounts:
-    """Counts identical, tied and differing cases over all pairs."""
-    ours_all = saved_model_answers(
-        signature, questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer
-    )
+def compare(pipe, answer_fn, questions, contexts, *, top_k, handle_impossible_answer) -> ParityCounts:
+    """Counts identical, tied and differing cases over all pairs.
+
+    ``answer_fn(questions, contexts, top_k=, handle_impossible_answer=)`` returns tf-qa's answers: per case a
+    list of ``{"answer", "score", "start", "end"}`` without padding (``saved_model_answers`` or a client).
+    """
+    ours_all = answer_fn(questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer)
     counts = ParityCounts()
     for question, context, ours in zip(questions, contexts, ours_all):
         theirs = as_list(pipe(question=question, context=context, top_k=top_k,

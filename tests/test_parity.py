@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SQUAD_V1, squad_pairs
-from parity import REQUIRED_AGREEMENT, compare
+from parity import REQUIRED_AGREEMENT, compare, saved_model_answers
 from texts import long_context_cases, non_ascii_cases
 
 CONFIGS = [(1, False), (1, True), (3, False), (3, True)]
@@ -14,8 +14,9 @@ CONFIGS = [(1, False), (1, True), (3, False), (3, True)]
 def _check(pipe, saved_model, cases, name, top_k, handle):
     questions = [q for q, _ in cases]
     contexts = [c for _, c in cases]
-    counts = compare(pipe, saved_model.signatures["answer_top_k"], questions, contexts,
-                     top_k=top_k, handle_impossible_answer=handle)
+    signature = saved_model.signatures["answer_top_k"]
+    answer_fn = lambda q, c, **options: saved_model_answers(signature, q, c, **options)  # noqa: E731
+    counts = compare(pipe, answer_fn, questions, contexts, top_k=top_k, handle_impossible_answer=handle)
     print(counts.summary(f"{name} top_k={top_k} handle_impossible_answer={handle}"))
     for example in counts.examples[:5]:
         print("  differs:", example)

@@ -165,7 +165,7 @@ class _ClientBase:
         self.builder = _RequestBuilder(model_name, version, version_label)
         self.timeout = timeout
         self.credentials = credentials
-        self.metadata = tuple(metadata or ())
+        self.call_metadata = tuple(metadata or ())
         self.retries = retries
         self.backoff = backoff
         self._next = itertools.cycle(range(len(self.targets)))
@@ -206,7 +206,7 @@ class QAClient(_ClientBase):
             index = next(self._next)
             try:
                 return getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.metadata)
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata)
             except grpc.RpcError as error:
                 retry = error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries
                 pause = self._delay(attempt)
@@ -267,7 +267,7 @@ class AsyncQAClient(_ClientBase):
             index = next(self._next)
             try:
                 return await getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.metadata)
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata)
             except grpc.RpcError as error:
                 retry = error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries
                 pause = self._delay(attempt)

@@ -167,6 +167,14 @@ class ModelRepository:
             version.retire()
 
 
+def graph_error_message(message: str) -> str:
+    """The graph's own assertion message (which names the problem), without TF's node trace around it."""
+    marker = "assertion failed: "
+    if marker in message:
+        message = message[message.index(marker) + len(marker):]
+    return message.split("\n\t [[")[0].strip()
+
+
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
     context.abort(code, message)
 
@@ -220,7 +228,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             try:
                 values = loaded.session.run([signature.outputs[o].name for o in outputs], feeds)
             except tf.errors.InvalidArgumentError as error:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, error.message)
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message))
             except (ValueError, tf.errors.OpError) as error:
                 _abort(context, grpc.StatusCode.INVALID_ARGUMENT if isinstance(error, ValueError)
                        else grpc.StatusCode.INTERNAL, str(error))

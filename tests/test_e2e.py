@@ -1,0 +1,147 @@
+"""End to end over gRPC: export, serve, ask through the sync and async clients.
+
+By default the suite exports the seeded test checkpoint and starts tf-qa's own server on a free loopback
+port. Set ``TF_QA_TARGET=host:port`` (and ``TF_QA_MODEL_NAME``) to run the same tests against any server
+that serves an export of the same checkpoint, e.g. a real tensorflow_model_server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SQUAD_V1, squad_pairs
+from parity import REQUIRED_AGREEMENT, compare
+from texts import long_context_cases, non_ascii_cases
+from tf_qa import errors
+from tf_qa.client import AsyncQAClient, QAClient
+
+MODEL_NAME = os.environ.get("TF_QA_MODEL_NAME", "tiny-qa")
+
+
+@pytest.fixture(scope="session")
+def model_repository(checkpoint_dir, tmp_path_factory):
+    from tf_qa.export import export_model
+
+    repository = tmp_path_factory.mktemp("repository") / MODEL_NAME
+    export_model(checkpoint_dir, repository, report=lambda _: None)
+    return repository
+
+
+@pytest.fixture(scope="session")
+def target(model_repository):
+    if os.environ.get("TF_QA_TARGET"):
+        yield os.environ["TF_QA_TARGET"]
+        return
+    from tf_qa.server import ModelServer
+
+    server = ModelServer(str(model_repository), MODEL_NAME, port=0, poll_seconds=0.5).start()
+    yield f"127.0.0.1:{server.port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def client(target):
+    with QAClient(target, MODEL_NAME, timeout=120) as qa_client:
+        yield qa_client
+
+
+def _client_answers(client, questions, contexts, *, top_k, handle_impossible_answer, batch_size=16):
+    results = []
+    for begin in range(0, len(questions), batch_size):
+        batch = client.answer_batch(questions[begin:begin + batch_size], contexts[begin:begin + batch_size],
+                                    top_k=top_k, handle_impossible_answer=handle_impossible_answer)
+        results.extend(r if isinstance(r, list) else [r] for r in batch)
+    return results
+
+
+@pytest.mark.parametrize("top_k,handle", [(1, False), (3, True)])
+def test_answers_over_grpc_equal_the_pipeline(client, pipe, hf_tokenizer, top_k, handle):
+    sets = {"non-ASCII": non_ascii_cases()[:60], "long contexts": long_context_cases(hf_tokenizer)}
+    if SQUAD_V1.exists():
+        sets["squad-v1.1[:300]"] = squad_pairs(SQUAD_V1, 300)
+    answer_fn = lambda q, c, **options: _client_answers(client, q, c, **options)  # noqa: E731
+    for name, cases in sets.items():
+        counts = compare(pipe, answer_fn, [q for q, _ in cases], [c for _, c in cases],
+                         top_k=top_k, handle_impossible_answer=handle)
+        print(counts.summary(f"gRPC {name} top_k={top_k} handle_impossible_answer={handle}"))
+        assert counts.agreement >= REQUIRED_AGREEMENT, counts.summary(name)
+
+
+def test_async_client_matches_sync(client, target):
+    questions = ["What is the capital?", "Who wrote it?"]
+    contexts = ["Paris is the capital of France.", "Adam Mickiewicz wrote Pan Tadeusz — café 中文 🥲."]
+
+    async def ask():
+        async with AsyncQAClient(target, MODEL_NAME, timeout=60) as async_client:
+            single = await async_client.answer(questions[0], contexts[0], top_k=2)
+            batch = await async_client.answer_batch(questions, contexts)
+            return single, batch, await async_client.status(), await async_client.metadata()
+
+    single, batch, status, metadata = asyncio.run(ask())
+    assert single == client.answer(questions[0], contexts[0], top_k=2)
+    assert batch == client.answer_batch(questions, contexts)
+    assert status == client.status() and status[0]["state"] == "AVAILABLE"
+    assert set(metadata["signatures"]) >= {"serving_default", "answer_top_k", "token_spans"}
+
+
+def test_token_spans_over_grpc(client, hf_tokenizer):
+    enc = hf_tokenizer(["What is the capital?"], ["Paris is the capital of France."])
+    out = client.spans(enc["input_ids"], enc["attention_mask"])
+    assert set(out) == {"start", "end", "score"} and out["start"][0] <= out["end"][0]
+
+
+def test_metadata_describes_signatures(client):
+    metadata = client.metadata()
+    top_k = metadata["signatures"]["answer_top_k"]
+    assert set(top_k["inputs"]) == {"question", "context", "top_k", "max_answer_len", "handle_impossible_answer"}
+    assert set(top_k["outputs"]) == {"answer", "score", "start", "end"}
+
+
+@pytest.mark.parametrize("question,context,message", [
+    ("   ", "Paris is nice.", "question is empty"),
+    ("Where?", "", "context is empty"),
+    (b"caf\xc3", "Paris is nice.", "not valid UTF-8"),
+])
+def test_bad_requests_are_invalid_argument(client, question, context, message):
+    with pytest.raises(errors.InvalidRequest, match=message):
+        client.answer(question, context)
+
+
+def test_wrong_inputs_are_rejected_as_tf_serving_does(target):
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL_NAME
+        request.inputs["question"].CopyFrom(tf.make_tensor_proto(np.array([b"what?"], dtype=object)))
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.Predict(request, timeout=30)
+        assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        request.inputs["context"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+        with pytest.raises(grpc.RpcError) as dtype:
+            stub.Predict(request, timeout=30)
+        assert dtype.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        request.model_spec.name = "no-such-model"
+        with pytest.raises(grpc.RpcError) as unknown:
+            stub.Predict(request, timeout=30)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_unreachable_server_fails_within_deadline_naming_the_target():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=2.0, retries=2) as dead:
+        with pytest.raises((errors.ServerUnavailable, errors.DeadlineExceeded), match=f"127.0.0.1:{port}"):
+            dead.answer("What?", "Paris.")
+    assert time.monotonic() - started < 5.0
