@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up, export a model, serve it, ask it a question, stop.
+#   TF_QA_MODEL  checkpoint to export (hub name or folder); default distilbert-base-uncased-distilled-squad.
+#                When it cannot be loaded (no network, no folder) a random-weights demo model is exported
+#                instead, with a warning: its answers are then meaningless.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TF_CPP_MIN_LOG_LEVEL=2
+MODEL=${TF_QA_MODEL:-distilbert-base-uncased-distilled-squad}
+NAME=${TF_QA_MODEL_NAME:-distilbert-squad}
+PORT=${TF_QA_PORT:-8500}
+TF_QA=.venv/bin/tf-qa
+
+if ! $TF_QA export --model "$MODEL" --output "export/$NAME"; then
+  echo "could not export $MODEL; exporting the random-weights demo model instead" >&2
+  $TF_QA export --demo --output "export/$NAME"
+fi
+
+$TF_QA serve --model-base-path "export/$NAME" --model-name "$NAME" --port "$PORT" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 120); do
+  if .venv/bin/python - "$PORT" "$NAME" <<'PY' 2>/dev/null; then break; fi
+import sys
+from tf_qa.client import QAClient
+with QAClient(f"127.0.0.1:{sys.argv[1]}", sys.argv[2], timeout=2, retries=0) as client:
+    client.status()
+PY
+  sleep 1
+done
+
+$TF_QA ask --target "127.0.0.1:$PORT" --model-name "$NAME" \
+  --question "What is the capital of France?" \
+  --context "Paris is the capital and most populous city of France, with about 2.1 million residents."

@@ -1,0 +1,85 @@
+"""tf-qa export: repository layout, warmup, metadata, atomic publish and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tf_qa.cli import main
+from tf_qa.export import METADATA_FILE, WARMUP_FILE, read_warmup, run_requests
+from tf_qa.server import version_folders
+
+
+@pytest.fixture(scope="module")
+def repository(checkpoint_dir, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo") / "tiny"
+    assert main(["export", "--model", checkpoint_dir, "--output", str(repo)]) == 0
+    return repo
+
+
+def test_layout_warmup_and_metadata(repository):
+    version = repository / "1"
+    assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
+    assert (version / "assets" / "vocab.txt").read_text().splitlines()[101:103] == ["[CLS]", "[SEP]"]
+    requests = read_warmup(version / "assets.extra" / WARMUP_FILE)
+    signatures = {r.model_spec.signature_name for r in requests}
+    assert signatures == {"serving_default", "answer_top_k", "token_spans"} and len(requests) <= 1000
+    batch_sizes = {r.inputs[next(iter(r.inputs))].tensor_shape.dim[0].size for r in requests}
+    assert batch_sizes == {1, 8}
+    results = run_requests(version, requests)
+    assert len(results) == len(requests)
+    metadata = json.loads((version / "assets.extra" / METADATA_FILE).read_text())
+    assert metadata["options"]["max_seq_len"] == 384 and "tensorflow_text" in metadata["versions"]
+    assert not [p for p in repository.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_versions_increment_and_are_never_overwritten(repository, checkpoint_dir, capsys):
+    assert main(["export", "--model", checkpoint_dir, "--output", str(repository), "--version", "1"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "--model", checkpoint_dir, "--output", str(repository)]) == 0
+    assert version_folders(str(repository)) == [1, 2]
+
+
+@pytest.mark.parametrize("make_output,message", [
+    (lambda tmp: (tmp / "file").write_text("x") and tmp / "file", "is not a folder"),
+])
+def test_bad_output(tmp_path, checkpoint_dir, capsys, make_output, message):
+    assert main(["export", "--model", checkpoint_dir, "--output", str(make_output(tmp_path))]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_checkpoint_and_not_a_qa_model(tmp_path, capsys):
+    from transformers import DistilBertConfig, TFDistilBertForSequenceClassification
+
+    assert main(["export", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]) == 1
+    assert "cannot load checkpoint" in capsys.readouterr().err
+    classifier = tmp_path / "classifier"
+    model = TFDistilBertForSequenceClassification(DistilBertConfig(dim=32, hidden_dim=64, n_layers=1, n_heads=2))
+    model(model.dummy_inputs)
+    model.save_pretrained(classifier)
+    assert main(["export", "--model", str(classifier), "--output", str(tmp_path / "out")]) == 1
+    assert "not a question-answering model" in capsys.readouterr().err
+    assert version_folders(str(tmp_path / "out")) == []
+
+
+def test_killed_export_leaves_no_loadable_version(checkpoint_dir, tmp_path):
+    repo = tmp_path / "repo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tf_qa.cli", "export", "--model", checkpoint_dir, "--output", str(repo)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Wait until the save stage has begun, then stop it as a deployment system would.
+    for line in process.stdout:
+        if line.startswith("[build] done"):
+            time.sleep(1.0)
+            process.send_signal(signal.SIGTERM)
+            break
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    assert version_folders(str(repo)) == []
+    assert not [p for p in repo.iterdir() if p.name.startswith(".tmp")]
