@@ -83,3 +83,52 @@ def test_killed_export_leaves_no_loadable_version(checkpoint_dir, tmp_path):
     assert process.returncode != 0
     assert version_folders(str(repo)) == []
     assert not [p for p in repo.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_validate_passes_an_export(repository, capsys):
+    assert main(["validate", str(repository / "1")]) == 0
+    out = capsys.readouterr().out
+    assert "FastWordpieceTokenizeWithOffsets" in out and "fits TensorFlow Serving" in out
+
+
+def test_validate_flags_an_op_tf_serving_lacks(tmp_path, capsys):
+    import tensorflow as tf
+
+    class WithPyFunction(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, x):
+            return {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)}
+
+    module = WithPyFunction()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    assert main(["validate", str(tmp_path / "1")]) == 1
+    out = capsys.readouterr().out
+    assert "EagerPyFunc" in out and "does NOT fit" in out
+
+
+def test_validate_flags_unbatched_outputs(tmp_path, capsys):
+    import tensorflow as tf
+
+    class Scalar(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, x):
+            return {"total": tf.reduce_sum(x)}
+
+    module = Scalar()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    assert main(["validate", str(tmp_path / "1")]) == 1
+    assert "not batched along dim 0" in capsys.readouterr().out
+
+
+def test_unwritable_output_and_bert_style_models(tmp_path, checkpoint_dir, capsys):
+    from transformers import BertConfig, TFBertForQuestionAnswering
+
+    assert main(["export", "--model", checkpoint_dir, "--output", "/proc/tf-qa-cannot-write/model"]) == 1
+    assert "cannot write to output folder" in capsys.readouterr().err
+    bert = tmp_path / "bert"
+    model = TFBertForQuestionAnswering(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                  intermediate_size=64))
+    model(model.dummy_inputs)
+    model.save_pretrained(bert)
+    assert main(["export", "--model", str(bert), "--output", str(tmp_path / "out")]) == 1
+    assert "token_type_ids, like BERT, are not supported" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``tf-qa``: export a checkpoint for TF Serving, serve it, ask it questions.
 
     tf-qa export --model distilbert-base-uncased-distilled-squad --output export/distilbert-squad
+    tf-qa validate export/distilbert-squad/1
     tf-qa serve --model-base-path export/distilbert-squad --model-name distilbert-squad --port 8500
     tf-qa ask --target localhost:8500 --model-name distilbert-squad --question "..." --context "..."
 """
@@ -40,6 +41,16 @@ def _export(args) -> int:
         print("tf-qa export: interrupted; nothing was published", file=sys.stderr)
         return 130
     return 0
+
+
+def _validate(args) -> int:
+    from tf_qa.validate import validate_saved_model
+
+    report = validate_saved_model(args.path)
+    for line in report.lines:
+        print(line)
+    print("fits TensorFlow Serving" if report.ok else f"does NOT fit TensorFlow Serving: {len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
 
 
 def _serve(args) -> int:
@@ -100,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--doc-stride", type=int, default=128)
     export.add_argument("--max-answer-len", type=int, default=15)
     export.set_defaults(run=_export)
+
+    validate = commands.add_parser("validate", help="check that a SavedModel fits TensorFlow Serving")
+    validate.add_argument("path", help="a version folder, e.g. export/NAME/1")
+    validate.set_defaults(run=_validate)
 
     serve = commands.add_parser("serve", help="serve an exported model over TF Serving's gRPC API (development)")
     serve.add_argument("--model-base-path", required=True)

@@ -49,15 +49,37 @@ def check_output(output: Path, version: int | None, force: bool) -> int:
     """Validates the repository folder and returns the version to write."""
     if output.exists() and not output.is_dir():
         raise ExportError(f"output {output} exists and is not a folder")
-    output.mkdir(parents=True, exist_ok=True)
-    if not os.access(output, os.W_OK | os.X_OK):
-        raise ExportError(f"output folder {output} is not writable")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=output).close()  # os.access says yes to root even on read-only mounts
+    except OSError as error:
+        raise ExportError(f"cannot write to output folder {output}: {error.strerror or error}") from None
     version = next_version(output) if version is None else version
     if version < 1:
         raise ExportError(f"version must be a positive integer, got {version}")
     if (output / str(version)).exists() and not force:
         raise ExportError(f"version {version} already exists in {output}; pass --force to overwrite it")
     return version
+
+
+@contextmanager
+def _heartbeat(report: Callable[[str], None], every: float = 15.0):
+    """Reports that a long stage is still running, so a long export is never silent."""
+    import threading
+
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat():
+        while not done.wait(every):
+            report(f"  ... still working ({time.monotonic() - started:.0f}s)")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 @contextmanager
@@ -182,7 +204,7 @@ def export_model(
         stage_started = now
 
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _heartbeat(report):
             report(f"[load] {checkpoint}")
             qa_model, tokenizer = _load(checkpoint, from_pt)
             stage("load")
