@@ -3,6 +3,7 @@
     tf-qa export --model distilbert-base-uncased-distilled-squad --output export/distilbert-squad
     tf-qa validate export/distilbert-squad/1
     tf-qa serve --model-base-path export/distilbert-squad --model-name distilbert-squad --port 8500
+    tf-qa evaluate --squad dev-v1.1.json --target localhost:8500 --model-name distilbert-squad
     tf-qa ask --target localhost:8500 --model-name distilbert-squad --question "..." --context "..."
 """
 
@@ -43,6 +44,60 @@ def _export(args) -> int:
     return 0
 
 
+def _saved_model_answerer(path: str, handle_impossible_answer: bool):
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    signature = tf.saved_model.load(path).signatures["answer_top_k"]
+
+    def answer(questions, contexts):
+        n = len(questions)
+        out = signature(question=tf.constant(questions), context=tf.constant(contexts), top_k=tf.ones([n], tf.int32),
+                        max_answer_len=tf.fill([n], 15), handle_impossible_answer=tf.fill([n], handle_impossible_answer))
+        return [a.decode("utf-8") for a in np.asarray(out["answer"][:, 0])]
+
+    return answer, lambda: None
+
+
+def _evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from tf_qa import squad
+    from tf_qa.errors import TFQAError
+
+    questions = squad.load_squad(args.squad)[: args.limit]
+    unanswerable = any(not q.answers for q in questions)
+    if args.saved_model:
+        answer, close = _saved_model_answerer(args.saved_model, unanswerable)
+    else:
+        from tf_qa.client import QAClient
+
+        client = QAClient(args.target, args.model_name, timeout=args.timeout)
+        answer = lambda qs, cs: [r["answer"] for r in client.answer_batch(  # noqa: E731
+            qs, cs, handle_impossible_answer=unanswerable)]
+        close = client.close
+    predictions = {}
+    try:
+        with tqdm(total=len(questions), unit="q", desc="answering") as progress:
+            for begin in range(0, len(questions), args.batch_size):
+                batch = questions[begin : begin + args.batch_size]
+                for question, text in zip(batch, answer([q.question for q in batch], [q.context for q in batch])):
+                    predictions[question.id] = text
+                progress.update(len(batch))
+    except TFQAError as error:
+        print(f"tf-qa evaluate: {error}", file=sys.stderr)
+        return 1
+    finally:
+        close()
+    result = squad.evaluate(questions, predictions)
+    kind = "SQuAD v2.0 (with unanswerable questions)" if unanswerable else "SQuAD v1.1"
+    print(f"{kind}: {result['total']} questions  exact match {result['exact_match']:.2f}  F1 {result['f1']:.2f}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 def _validate(args) -> int:
     from tf_qa.validate import validate_saved_model
 
@@ -57,9 +112,19 @@ def _serve(args) -> int:
     from tf_qa.server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    credentials = None
+    if args.ssl_cert or args.ssl_key:
+        if not (args.ssl_cert and args.ssl_key):
+            print("tf-qa serve: --ssl-cert and --ssl-key go together", file=sys.stderr)
+            return 2
+        import grpc
+
+        with open(args.ssl_key, "rb") as key, open(args.ssl_cert, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
     try:
         server = ModelServer(args.model_base_path, args.model_name, port=args.port, host=args.host,
-                             versions=args.versions, poll_seconds=args.poll_seconds).start()
+                             versions=args.versions, poll_seconds=args.poll_seconds,
+                             credentials=credentials).start()
     except (RuntimeError, OSError) as error:
         print(f"tf-qa serve: {error}", file=sys.stderr)
         return 1
@@ -123,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--versions", type=int, nargs="*", help="versions to serve (default: the newest)")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    serve.add_argument("--ssl-cert", help="PEM certificate chain: serve TLS")
+    serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
     serve.set_defaults(run=_serve)
 
     ask = commands.add_parser("ask", help="ask a served model a question")
@@ -138,11 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=float, default=30.0)
     ask.add_argument("--json", action="store_true", help="print the raw result as JSON")
     ask.set_defaults(run=_ask)
+    evaluate = commands.add_parser("evaluate", help="exact match and F1 on a SQuAD-format file")
+    evaluate.add_argument("--squad", required=True, help="SQuAD v1.1 or v2.0 JSON file")
+    where = evaluate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="host:port of a server (with --model-name)")
+    where.add_argument("--saved-model", help="a SavedModel version folder, run in-process")
+    evaluate.add_argument("--model-name", help="the served model's name")
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--timeout", type=float, default=120.0)
+    evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "target", None) and args.command == "evaluate" and not args.model_name:
+        parser.error("evaluate --target needs --model-name")
     return args.run(args)
 
 

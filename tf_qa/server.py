@@ -293,10 +293,12 @@ class ModelServer:
         versions: versions to serve (default: the newest).
         poll_seconds: how often to look for new versions (0 disables polling).
         max_workers: request threads.
+        credentials: ``grpc.ssl_server_credentials(...)`` to serve TLS; plaintext when None.
     """
 
     def __init__(self, model_base_path: str, model_name: str, *, port: int = 8500, host: str = "127.0.0.1",
-                 versions: list[int] | None = None, poll_seconds: float = 2.0, max_workers: int = 16):
+                 versions: list[int] | None = None, poll_seconds: float = 2.0, max_workers: int = 16,
+                 credentials: grpc.ServerCredentials | None = None):
         self.repository = ModelRepository(model_base_path, model_name, versions)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -313,7 +315,9 @@ class ModelServer:
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        self.port = (self.server.add_secure_port(address, credentials) if credentials
+                     else self.server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"could not bind {host}:{port}")
 

@@ -1,0 +1,163 @@
+"""Production behaviour of client and server: retries, a server going away, version swaps, TLS."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+
+from tf_qa import errors
+from tf_qa.client import QAClient
+from tf_qa.server import ModelServer
+
+NAME = "tiny-qa"
+QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
+
+
+@pytest.fixture(scope="module")
+def repository(checkpoint_dir, tmp_path_factory):
+    from tf_qa.export import export_model
+
+    repo = tmp_path_factory.mktemp("resilience") / NAME
+    export_model(checkpoint_dir, repo, report=lambda _: None)
+    return repo
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_retry_succeeds_when_the_server_comes_back(repository):
+    port = _free_port()
+    servers = []
+    starter = threading.Timer(1.5, lambda: servers.append(
+        ModelServer(str(repository), NAME, port=port, poll_seconds=0).start()))
+    starter.start()
+    try:
+        with QAClient(f"127.0.0.1:{port}", NAME, timeout=60, retries=12, backoff=0.25) as client:
+            assert client.answer(QUESTION, CONTEXT)["answer"]
+    finally:
+        starter.join()
+        for server in servers:
+            server.stop(0)
+
+
+def test_invalid_argument_is_never_retried(repository):
+    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0).start()
+    calls = []
+    try:
+        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=5) as client:
+            original = client._predict[0].Predict
+            client._predict[0].Predict = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+            with pytest.raises(errors.InvalidRequest):
+                client.answer("", CONTEXT)
+    finally:
+        server.stop(0)
+    assert len(calls) == 1
+
+
+def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
+    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0).start()
+    long_contexts = [" ".join([CONTEXT] * 150)] * 64
+    outcome = {}
+
+    def ask():
+        started = time.monotonic()
+        try:
+            with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=8, retries=2, backoff=0.2) as client:
+                client.answer_batch([QUESTION] * 64, long_contexts)
+            outcome["result"] = "answered"
+        except errors.TFQAError as error:
+            outcome["error"] = error
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    time.sleep(1.0)
+    server.stop(grace=0)
+    thread.join(30)
+    assert "error" in outcome, outcome
+    assert isinstance(outcome["error"], (errors.ServerUnavailable, errors.DeadlineExceeded, errors.ServerError))
+    assert f"127.0.0.1:{server.port}" in str(outcome["error"])
+    assert outcome["seconds"] < 8 + 1.0
+
+
+def test_new_version_published_while_requests_are_in_flight(repository, tmp_path):
+    repo = tmp_path / NAME
+    shutil.copytree(repository / "1", repo / "1")
+    server = ModelServer(str(repo), NAME, port=0, poll_seconds=0.2).start()
+    failures, versions_seen, stop = [], set(), threading.Event()
+
+    def hammer():
+        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0) as client:
+            while not stop.is_set():
+                try:
+                    client.answer(QUESTION, CONTEXT)
+                    versions_seen.update(s["version"] for s in client.status())
+                except errors.TFQAError as error:
+                    failures.append(error)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        # Publish as tf-qa export does: build beside, then one rename.
+        shutil.copytree(repository / "1", repo / ".tmp-2")
+        (repo / ".tmp-2").rename(repo / "2")
+        deadline = time.monotonic() + 60
+        while 2 not in versions_seen and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        server.stop()
+    assert not failures, failures[:3]
+    assert 2 in versions_seen and server.repository.statuses() == []
+
+
+def _self_signed_certificate():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def test_tls_with_a_self_signed_certificate(repository):
+    key_pem, cert_pem = _self_signed_certificate()
+    server = ModelServer(str(repository), NAME, port=0, host="localhost", poll_seconds=0,
+                         credentials=grpc.ssl_server_credentials([(key_pem, cert_pem)])).start()
+    try:
+        trusted = grpc.ssl_channel_credentials(root_certificates=cert_pem)
+        with QAClient(f"localhost:{server.port}", NAME, credentials=trusted, timeout=30,
+                      metadata=[("authorization", "Bearer test-token")]) as client:
+            assert client.answer(QUESTION, CONTEXT)["answer"]
+        # A plaintext client cannot talk to the TLS port.
+        with QAClient(f"localhost:{server.port}", NAME, timeout=3, retries=0) as plain:
+            with pytest.raises(errors.TFQAError):
+                plain.answer(QUESTION, CONTEXT)
+    finally:
+        server.stop(0)

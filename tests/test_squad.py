@@ -1,0 +1,41 @@
+"""The SQuAD metric against hand-worked cases, and `tf-qa evaluate` on the shared dev file."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SQUAD_V1, SQUAD_V2
+from tf_qa import squad
+from tf_qa.cli import main
+
+
+@pytest.mark.parametrize("prediction,gold,em,f1", [
+    ("the Eiffel Tower", ["Eiffel Tower"], 1.0, 1.0),             # articles
+    ("Eiffel Tower!!", ["eiffel tower"], 1.0, 1.0),               # punctuation and case
+    ("  Eiffel \n Tower ", ["Eiffel Tower"], 1.0, 1.0),           # whitespace
+    ("in Paris", ["Paris, France"], 0.0, 0.5),                    # 1 common token: P=1/2, R=1/2
+    ("Paris", ["Lyon", "paris", "France"], 1.0, 1.0),             # best over several gold answers
+    ("Paris France", ["Paris"], 0.0, 2 / 3),                      # P=1/2, R=1: F1=2/3
+    ("", [], 1.0, 1.0),                                           # unanswerable, empty prediction
+    ("Paris", [], 0.0, 0.0),                                      # unanswerable, an answer given
+    ("the", ["a"], 1.0, 1.0),                                     # both normalize to nothing
+])
+def test_metric_hand_worked(prediction, gold, em, f1):
+    assert squad.exact_match(prediction, gold) == em
+    assert squad.f1(prediction, gold) == pytest.approx(f1)
+
+
+def test_evaluate_totals():
+    questions = [squad.SquadQuestion("1", "q", "c", ("Paris",)), squad.SquadQuestion("2", "q", "c", ())]
+    assert squad.evaluate(questions, {"1": "paris", "2": ""}) == {"exact_match": 100.0, "f1": 100.0, "total": 2}
+    assert squad.evaluate(questions, {"1": "paris"})["exact_match"] == 50.0
+
+
+@pytest.mark.parametrize("path", [SQUAD_V1, SQUAD_V2], ids=["v1.1", "v2.0"])
+def test_evaluate_command_runs(path, saved_model_dir, capsys):
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    assert main(["evaluate", "--squad", str(path), "--saved-model", saved_model_dir, "--limit", "64", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "64 questions" in out and "exact match" in out
+    assert ("v2.0" in out) == (path == SQUAD_V2)
