@@ -121,10 +121,14 @@ def _serve(args) -> int:
 
         with open(args.ssl_key, "rb") as key, open(args.ssl_cert, "rb") as cert:
             credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+    batching = None
+    if args.enable_batching:
+        batching = {"max_batch_size": args.max_batch_size, "timeout": args.batch_timeout_micros / 1e6,
+                    "num_threads": args.num_batch_threads}
     try:
         server = ModelServer(args.model_base_path, args.model_name, port=args.port, host=args.host,
                              versions=args.versions, poll_seconds=args.poll_seconds,
-                             credentials=credentials).start()
+                             credentials=credentials, batching=batching).start()
     except (RuntimeError, OSError) as error:
         print(f"tf-qa serve: {error}", file=sys.stderr)
         return 1
@@ -188,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--versions", type=int, nargs="*", help="versions to serve (default: the newest)")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    serve.add_argument("--enable-batching", action="store_true",
+                       help="merge concurrent requests into batches (as TF Serving's --enable_batching)")
+    serve.add_argument("--max-batch-size", type=int, default=16)
+    serve.add_argument("--batch-timeout-micros", type=int, default=2000)
+    serve.add_argument("--num-batch-threads", type=int, default=2)
     serve.add_argument("--ssl-cert", help="PEM certificate chain: serve TLS")
     serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
     serve.set_defaults(run=_serve)

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from tf_qa.batching import RequestBatcher
 
 log = logging.getLogger("tf_qa.server")
 
@@ -60,7 +63,7 @@ def version_folders(base_path: str) -> list[int]:
     return sorted(versions)
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a batching key
 class LoadedVersion:
     """One version's TF1 session; ``users`` counts requests in flight so a swap never closes it under them."""
 
@@ -103,9 +106,22 @@ def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
     return session, dict(meta_graph.signature_def)
 
 
-def load_version(base_path: str, version: int) -> LoadedVersion:
-    """Loads ``base_path/<version>``."""
-    return LoadedVersion(version, *load_session(os.path.join(base_path, str(version))))
+def load_version(base_path: str, version: int, *, warm_up: bool = True) -> LoadedVersion:
+    """Loads ``base_path/<version>`` and, like ``--enable_model_warmup``, replays its warmup requests."""
+    path = os.path.join(base_path, str(version))
+    loaded = LoadedVersion(version, *load_session(path))
+    warmup_file = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    if warm_up and os.path.exists(warmup_file):
+        from tf_qa.export import read_warmup
+
+        started = time.monotonic()
+        requests = read_warmup(warmup_file)
+        for request in requests:
+            signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+            feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            loaded.session.run([t.name for t in signature.outputs.values()], feeds)
+        log.info("version %d warmed up with %d requests in %.1fs", version, len(requests), time.monotonic() - started)
+    return loaded
 
 
 class ModelRepository:
@@ -182,8 +198,16 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; the other methods keep the base class's UNIMPLEMENTED."""
 
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, batcher: RequestBatcher | None = None):
         self.repository = repository
+        self.batcher = batcher
+
+    @staticmethod
+    def run(key, feeds: dict) -> list:
+        """Runs one request (or a merged batch) on a version's session; ``key`` = (version, signature, outputs)."""
+        loaded, name, outputs = key
+        signature = loaded.signatures[name]
+        return loaded.session.run([signature.outputs[o].name for o in outputs], feeds)
 
     def _version(self, spec, context) -> LoadedVersion:
         if spec.name != self.repository.model_name:
@@ -225,8 +249,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             unknown = [o for o in outputs if o not in signature.outputs]
             if unknown:
                 _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
+            key = (loaded, name, tuple(outputs))
             try:
-                values = loaded.session.run([signature.outputs[o].name for o in outputs], feeds)
+                values = self.batcher.submit(key, feeds) if self.batcher else self.run(key, feeds)
             except tf.errors.InvalidArgumentError as error:
                 _abort(context, grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message))
             except (ValueError, tf.errors.OpError) as error:
@@ -294,11 +319,13 @@ class ModelServer:
         poll_seconds: how often to look for new versions (0 disables polling).
         max_workers: request threads.
         credentials: ``grpc.ssl_server_credentials(...)`` to serve TLS; plaintext when None.
+        batching: merge concurrent requests (``RequestBatcher`` options: max_batch_size, timeout,
+            num_threads), as TF Serving's ``--enable_batching``; None runs each request on its own.
     """
 
     def __init__(self, model_base_path: str, model_name: str, *, port: int = 8500, host: str = "127.0.0.1",
                  versions: list[int] | None = None, poll_seconds: float = 2.0, max_workers: int = 16,
-                 credentials: grpc.ServerCredentials | None = None):
+                 credentials: grpc.ServerCredentials | None = None, batching: dict | None = None):
         self.repository = ModelRepository(model_base_path, model_name, versions)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -307,7 +334,12 @@ class ModelServer:
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.repository), self.server)
+        self.batcher = None
+        if batching is not None:
+            self.batcher = RequestBatcher(PredictionServicer.run, **batching,
+                                          is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.repository, self.batcher), self.server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.repository), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -343,6 +375,8 @@ class ModelServer:
         self._stop.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.batcher:
+            self.batcher.close()
         self.repository.close()
 
     def wait(self) -> None:

@@ -1,0 +1,106 @@
+"""Server-side batching: concurrent requests are merged, split back in order, and a bad one fails alone."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tf_qa.batching import RequestBatcher
+
+
+class InvalidInput(ValueError):
+    pass
+
+
+def _doubler(calls):
+    def run(key, feeds):
+        calls.append(len(feeds["x"]))
+        if (feeds["x"] < 0).any():
+            raise InvalidInput("negative input")
+        return [feeds["x"] * 2, feeds["x"] + key]
+    return run
+
+
+def test_concurrent_requests_are_merged_and_split_back():
+    calls = []
+    batcher = RequestBatcher(_doubler(calls), max_batch_size=8, timeout=0.2, num_threads=1)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: batcher.submit(10, {"x": np.array([i, i])}), range(8)))
+    finally:
+        batcher.close()
+    for i, (doubled, plus) in enumerate(results):
+        assert doubled.tolist() == [2 * i, 2 * i] and plus.tolist() == [i + 10, i + 10]
+    assert max(calls) == 8 and sum(calls) == 16  # merged up to max_batch_size examples
+
+
+def test_requests_of_different_keys_or_shapes_are_not_merged():
+    calls = []
+    batcher = RequestBatcher(_doubler(calls), max_batch_size=16, timeout=0.2, num_threads=1)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(batcher.submit, 1, {"x": np.zeros([1, 3])}),
+                       pool.submit(batcher.submit, 1, {"x": np.zeros([1, 5])}),
+                       pool.submit(batcher.submit, 2, {"x": np.zeros([1, 3])})]
+            shapes = [f.result()[0].shape for f in futures]
+    finally:
+        batcher.close()
+    assert shapes == [(1, 3), (1, 5), (1, 3)] and calls == [1, 1, 1]
+
+
+def test_a_bad_request_fails_alone():
+    calls = []
+    batcher = RequestBatcher(_doubler(calls), max_batch_size=8, timeout=0.3, num_threads=1,
+                             is_invalid_argument=lambda e: isinstance(e, InvalidInput))
+    outcomes = {}
+    barrier = threading.Barrier(3)
+
+    def ask(value):
+        barrier.wait()
+        try:
+            outcomes[value] = batcher.submit(0, {"x": np.array([value])})[0].tolist()
+        except InvalidInput as error:
+            outcomes[value] = str(error)
+
+    threads = [threading.Thread(target=ask, args=(v,)) for v in (1, -1, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    assert outcomes == {1: [2], -1: "negative input", 3: [6]}
+
+
+def test_bad_options():
+    with pytest.raises(ValueError):
+        RequestBatcher(lambda k, f: [], max_batch_size=0)
+
+
+def test_batching_server_answers_as_unbatched(checkpoint_dir, tmp_path):
+    from tf_qa.client import QAClient
+    from tf_qa.export import export_model
+    from tf_qa.server import ModelServer
+    from texts import non_ascii_cases
+
+    repo = tmp_path / "tiny"
+    export_model(checkpoint_dir, repo, report=lambda _: None)
+    cases = non_ascii_cases()[:24]
+    plain = ModelServer(str(repo), "tiny", port=0, poll_seconds=0).start()
+    batched = ModelServer(str(repo), "tiny", port=0, poll_seconds=0,
+                          batching={"max_batch_size": 8, "timeout": 0.05, "num_threads": 2}).start()
+    try:
+        with QAClient(f"127.0.0.1:{plain.port}", "tiny") as client:
+            expected = [client.answer(q, c, top_k=2) for q, c in cases]
+        with QAClient(f"127.0.0.1:{batched.port}", "tiny") as client, ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda case: client.answer(case[0], case[1], top_k=2), cases))
+            with pytest.raises(Exception, match="question is empty"):
+                client.answer("  ", "context")
+    finally:
+        plain.stop(0)
+        batched.stop(0)
+    for mine, theirs in zip(got, expected):
+        assert [(a["answer"], a["start"], a["end"]) for a in mine] == [(a["answer"], a["start"], a["end"]) for a in theirs]
+        assert np.allclose([a["score"] for a in mine], [a["score"] for a in theirs], atol=1e-4)

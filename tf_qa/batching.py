@@ -1,0 +1,134 @@
+"""Server-side batching of concurrent Predict requests, as TF Serving's batcher does.
+
+Requests for the same version and signature whose inputs agree on every dimension but the first are merged
+along dim 0 (every tf-qa signature is batched there), run as one ``Session.run`` and split back. A batch
+closes when it reaches ``max_batch_size`` examples or its first request has waited ``timeout`` seconds.
+
+If a merged batch fails with InvalidArgument (one request's bad input), each of its requests is run alone,
+so a bad request never fails the good ones it was batched with.
+
+Example:
+
+>>> batcher = RequestBatcher(run=lambda key, feeds: ..., max_batch_size=16, timeout=0.002)   # doctest: +SKIP
+>>> batcher.submit(key, {"question:0": q, "context:0": c})                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable, Hashable
+
+import numpy as np
+
+#: run(key, feeds) -> list of output arrays, each batched along dim 0.
+RunFunction = Callable[[Hashable, dict[str, np.ndarray]], list[np.ndarray]]
+
+
+class _Task:
+    __slots__ = ("key", "feeds", "size", "future")
+
+    def __init__(self, key: Hashable, feeds: dict[str, np.ndarray]):
+        self.key = (key, tuple(sorted((name, value.dtype.str, value.shape[1:]) for name, value in feeds.items())))
+        self.feeds = feeds
+        self.size = len(next(iter(feeds.values())))
+        self.future: Future = Future()
+
+
+class RequestBatcher:
+    """Merges concurrent requests into batches run by ``num_threads`` threads.
+
+    Args:
+        run: runs one (merged) request: ``run(key, feeds)`` returns the output arrays.
+        max_batch_size: examples per merged batch (a larger single request runs alone).
+        timeout: seconds a request may wait for others to join it.
+        num_threads: batches run at once.
+        is_invalid_argument: tells whether an exception is the caller's fault (then requests are retried alone).
+    """
+
+    def __init__(self, run: RunFunction, *, max_batch_size: int = 16, timeout: float = 0.002, num_threads: int = 2,
+                 is_invalid_argument: Callable[[BaseException], bool] = lambda error: False):
+        if max_batch_size < 1 or num_threads < 1 or timeout < 0:
+            raise ValueError("max_batch_size and num_threads must be at least 1, timeout at least 0")
+        self.run = run
+        self.max_batch_size = max_batch_size
+        self.timeout = timeout
+        self.is_invalid_argument = is_invalid_argument
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._condition = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True) for i in range(num_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, key: Hashable, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Runs ``feeds`` (possibly merged with others of the same ``key``); blocks for its outputs."""
+        task = _Task(key, feeds)
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._queue.append(task)
+            self._condition.notify_all()
+        return task.future.result()
+
+    def close(self) -> None:
+        """Runs what is queued, then stops the threads."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def _next_batch(self) -> list[_Task] | None:
+        with self._condition:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._condition.wait()
+            first = self._queue.popleft()
+            batch, size = [first], first.size
+            deadline = time.monotonic() + self.timeout
+            while size < self.max_batch_size:
+                for task in list(self._queue):
+                    if task.key == first.key and size + task.size <= self.max_batch_size:
+                        self._queue.remove(task)
+                        batch.append(task)
+                        size += task.size
+                remaining = deadline - time.monotonic()
+                if size >= self.max_batch_size or remaining <= 0 or self._closed:
+                    break
+                self._condition.wait(remaining)
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Task]) -> None:
+        key = batch[0].key[0]
+        if len(batch) == 1:
+            self._run_alone(batch[0])
+            return
+        feeds = {name: np.concatenate([task.feeds[name] for task in batch]) for name in batch[0].feeds}
+        try:
+            outputs = self.run(key, feeds)
+        except BaseException as error:  # noqa: BLE001  every waiting caller must hear of it
+            if self.is_invalid_argument(error):
+                for task in batch:
+                    self._run_alone(task)
+            else:
+                for task in batch:
+                    task.future.set_exception(error)
+            return
+        offset = 0
+        for task in batch:
+            task.future.set_result([output[offset : offset + task.size] for output in outputs])
+            offset += task.size
+
+    def _run_alone(self, task: _Task) -> None:
+        try:
+            task.future.set_result(self.run(task.key[0], task.feeds))
+        except BaseException as error:  # noqa: BLE001
+            task.future.set_exception(error)
