@@ -98,6 +98,12 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from tf_qa.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def _validate(args) -> int:
     from tf_qa.validate import validate_saved_model
 
@@ -225,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--timeout", type=float, default=120.0)
     evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
+
+    bench = commands.add_parser("bench", help="benchmark against the transformers pipeline (see benchmarks/)",
+                                add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=_bench)
     return parser
 
 

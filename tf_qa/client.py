@@ -173,8 +173,14 @@ class _ClientBase:
     def _delay(self, attempt: int) -> float:
         return self.backoff * (2**attempt) * (0.5 + random.random() / 2)
 
-    def _error(self, error: grpc.RpcError, target: str, started: float) -> errors.TFQAError:
-        return errors.from_grpc(error, target=target, elapsed=time.monotonic() - started)
+    def _retry_pause(self, error: grpc.RpcError, attempt: int, index: int, started: float, deadline: float) -> float:
+        """Seconds to wait before the next attempt; raises the tf-qa error when the call must not be retried
+        (only UNAVAILABLE is retried, within ``retries`` and the call's deadline)."""
+        pause = self._delay(attempt)
+        if (error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries
+                or time.monotonic() + pause >= deadline):
+            raise errors.from_grpc(error, target=self.targets[index], elapsed=time.monotonic() - started) from None
+        return pause
 
 
 class QAClient(_ClientBase):
@@ -208,11 +214,7 @@ class QAClient(_ClientBase):
                 return getattr(stubs[index], method)(
                     request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata)
             except grpc.RpcError as error:
-                retry = error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries
-                pause = self._delay(attempt)
-                if not retry or time.monotonic() + pause >= deadline:
-                    raise self._error(error, self.targets[index], started) from None
-                time.sleep(pause)
+                time.sleep(self._retry_pause(error, attempt, index, started, deadline))
 
     def answer(self, question: str, context: str, *, top_k: int = 1, max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
                handle_impossible_answer: bool = False) -> dict | list[dict]:
@@ -269,11 +271,7 @@ class AsyncQAClient(_ClientBase):
                 return await getattr(stubs[index], method)(
                     request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata)
             except grpc.RpcError as error:
-                retry = error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries
-                pause = self._delay(attempt)
-                if not retry or time.monotonic() + pause >= deadline:
-                    raise self._error(error, self.targets[index], started) from None
-                await asyncio.sleep(pause)
+                await asyncio.sleep(self._retry_pause(error, attempt, index, started, deadline))
 
     async def answer(self, question: str, context: str, *, top_k: int = 1,
                      max_answer_len: int = DEFAULT_MAX_ANSWER_LEN, handle_impossible_answer: bool = False):
