@@ -34,7 +34,7 @@ def _export(args) -> int:
     try:
         export_model(checkpoint, args.output, version=args.version, force=args.force, from_pt=args.from_pt,
                      model_name=args.model_name, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride,
-                     max_answer_len=args.max_answer_len)
+                     max_answer_len=args.max_answer_len, window_group_size=args.window_group_size)
     except ExportError as error:
         print(f"tf-qa export: {error}", file=sys.stderr)
         return 1
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-seq-len", type=int, default=384)
     export.add_argument("--doc-stride", type=int, default=128)
     export.add_argument("--max-answer-len", type=int, default=15)
+    export.add_argument("--window-group-size", type=int, default=4,
+                        help="run windows through the model in groups of similar length (0: pad all to the longest)")
     export.set_defaults(run=_export)
 
     validate = commands.add_parser("validate", help="check that a SavedModel fits TensorFlow Serving")

@@ -184,6 +184,7 @@ def export_model(
     max_seq_len: int = 384,
     doc_stride: int = 128,
     max_answer_len: int = 15,
+    window_group_size: int = 4,
     report: Callable[[str], None] = print,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
@@ -212,7 +213,8 @@ def export_model(
 
             try:
                 model = QuestionAnsweringModel.from_transformers(
-                    qa_model, tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride, max_answer_len=max_answer_len)
+                    qa_model, tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride, max_answer_len=max_answer_len,
+                    window_group_size=window_group_size)
             except ValueError as error:
                 raise ExportError(str(error)) from None
             vocab_dir = staging / "vocab"
