@@ -134,11 +134,13 @@ def _serve(args) -> int:
     try:
         server = ModelServer(args.model_base_path, args.model_name, port=args.port, host=args.host,
                              versions=args.versions, poll_seconds=args.poll_seconds,
-                             credentials=credentials, batching=batching).start()
+                             credentials=credentials, batching=batching, rest_port=args.rest_api_port).start()
     except (RuntimeError, OSError) as error:
         print(f"tf-qa serve: {error}", file=sys.stderr)
         return 1
-    print(f"serving {args.model_name} versions {server.repository.statuses()} on {args.host}:{server.port}", flush=True)
+    rest = f", REST on {args.host}:{server.rest_port}" if server.rest_port else ""
+    print(f"serving {args.model_name} versions {server.repository.statuses()} on {args.host}:{server.port}{rest}",
+          flush=True)
     server.wait()
     return 0
 
@@ -198,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-name", required=True)
     serve.add_argument("--port", type=int, default=8500)
     serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--rest-api-port", type=int, help="also serve TF Serving's REST API on this port")
     serve.add_argument("--versions", type=int, nargs="*", help="versions to serve (default: the newest)")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
     serve.add_argument("--enable-batching", action="store_true",

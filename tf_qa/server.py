@@ -8,7 +8,8 @@ What it serves, for one model:
 * ``PredictionService.Predict`` and ``GetModelMetadata`` (``signature_def``); ``Classify``, ``Regress`` and
   ``MultiInference`` answer UNIMPLEMENTED.
 * ``ModelService.GetModelStatus``.
-* gRPC health checking (``grpc.health.v1``) and server reflection.
+* gRPC health checking (``grpc.health.v1``) and server reflection;
+* optionally TF Serving's REST API (``tf_qa.rest``).
 
 It loads the newest numeric version folder under the base path (or the versions asked for), polls for new
 ones and swaps to them without failing requests in flight, validates requests as TF Serving does (missing or
@@ -195,8 +196,25 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
     context.abort(code, message)
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata; the other methods keep the base class's UNIMPLEMENTED."""
+class RequestError(Exception):
+    """A request the server refuses; ``code`` is the gRPC status (REST maps it to an HTTP status)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _dtype_name(dtype) -> str:
+    return tf.dtypes.as_dtype(dtype).name
+
+
+class Predictor:
+    """Validates and runs Predict requests as TF Serving does; shared by the gRPC and REST front ends.
+
+    Args:
+        repository: the loaded versions.
+        batcher: merges concurrent requests when given.
+    """
 
     def __init__(self, repository: ModelRepository, batcher: RequestBatcher | None = None):
         self.repository = repository
@@ -209,61 +227,89 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature = loaded.signatures[name]
         return loaded.session.run([signature.outputs[o].name for o in outputs], feeds)
 
-    def _version(self, spec, context) -> LoadedVersion:
-        if spec.name != self.repository.model_name:
-            _abort(context, grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
-        if spec.HasField("version_label"):
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "version labels are not supported by this server")
-        version = spec.version.value if spec.HasField("version") else None
+    def acquire(self, model_name: str, version: int | None) -> LoadedVersion:
+        """The version to answer with (release it after); RequestError NOT_FOUND when there is none."""
+        if model_name != self.repository.model_name:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_name})")
         try:
             return self.repository.acquire(version)
         except LookupError as error:
-            _abort(context, grpc.StatusCode.NOT_FOUND, str(error))
+            raise RequestError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+
+    def predict(self, loaded: LoadedVersion, signature_name: str, inputs: dict[str, np.ndarray],
+                output_filter: list[str] | None = None) -> tuple[list[str], list[np.ndarray]]:
+        """Checks the inputs against the signature, runs it, returns (output names, values)."""
+        name = signature_name or "serving_default"
+        signature = loaded.signatures.get(name)
+        if signature is None:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Serving signature name: \"{name}\" not found in signature def")
+        missing = sorted(set(signature.inputs) - set(inputs))
+        extra = sorted(set(inputs) - set(signature.inputs))
+        if missing or extra:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
+                               f"expected {sorted(signature.inputs)}")
+        feeds = {}
+        for key, value in inputs.items():
+            expected = signature.inputs[key].dtype
+            got = tf.string if value.dtype == object else tf.dtypes.as_dtype(value.dtype)
+            if got != tf.dtypes.as_dtype(expected):
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {key!r} has dtype {got.name}, signature {name!r} expects "
+                                   f"{_dtype_name(expected)}")
+            feeds[signature.inputs[key].name] = value
+        outputs = sorted(output_filter or signature.outputs)
+        unknown = [o for o in outputs if o not in signature.outputs]
+        if unknown:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
+        key = (loaded, name, tuple(outputs))
+        try:
+            values = self.batcher.submit(key, feeds) if self.batcher else self.run(key, feeds)
+        except tf.errors.InvalidArgumentError as error:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
+        except ValueError as error:  # e.g. a feed of the wrong rank
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        except tf.errors.OpError as error:
+            raise RequestError(grpc.StatusCode.INTERNAL, error.message) from None
+        return outputs, [np.asarray(v) for v in values]
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; the other methods keep the base class's UNIMPLEMENTED."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    def _version(self, spec, context) -> LoadedVersion:
+        if spec.HasField("version_label"):
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "version labels are not supported by this server")
+        try:
+            return self.predictor.acquire(spec.name, spec.version.value if spec.HasField("version") else None)
+        except RequestError as error:
+            _abort(context, error.code, str(error))
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         loaded = self._version(request.model_spec, context)
         try:
-            name = request.model_spec.signature_name or "serving_default"
-            signature = loaded.signatures.get(name)
-            if signature is None:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                       f"Serving signature name: \"{name}\" not found in signature def")
-            missing = sorted(set(signature.inputs) - set(request.inputs))
-            extra = sorted(set(request.inputs) - set(signature.inputs))
-            if missing or extra:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                       f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
-                       f"expected {sorted(signature.inputs)}")
-            feeds = {}
+            inputs = {}
             for key, tensor in request.inputs.items():
-                expected = signature.inputs[key].dtype
-                if tensor.dtype != expected:
-                    _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                           f"input {key!r} has dtype {tf.dtypes.as_dtype(tensor.dtype).name}, "
-                           f"signature {name!r} expects {tf.dtypes.as_dtype(expected).name}")
                 try:
-                    feeds[signature.inputs[key].name] = tf.make_ndarray(tensor)
-                except Exception as error:
-                    _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r} is not a valid tensor: {error}")
-            outputs = sorted(request.output_filter) or sorted(signature.outputs)
-            unknown = [o for o in outputs if o not in signature.outputs]
-            if unknown:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
-            key = (loaded, name, tuple(outputs))
-            try:
-                values = self.batcher.submit(key, feeds) if self.batcher else self.run(key, feeds)
-            except tf.errors.InvalidArgumentError as error:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message))
-            except (ValueError, tf.errors.OpError) as error:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT if isinstance(error, ValueError)
-                       else grpc.StatusCode.INTERNAL, str(error))
+                    inputs[key] = tf.make_ndarray(tensor)
+                except Exception as error:  # any malformed TensorProto
+                    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"input {key!r} is not a valid tensor: {error}") from None
+            outputs, values = self.predictor.predict(loaded, request.model_spec.signature_name, inputs,
+                                                     list(request.output_filter))
             response = predict_pb2.PredictResponse()
-            response.model_spec.name = self.repository.model_name
+            response.model_spec.name = self.predictor.repository.model_name
             response.model_spec.version.value = loaded.version
-            response.model_spec.signature_name = name
+            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
             for output, value in zip(outputs, values):
-                response.outputs[output].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+                response.outputs[output].CopyFrom(tf.make_tensor_proto(value))
             return response
+        except RequestError as error:
+            _abort(context, error.code, str(error))
         finally:
             loaded.release()
 
@@ -276,7 +322,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             for key, value in loaded.signatures.items():
                 signature_map.signature_def[key].CopyFrom(value)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = self.repository.model_name
+            response.model_spec.name = self.predictor.repository.model_name
             response.model_spec.version.value = loaded.version
             response.metadata["signature_def"].Pack(signature_map)
             return response
@@ -321,11 +367,13 @@ class ModelServer:
         credentials: ``grpc.ssl_server_credentials(...)`` to serve TLS; plaintext when None.
         batching: merge concurrent requests (``RequestBatcher`` options: max_batch_size, timeout,
             num_threads), as TF Serving's ``--enable_batching``; None runs each request on its own.
+        rest_port: also serve TF Serving's REST API on this port (0 picks a free one; see ``rest_port``).
     """
 
     def __init__(self, model_base_path: str, model_name: str, *, port: int = 8500, host: str = "127.0.0.1",
                  versions: list[int] | None = None, poll_seconds: float = 2.0, max_workers: int = 16,
-                 credentials: grpc.ServerCredentials | None = None, batching: dict | None = None):
+                 credentials: grpc.ServerCredentials | None = None, batching: dict | None = None,
+                 rest_port: int | None = None):
         self.repository = ModelRepository(model_base_path, model_name, versions)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -336,10 +384,11 @@ class ModelServer:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
         self.batcher = None
         if batching is not None:
-            self.batcher = RequestBatcher(PredictionServicer.run, **batching,
+            self.batcher = RequestBatcher(Predictor.run, **batching,
                                           is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError))
+        self.predictor = Predictor(self.repository, self.batcher)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.repository, self.batcher), self.server)
+            PredictionServicer(self.predictor), self.server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.repository), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -352,6 +401,12 @@ class ModelServer:
                      else self.server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"could not bind {host}:{port}")
+        self.rest = None
+        if rest_port is not None:
+            from tf_qa.rest import RestServer
+
+            self.rest = RestServer(self.predictor, host, rest_port)
+        self.rest_port = self.rest.port if self.rest else None
 
     def start(self) -> "ModelServer":
         """Loads the model (raises if no version loads), starts serving and polling."""
@@ -359,6 +414,8 @@ class ModelServer:
         if not self.repository.statuses():
             raise RuntimeError(f"no loadable version under {self.repository.base_path}")
         self.server.start()
+        if self.rest:
+            self.rest.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self.health.set("tensorflow.serving.PredictionService", health_pb2.HealthCheckResponse.SERVING)
         if self.poll_seconds > 0:
@@ -375,6 +432,8 @@ class ModelServer:
         self._stop.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.rest:
+            self.rest.stop()
         if self.batcher:
             self.batcher.close()
         self.repository.close()
