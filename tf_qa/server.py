@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the TF Text ops of the graph, as tensorflow_model_server links them
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -97,12 +98,24 @@ class LoadedVersion:
             self.session.close()
 
 
+def session_config() -> tf.compat.v1.ConfigProto:
+    """The session options tf-qa serves with (TF Serving takes the same ConfigProto in its platform config).
+
+    Grappler's function optimizer is off: it lowers the model's while loop over window groups into TF1
+    control flow, which runs the groups one after another; the functional loop overlaps them, as TF2 does
+    (measured: 24.6 -> 27.8 questions/s at batch 16 on 2 cores).
+    """
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.function_optimization = rewriter_config_pb2.RewriterConfig.OFF
+    return config
+
+
 def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
     """Loads a SavedModel as tensorflow_model_server does: the TF1 loader with the ``serve`` tag.
 
     Returns the session and the signature defs by name.
     """
-    session = tf.compat.v1.Session(graph=tf.Graph())
+    session = tf.compat.v1.Session(graph=tf.Graph(), config=session_config())
     meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
     return session, dict(meta_graph.signature_def)
 
