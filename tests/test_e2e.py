@@ -145,3 +145,37 @@ def test_unreachable_server_fails_within_deadline_naming_the_target():
         with pytest.raises((errors.ServerUnavailable, errors.DeadlineExceeded), match=f"127.0.0.1:{port}"):
             dead.answer("What?", "Paris.")
     assert time.monotonic() - started < 5.0
+
+
+def test_ask_command_prints_the_answer(target, capsys):
+    from tf_qa.cli import main
+
+    args = ["ask", "--target", target, "--model-name", MODEL_NAME, "--question", "What is the capital?",
+            "--context", "Paris is the capital of France."]
+    assert main(args + ["--json", "--top-k", "2"]) == 0
+    answers = __import__("json").loads(capsys.readouterr().out)
+    assert len(answers) == 2 and {"answer", "score", "start", "end"} <= set(answers[0])
+    assert main(args) == 0 and "score" in capsys.readouterr().out
+    assert main(args[:-2] + ["--context", " "]) == 1
+    assert "context is empty" in capsys.readouterr().err
+
+
+def test_serve_command_stops_cleanly_on_sigterm(model_repository):
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", str(model_repository), "--model-name",
+         MODEL_NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout.readline().startswith(f"serving {MODEL_NAME}")
+        with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=60) as client:
+            assert client.status()[0]["state"] == "AVAILABLE"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
