@@ -26,10 +26,16 @@ def _doubler(calls):
 
 def test_concurrent_requests_are_merged_and_split_back():
     calls = []
-    batcher = RequestBatcher(_doubler(calls), max_batch_size=8, timeout=0.2, num_threads=1)
+    batcher = RequestBatcher(_doubler(calls), max_batch_size=8, timeout=2.0, num_threads=1)
+    barrier = threading.Barrier(8)
+
+    def submit(i):
+        barrier.wait()
+        return batcher.submit(10, {"x": np.array([i, i])})
+
     try:
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda i: batcher.submit(10, {"x": np.array([i, i])}), range(8)))
+            results = list(pool.map(submit, range(8)))
     finally:
         batcher.close()
     for i, (doubled, plus) in enumerate(results):

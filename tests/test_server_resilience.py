@@ -80,7 +80,10 @@ def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
 
     thread = threading.Thread(target=ask)
     thread.start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20
+    while server.repository.requests_in_flight() == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert server.repository.requests_in_flight() == 1, "the request never reached the server"
     server.stop(grace=0)
     thread.join(30)
     assert "error" in outcome, outcome

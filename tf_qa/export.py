@@ -155,22 +155,13 @@ def read_warmup(path: Path) -> list:
 
 def run_requests(version_dir: Path, requests: list) -> list[dict]:
     """Runs PredictRequests through a TF1 session on the signature tensor names, as TF Serving does."""
-    import tensorflow as tf
-
-    from tf_qa.server import load_session
+    from tf_qa.server import load_session, run_predict_request
 
     session, signatures = load_session(str(version_dir))
-    results = []
     try:
-        for request in requests:
-            signature = signatures[request.model_spec.signature_name or "serving_default"]
-            feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            names = sorted(signature.outputs)
-            values = session.run([signature.outputs[n].name for n in names], feeds)
-            results.append(dict(zip(names, values)))
+        return [run_predict_request(session, signatures, request) for request in requests]
     finally:
         session.close()
-    return results
 
 
 def export_model(
@@ -280,15 +271,16 @@ def _write_metadata(path: Path, checkpoint: str, model) -> None:
 
 
 def _self_check(model, saved: Path, requests: list) -> None:
-    """Reloads through the TF1 session path, answers the warmup requests, compares with the source model."""
+    """Reloads through the TF1 session path, answers the warmup requests, and compares the token-level
+    spans (start and score, which come straight from the logits) with the in-memory source model's."""
+    import tensorflow as tf
+
     from tf_qa.model import TOKEN_SPANS_SIGNATURE
 
     results = run_requests(saved, requests)
     for request, result in zip(requests, results):
         if request.model_spec.signature_name != TOKEN_SPANS_SIGNATURE:
             continue
-        import tensorflow as tf
-
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         expected = model.token_spans(inputs["input_ids"], inputs["attention_mask"])
         if not np.allclose(result["score"], expected["score"].numpy(), atol=1e-4) or not np.array_equal(

@@ -120,6 +120,14 @@ def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
     return session, dict(meta_graph.signature_def)
 
 
+def run_predict_request(session: tf.compat.v1.Session, signatures: dict, request) -> dict[str, np.ndarray]:
+    """Runs a PredictRequest on a session by the signature's tensor names (no validation: trusted requests)."""
+    signature = signatures[request.model_spec.signature_name or "serving_default"]
+    feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    names = sorted(signature.outputs)
+    return dict(zip(names, session.run([signature.outputs[n].name for n in names], feeds)))
+
+
 def load_version(base_path: str, version: int, *, warm_up: bool = True) -> LoadedVersion:
     """Loads ``base_path/<version>`` and, like ``--enable_model_warmup``, replays its warmup requests."""
     path = os.path.join(base_path, str(version))
@@ -131,9 +139,7 @@ def load_version(base_path: str, version: int, *, warm_up: bool = True) -> Loade
         started = time.monotonic()
         requests = read_warmup(warmup_file)
         for request in requests:
-            signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
-            feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            loaded.session.run([t.name for t in signature.outputs.values()], feeds)
+            run_predict_request(loaded.session, loaded.signatures, request)
         log.info("version %d warmed up with %d requests in %.1fs", version, len(requests), time.monotonic() - started)
     return loaded
 
@@ -185,6 +191,11 @@ class ModelRepository:
                 raise LookupError(f"version {version} of model {self.model_name} is not loaded")
             if chosen.acquire():
                 return chosen
+
+    def requests_in_flight(self) -> int:
+        """Requests holding a loaded version right now."""
+        with self._lock:
+            return sum(v.users for v in self._versions.values())
 
     def statuses(self) -> list[int]:
         with self._lock:
