@@ -67,3 +67,13 @@ def saved_model(saved_model_dir):
     import tensorflow_text  # noqa: F401  registers the TF Text ops the graph uses
 
     return tf.saved_model.load(saved_model_dir)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Prints the parity counts of every compared set, passed or failed."""
+    from parity import SUMMARIES
+
+    if SUMMARIES:
+        terminalreporter.section("parity with transformers.pipeline")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)

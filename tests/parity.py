@@ -22,6 +22,8 @@ import tensorflow as tf
 
 SCORE_TOLERANCE = 1e-4
 REQUIRED_AGREEMENT = 0.995
+#: One summary line per compared set, printed at the end of the pytest run (see conftest.py).
+SUMMARIES: list[str] = []
 
 
 @dataclasses.dataclass
@@ -41,11 +43,15 @@ class ParityCounts:
         return (self.identical + self.tie) / max(self.total, 1)
 
     def summary(self, name: str) -> str:
-        return (
+        """A line with the counts; also kept for the end-of-run report."""
+        line = (
             f"{name}: {self.total} cases, {self.identical} identical, {self.tie} float ties, "
             f"{self.differs} differ ({100 * self.agreement:.2f}% agree); "
             f"{self.zero_artifacts} pipeline score-0 artifacts not compared"
         )
+        if line not in SUMMARIES:
+            SUMMARIES.append(line)
+        return line
 
 
 def as_list(result) -> list[dict]:
