@@ -15,8 +15,8 @@ Example:
 >>> hf = DistilBertTokenizerFast("vocab.txt")                      # doctest: +SKIP
 >>> layer = WordPieceTokenizer.from_transformers(hf)               # doctest: +SKIP
 >>> tokens = layer(tf.constant(["Café au lait?"]))                 # doctest: +SKIP
->>> tokens.token_ids.to_list()                                     # doctest: +SKIP
-[[7668, 8740, 2474, 4183, 1029]]
+>>> tokens.token_ids.to_list(), tokens.starts.to_list(), tokens.ends.to_list()   # doctest: +SKIP
+([[7668, 8740, 21110, 2102, 1029]], [[0, 5, 8, 11, 12]], [[4, 7, 11, 12, 13]])
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         rows = tf.boolean_mask(rows, kept)
         local = tf.boolean_mask(local, kept)
         word_of_char = tf.cumsum(tf.cast(tf.boolean_mask(starts_word, kept), tf.int32)) - 1
-        num_words = tf.size(tf.unique(word_of_char).y)
+        num_words = tf.reduce_max(tf.concat([word_of_char + 1, [0]], axis=0))  # ids run 0..n-1 in order
         word_first = tf.math.unsorted_segment_min(tf.range(tf.size(chars)), word_of_char, num_words)
         word_last = tf.math.unsorted_segment_max(tf.range(tf.size(chars)), word_of_char, num_words)
         word_rows = tf.gather(rows, word_first)

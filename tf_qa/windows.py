@@ -99,7 +99,9 @@ def make_windows(
         values = tf.concat([tf.cast(ids.values, tf.int32), [0]], axis=0)
         return tf.gather(values, tf.clip_by_value(index, 0, tf.size(values, out_type=tf.int64) - 1))
 
-    row_start = lambda ids: tf.gather(ids.row_starts(), example)[:, tf.newaxis]  # noqa: E731
+    def row_start(ids: tf.RaggedTensor) -> tf.Tensor:
+        return tf.gather(ids.row_starts(), example)[:, tf.newaxis]
+
     question_tokens = gather_tokens(question_ids, row_start(question_ids) + position - 1)
     context_index = window_start[:, tf.newaxis] + position - c_begin
     context_tokens = gather_tokens(context_ids, row_start(context_ids) + context_index)
