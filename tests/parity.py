@@ -14,11 +14,9 @@ than candidates asked for) are counted as ``zero_artifacts`` and not compared.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 
-import numpy as np
-import tensorflow as tf
+from tf_qa.model import run_top_k_signature
 
 SCORE_TOLERANCE = 1e-4
 REQUIRED_AGREEMENT = 0.995
@@ -63,14 +61,9 @@ def saved_model_answers(signature, questions, contexts, *, top_k, handle_impossi
     results = []
     for begin in range(0, len(questions), batch_size):
         q = questions[begin : begin + batch_size]
-        c = contexts[begin : begin + batch_size]
-        n = len(q)
-        out = signature(
-            question=tf.constant(q), context=tf.constant(c), top_k=tf.fill([n], top_k),
-            max_answer_len=tf.fill([n], 15), handle_impossible_answer=tf.fill([n], handle_impossible_answer),
-        )
-        out = {key: value.numpy() for key, value in out.items()}
-        for row in range(n):
+        out = run_top_k_signature(signature, q, contexts[begin : begin + batch_size], top_k=top_k,
+                                  handle_impossible_answer=handle_impossible_answer)
+        for row in range(len(q)):
             answers = []
             for rank in range(out["answer"].shape[1]):
                 if out["start"][row, rank] == -1:

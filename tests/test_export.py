@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -91,33 +90,30 @@ def test_validate_passes_an_export(repository, capsys):
     assert "FastWordpieceTokenizeWithOffsets" in out and "fits TensorFlow Serving" in out
 
 
+def _validate_model(path, serve, capsys) -> tuple[int, str]:
+    """Saves ``serve`` (a function of a [None] float32 input) as a SavedModel and validates it."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    code = main(["validate", str(path)])
+    return code, capsys.readouterr().out
+
+
 def test_validate_flags_an_op_tf_serving_lacks(tmp_path, capsys):
     import tensorflow as tf
 
-    class WithPyFunction(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-        def serve(self, x):
-            return {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)}
-
-    module = WithPyFunction()
-    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
-    assert main(["validate", str(tmp_path / "1")]) == 1
-    out = capsys.readouterr().out
-    assert "EagerPyFunc" in out and "does NOT fit" in out
+    code, out = _validate_model(tmp_path / "1", lambda x: {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)},
+                                capsys)
+    assert code == 1 and "EagerPyFunc" in out and "does NOT fit" in out
 
 
 def test_validate_flags_unbatched_outputs(tmp_path, capsys):
     import tensorflow as tf
 
-    class Scalar(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-        def serve(self, x):
-            return {"total": tf.reduce_sum(x)}
-
-    module = Scalar()
-    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
-    assert main(["validate", str(tmp_path / "1")]) == 1
-    assert "not batched along dim 0" in capsys.readouterr().out
+    code, out = _validate_model(tmp_path / "1", lambda x: {"total": tf.reduce_sum(x)}, capsys)
+    assert code == 1 and "not batched along dim 0" in out
 
 
 def test_unwritable_output_and_bert_style_models(tmp_path, checkpoint_dir, capsys):

@@ -31,6 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN, TOP_K_SIGNATURE
+
 SQUAD_V1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "squad-v1.1-dev-part1.json"
 MODEL_NAME = "bench"
 
@@ -108,30 +110,24 @@ def worker_pipeline(config) -> dict:
     return {"seconds": seconds}
 
 
-def _answer_top1(signature, questions, contexts):
-    import tensorflow as tf
-
-    n = len(questions)
-    return signature(question=tf.constant(questions), context=tf.constant(contexts), top_k=tf.ones([n], tf.int32),
-                     max_answer_len=tf.fill([n], 15), handle_impossible_answer=tf.zeros([n], tf.bool))
-
-
 def worker_saved_model(config) -> dict:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    signature = tf.saved_model.load(config["saved_model"]).signatures["answer_top_k"]
+    from tf_qa.model import run_top_k_signature as answer
+
+    signature = tf.saved_model.load(config["saved_model"]).signatures[TOP_K_SIGNATURE]
     cases = config["cases"]
     questions, contexts = [q for q, _ in cases], [c for _, c in cases]
-    _answer_top1(signature, questions[:16], contexts[:16])
+    answer(signature, questions[:16], contexts[:16])
     if config["batch_size"] == 1:
         latencies = []
         for question, context in cases:
-            seconds, _ = _timed(lambda: _answer_top1(signature, [question], [context])["answer"].numpy())
+            seconds, _ = _timed(lambda: answer(signature, [question], [context]))
             latencies.append(seconds)
         return {"latencies": latencies, "seconds": sum(latencies)}
     size = config["batch_size"]
-    seconds, _ = _timed(lambda: [_answer_top1(signature, questions[i:i + size], contexts[i:i + size])["answer"].numpy()
+    seconds, _ = _timed(lambda: [answer(signature, questions[i:i + size], contexts[i:i + size])
                                  for i in range(0, len(cases), size)])
     return {"seconds": seconds}
 
@@ -269,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     window_lengths = []
     for question, context in cases:
-        encoded = tokenizer(question, context, truncation="only_second", max_length=384, stride=128,
+        encoded = tokenizer(question, context, truncation="only_second", max_length=DEFAULT_MAX_SEQ_LEN,
+                            stride=DEFAULT_DOC_STRIDE,
                             return_overflowing_tokens=True)
         window_lengths.append([len(ids) for ids in encoded["input_ids"]])
     useful_gflop = sum(distilbert_flops(n) for lengths in window_lengths for n in lengths) / 1e9

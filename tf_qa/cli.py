@@ -16,6 +16,8 @@ import os
 import sys
 import tempfile
 
+from tf_qa import defaults
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -45,17 +47,16 @@ def _export(args) -> int:
 
 
 def _saved_model_answerer(path: str, handle_impossible_answer: bool):
-    import numpy as np
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    signature = tf.saved_model.load(path).signatures["answer_top_k"]
+    from tf_qa.model import run_top_k_signature
+
+    signature = tf.saved_model.load(path).signatures[defaults.TOP_K_SIGNATURE]
 
     def answer(questions, contexts):
-        n = len(questions)
-        out = signature(question=tf.constant(questions), context=tf.constant(contexts), top_k=tf.ones([n], tf.int32),
-                        max_answer_len=tf.fill([n], 15), handle_impossible_answer=tf.fill([n], handle_impossible_answer))
-        return [a.decode("utf-8") for a in np.asarray(out["answer"][:, 0])]
+        out = run_top_k_signature(signature, questions, contexts, handle_impossible_answer=handle_impossible_answer)
+        return [a.decode("utf-8") for a in out["answer"][:, 0]]
 
     return answer, lambda: None
 
@@ -184,10 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, help="version number (default: the next one)")
     export.add_argument("--force", action="store_true", help="overwrite an existing version")
     export.add_argument("--from-pt", action="store_true", help="the checkpoint has PyTorch weights")
-    export.add_argument("--max-seq-len", type=int, default=384)
-    export.add_argument("--doc-stride", type=int, default=128)
-    export.add_argument("--max-answer-len", type=int, default=15)
-    export.add_argument("--window-group-size", type=int, default=4,
+    export.add_argument("--max-seq-len", type=int, default=defaults.DEFAULT_MAX_SEQ_LEN)
+    export.add_argument("--doc-stride", type=int, default=defaults.DEFAULT_DOC_STRIDE)
+    export.add_argument("--max-answer-len", type=int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
+    export.add_argument("--window-group-size", type=int, default=defaults.DEFAULT_WINDOW_GROUP_SIZE,
                         help="run windows through the model in groups of similar length (0: pad all to the longest)")
     export.set_defaults(run=_export)
 
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--context")
     source.add_argument("--context-file")
     ask.add_argument("--top-k", type=int, default=1)
-    ask.add_argument("--max-answer-len", type=int, default=15)
+    ask.add_argument("--max-answer-len", type=int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
     ask.add_argument("--handle-impossible-answer", action="store_true")
     ask.add_argument("--timeout", type=float, default=30.0)
     ask.add_argument("--json", action="store_true", help="print the raw result as JSON")

@@ -33,12 +33,9 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa import errors
+from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tensorflow import make_ndarray, make_tensor_proto
 
-TOP_K_SIGNATURE = "answer_top_k"
-TOKEN_SPANS_SIGNATURE = "token_spans"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-DEFAULT_MAX_ANSWER_LEN = 15
 
 
 def _targets(target: str | Sequence[str]) -> list[str]:

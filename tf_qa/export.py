@@ -29,6 +29,16 @@ from typing import Callable
 
 import numpy as np
 
+from tf_qa.defaults import (
+    DEFAULT_DOC_STRIDE,
+    DEFAULT_MAX_ANSWER_LEN,
+    DEFAULT_MAX_SEQ_LEN,
+    DEFAULT_WINDOW_GROUP_SIZE,
+    SERVING_DEFAULT,
+    TOKEN_SPANS_SIGNATURE,
+    TOP_K_SIGNATURE,
+)
+
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tf_qa_export.json"
 
@@ -103,8 +113,6 @@ def warmup_requests(model_name: str) -> list:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from tf_qa.model import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
-
     long_context = " ".join([_WARMUP_CONTEXT] * 60)  # about 1,000 tokens: several windows
     requests = []
     for batch in (1, 8):
@@ -114,7 +122,7 @@ def warmup_requests(model_name: str) -> list:
         inputs_by_signature = {
             SERVING_DEFAULT: {"question": questions, "context": contexts},
             TOP_K_SIGNATURE: {"question": questions, "context": contexts,
-                              "top_k": np.full([batch], 3, np.int32), "max_answer_len": np.full([batch], 15, np.int32),
+                              "top_k": np.full([batch], 3, np.int32), "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
                               "handle_impossible_answer": np.full([batch], True)},
             TOKEN_SPANS_SIGNATURE: {"input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32),
                                                          [batch, 1]),
@@ -172,10 +180,10 @@ def export_model(
     force: bool = False,
     from_pt: bool = False,
     model_name: str | None = None,
-    max_seq_len: int = 384,
-    doc_stride: int = 128,
-    max_answer_len: int = 15,
-    window_group_size: int = 4,
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
+    doc_stride: int = DEFAULT_DOC_STRIDE,
+    max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+    window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
     report: Callable[[str], None] = print,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
@@ -274,8 +282,6 @@ def _self_check(model, saved: Path, requests: list) -> None:
     """Reloads through the TF1 session path, answers the warmup requests, and compares the token-level
     spans (start and score, which come straight from the logits) with the in-memory source model's."""
     import tensorflow as tf
-
-    from tf_qa.model import TOKEN_SPANS_SIGNATURE
 
     results = run_requests(saved, requests)
     for request, result in zip(requests, results):

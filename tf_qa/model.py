@@ -22,19 +22,31 @@ import tf_keras
 
 from tf_qa import answers as answers_lib
 from tf_qa import windows as windows_lib
+from tf_qa.defaults import (
+    DEFAULT_DOC_STRIDE,
+    DEFAULT_MAX_ANSWER_LEN,
+    DEFAULT_MAX_SEQ_LEN,
+    DEFAULT_WINDOW_GROUP_SIZE,
+    MAX_TOP_K,
+    SERVING_DEFAULT,
+    TOKEN_SPANS_SIGNATURE,
+    TOP_K_SIGNATURE,
+)
 from tf_qa.spans import SpanExtractor
 from tf_qa.tokenization import WordPieceTokenizer, invalid_utf8
 
-#: Pipeline defaults.
-DEFAULT_MAX_SEQ_LEN = 384
-DEFAULT_DOC_STRIDE = 128
-DEFAULT_MAX_ANSWER_LEN = 15
-#: Largest ``top_k`` a request may ask for (bounds the [B, K] outputs a client can make the server allocate).
-MAX_TOP_K = 1000
+def run_top_k_signature(signature, questions, contexts, *, top_k: int = 1,
+                        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+                        handle_impossible_answer: bool = False) -> dict:
+    """Calls a loaded SavedModel's ``answer_top_k`` signature with one setting for every example.
 
-SERVING_DEFAULT = "serving_default"
-TOP_K_SIGNATURE = "answer_top_k"
-TOKEN_SPANS_SIGNATURE = "token_spans"
+    Returns the outputs (``answer``, ``score``, ``start``, ``end``) as [B, K] numpy arrays.
+    """
+    n = len(questions)
+    out = signature(question=tf.constant(questions), context=tf.constant(contexts), top_k=tf.fill([n], top_k),
+                    max_answer_len=tf.fill([n], max_answer_len),
+                    handle_impossible_answer=tf.fill([n], handle_impossible_answer))
+    return {key: value.numpy() for key, value in out.items()}
 
 
 def _check(condition: tf.Tensor, message: str, *data: tf.Tensor) -> tf.Operation:
@@ -75,7 +87,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
         handle_impossible_answer: bool = False,
         align_to_words: bool = True,
-        window_group_size: int = 4,
+        window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -24,11 +24,11 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from tf_qa.defaults import MAX_MESSAGE_BYTES, SERVING_DEFAULT
 from tf_qa.server import Predictor, RequestError
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
 _HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST, grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND}
-MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 def _decode_strings(value):
@@ -69,7 +69,7 @@ def to_json(value):
 
 
 def predict(predictor: Predictor, loaded, body: dict) -> dict:
-    signature_name = body.get("signature_name") or "serving_default"
+    signature_name = body.get("signature_name") or SERVING_DEFAULT
     signature = loaded.signatures.get(signature_name)
     if signature is None:
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"Serving signature name: \"{signature_name}\" not found")
@@ -150,7 +150,7 @@ def make_handler(predictor: Predictor):
 
         def _body(self) -> dict:
             length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
+            if length > MAX_MESSAGE_BYTES:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"body of {length} bytes is too large")
             try:
                 body = json.loads(self.rfile.read(length) or b"null")

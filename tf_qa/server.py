@@ -47,11 +47,10 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.batching import RequestBatcher
+from tf_qa.defaults import MAX_MESSAGE_BYTES, SERVING_DEFAULT
 
 log = logging.getLogger("tf_qa.server")
 
-#: Message size limit, past gRPC's 4 MB default (long contexts in large batches).
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 def version_folders(base_path: str) -> list[int]:
@@ -122,7 +121,7 @@ def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
 
 def run_predict_request(session: tf.compat.v1.Session, signatures: dict, request) -> dict[str, np.ndarray]:
     """Runs a PredictRequest on a session by the signature's tensor names (no validation: trusted requests)."""
-    signature = signatures[request.model_spec.signature_name or "serving_default"]
+    signature = signatures[request.model_spec.signature_name or SERVING_DEFAULT]
     feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
     names = sorted(signature.outputs)
     return dict(zip(names, session.run([signature.outputs[n].name for n in names], feeds)))
@@ -263,7 +262,7 @@ class Predictor:
     def predict(self, loaded: LoadedVersion, signature_name: str, inputs: dict[str, np.ndarray],
                 output_filter: list[str] | None = None) -> tuple[list[str], list[np.ndarray]]:
         """Checks the inputs against the signature, runs it, returns (output names, values)."""
-        name = signature_name or "serving_default"
+        name = signature_name or SERVING_DEFAULT
         signature = loaded.signatures.get(name)
         if signature is None:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -328,7 +327,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response = predict_pb2.PredictResponse()
             response.model_spec.name = self.predictor.repository.model_name
             response.model_spec.version.value = loaded.version
-            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
+            response.model_spec.signature_name = request.model_spec.signature_name or SERVING_DEFAULT
             for output, value in zip(outputs, values):
                 response.outputs[output].CopyFrom(tf.make_tensor_proto(value))
             return response

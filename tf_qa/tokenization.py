@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras

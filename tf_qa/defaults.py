@@ -1,0 +1,17 @@
+"""Names and defaults shared by the model, the exporter, the server and the clients (no heavy imports)."""
+
+#: The transformers pipeline's defaults.
+DEFAULT_MAX_SEQ_LEN = 384
+DEFAULT_DOC_STRIDE = 128
+DEFAULT_MAX_ANSWER_LEN = 15
+#: Windows run through the model in groups of this many, sorted by length (see QuestionAnsweringModel).
+DEFAULT_WINDOW_GROUP_SIZE = 4
+#: Largest ``top_k`` a request may ask for (bounds the [B, K] outputs a client can make the server allocate).
+MAX_TOP_K = 1000
+
+SERVING_DEFAULT = "serving_default"
+TOP_K_SIGNATURE = "answer_top_k"
+TOKEN_SPANS_SIGNATURE = "token_spans"
+
+#: gRPC message and REST body limit, past gRPC's 4 MB default (long contexts in large batches).
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
