@@ -5,13 +5,15 @@ DistilBERT-base-sized checkpoint made with a fixed seed:
 
 * the transformers pipeline: PyTorch at batch 1 and 16, TensorFlow at batch 1 (it ignores batch_size);
 * the tf-qa SavedModel called in-process, batch 1 and 16;
-* tf-qa over gRPC through ``tf-qa serve`` (batching on): batch 1 (p50, p99), 16 per request, and 8 concurrent
-  clients sending one question each; the first request after start against a warm one; the server's peak RSS;
+* tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/batching_parameters.txt): batch 1 (p50,
+  p99), 16 per request, and 8 concurrent clients sending one question each; the first request after start
+  against a warm one; the server's peak RSS;
 * the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set.
 
-Each row runs in its own process. It prints a table with ratios to the pipeline rows, and writes
-``bench.json`` and ``latency_vs_length.png`` to the output folder. The machine is noisy: ratios from one run
-are what count.
+With ``--sweep-batching`` the gRPC rows are also run under each server batching setting of ``BATCHING_SWEEP``
+(about 7 more minutes). Each row runs in its own process. It prints a table with ratios to the pipeline rows,
+and writes ``bench.json`` and ``latency_vs_length.png`` to the output folder. The machine is noisy: ratios
+from one run are what count.
 
     python benchmarks/bench.py --questions 300          # or: tf-qa bench --questions 300
 """
@@ -35,6 +37,22 @@ from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN, TOP_K_SIGNAT
 
 SQUAD_V1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "squad-v1.1-dev-part1.json"
 MODEL_NAME = "bench"
+
+#: The server's batching settings, as in serving/batching_parameters.txt.
+BATCHING_ARGS = ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "0",
+                 "--num-batch-threads", "2"]
+
+#: Settings compared by ``--sweep-batching`` (the measurements serving/batching_parameters.txt was tuned from).
+BATCHING_SWEEP = {
+    "no batching": [],
+    "timeout 2 ms, 1 thread": ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "2000",
+                               "--num-batch-threads", "1"],
+    "timeout 2 ms, 2 threads": ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "2000",
+                                "--num-batch-threads", "2"],
+    "timeout 0, 1 thread": ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "0",
+                            "--num-batch-threads", "1"],
+    "timeout 0, 2 threads": BATCHING_ARGS,
+}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -252,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
+    parser.add_argument("--sweep-batching", action="store_true",
+                        help="also run the gRPC rows under each server batching setting in BATCHING_SWEEP")
     args = parser.parse_args(argv)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -293,9 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         report(f"tf-qa SavedModel in-process bs{batch} ...")
         rows[f"tf-qa in-process bs{batch}"] = run_worker(
             "saved_model", {"saved_model": f"{repository}/1", "cases": cases, "batch_size": batch})
-    report("tf-qa over gRPC (tf-qa serve --enable-batching) ...")
-    grpc = run_server_rows(repository, cases, ["--enable-batching", "--max-batch-size", "16",
-                                               "--batch-timeout-micros", "2000", "--num-batch-threads", "1"])
+    report("tf-qa over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
+    grpc = run_server_rows(repository, cases, BATCHING_ARGS)
     rows["tf-qa gRPC bs1"] = grpc["bs1"]
     rows["tf-qa gRPC bs16"] = grpc["bs16"]
     rows["tf-qa gRPC 8 clients"] = grpc["concurrent8"]
@@ -321,8 +340,19 @@ def main(argv: list[str] | None = None) -> int:
         "peak_matmul_gflops": peak, "rows": table, "first_request_s": grpc["first_request"],
         "warm_request_s": grpc["warm_request"], "first_over_warm": grpc["first_request"] / grpc["warm_request"],
         "server_peak_rss_mb": grpc["server_peak_rss_mb"], "server_load_seconds": grpc["server_load_seconds"],
-        "cpu_count": os.cpu_count(), "bench_seconds": time.monotonic() - bench_started,
+        "cpu_count": os.cpu_count(),
     }
+    if args.sweep_batching:
+        summary["batching_sweep"] = []
+        for setting, batching_args in BATCHING_SWEEP.items():
+            report(f"batching sweep: {setting} ...")
+            result = run_server_rows(repository, cases, batching_args)
+            summary["batching_sweep"].append({
+                "setting": setting, "bs1_p50_ms": 1000 * percentile(result["bs1"]["latencies"], 50),
+                "bs1_questions_per_s": n / result["bs1"]["seconds"],
+                "bs16_questions_per_s": n / result["bs16"]["seconds"],
+                "clients8_questions_per_s": n / result["concurrent8"]["seconds"]})
+    summary["bench_seconds"] = time.monotonic() - bench_started
     (output / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot(output / "latency_vs_length.png", window_lengths, rows)
     print()
@@ -346,6 +376,12 @@ def format_table(summary: dict) -> str:
                  f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
                  f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
                  f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs")
+    if summary.get("batching_sweep"):
+        lines += ["", "| server batching | bs1 p50 ms | bs1 q/s | bs16 q/s | 8 clients q/s |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for row in summary["batching_sweep"]:
+            lines.append(f"| {row['setting']} | {row['bs1_p50_ms']:.1f} | {row['bs1_questions_per_s']:.2f} | "
+                         f"{row['bs16_questions_per_s']:.2f} | {row['clients8_questions_per_s']:.2f} |")
     return "\n".join(lines)
 
 

@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--enable-batching", action="store_true",
                        help="merge concurrent requests into batches (as TF Serving's --enable_batching)")
     serve.add_argument("--max-batch-size", type=int, default=16)
-    serve.add_argument("--batch-timeout-micros", type=int, default=2000)
+    serve.add_argument("--batch-timeout-micros", type=int, default=0,
+                       help="how long a request waits for others to join its batch "
+                            "(default 0, as in serving/batching_parameters.txt)")
     serve.add_argument("--num-batch-threads", type=int, default=2)
     serve.add_argument("--ssl-cert", help="PEM certificate chain: serve TLS")
     serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")

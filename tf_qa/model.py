@@ -32,6 +32,7 @@ from tf_qa.defaults import (
     TOKEN_SPANS_SIGNATURE,
     TOP_K_SIGNATURE,
 )
+from tf_qa.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.spans import SpanExtractor
 from tf_qa.tokenization import WordPieceTokenizer, invalid_utf8
 
@@ -98,6 +99,8 @@ class QuestionAnsweringModel(tf_keras.Model):
         if window_group_size < 0:
             raise ValueError(f"window_group_size ({window_group_size}) must be 0 or more")
         self.qa_model = qa_model
+        # DistilBERT runs through a layout whose dense layers TF can fuse; other models run as they are.
+        self.span_logits = DistilBertSpanLogits(qa_model) if is_supported(qa_model) else None
         self.tokenizer = tokenizer
         self.span_extractor = SpanExtractor()
         self.cls_id = cls_id
@@ -154,6 +157,8 @@ class QuestionAnsweringModel(tf_keras.Model):
     # ------------------------------------------------------------------ computation
     def logits(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Start and end logits [W, L] of the wrapped model."""
+        if self.span_logits is not None:
+            return self.span_logits(input_ids, attention_mask)
         outputs = self.qa_model(input_ids=input_ids, attention_mask=attention_mask, training=False)
         return outputs.start_logits, outputs.end_logits
 
