@@ -6,6 +6,9 @@ DEFAULT_DOC_STRIDE = 128
 DEFAULT_MAX_ANSWER_LEN = 15
 #: Windows run through the model in groups of this many, sorted by length (see QuestionAnsweringModel).
 DEFAULT_WINDOW_GROUP_SIZE = 4
+#: A group also ends before a window longer than this many times its shortest one, so a short window is never
+#: padded to a much longer one (a question's last window is often far shorter than its full ones).
+WINDOW_GROUP_MAX_GROWTH = 1.5
 #: Largest ``top_k`` a request may ask for (bounds the [B, K] outputs a client can make the server allocate).
 MAX_TOP_K = 1000
 
