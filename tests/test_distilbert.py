@@ -37,3 +37,23 @@ def test_only_distilbert_qa_models_are_accepted(transformers_qa_model):
     assert not is_supported(object())
     with pytest.raises(ValueError, match="is not a TFDistilBertForQuestionAnswering"):
         DistilBertSpanLogits(object())
+
+
+def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model):
+    rng = np.random.default_rng(1)
+    input_ids = tf.constant(rng.integers(0, 30000, size=[2, 30]), tf.int32)
+    attention_mask = tf.ones([2, 30], tf.int32)
+    exact = DistilBertSpanLogits(transformers_qa_model)(input_ids, attention_mask)
+    bf16_layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
+    fast = bf16_layer(input_ids, attention_mask)
+    assert {v.dtype for v in bf16_layer.bf16_weights[0]} == {tf.bfloat16}
+    assert len(bf16_layer.bf16_weights) == 6 * transformers_qa_model.config.n_layers
+    for got, want in zip(fast, exact):
+        assert got.dtype == tf.float32
+        difference = np.abs(got.numpy() - want.numpy())
+        assert 0 < difference.max() < 0.1 * np.abs(want.numpy()).max()
+
+
+def test_unknown_matmul_dtype_is_refused(transformers_qa_model):
+    with pytest.raises(ValueError, match="matmul_dtype must be one of"):
+        DistilBertSpanLogits(transformers_qa_model, matmul_dtype="float16")

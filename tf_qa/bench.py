@@ -5,6 +5,8 @@ DistilBERT-base-sized checkpoint made with a fixed seed:
 
 * the transformers pipeline: PyTorch at batch 1 and 16, TensorFlow at batch 1 (it ignores batch_size);
 * the tf-qa SavedModel called in-process, batch 1 and 16;
+* the same rows for the opt-in bf16 export (``--matmul-dtype bfloat16``), and how often its top answer equals
+  the fp32 export's;
 * tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/batching_parameters.txt): batch 1 (p50,
   p99), 16 per request, and 8 concurrent clients sending one question each; the first request after start
   against a warm one; the server's peak RSS;
@@ -139,11 +141,12 @@ def worker_saved_model(config) -> dict:
     questions, contexts = [q for q, _ in cases], [c for _, c in cases]
     answer(signature, questions[:16], contexts[:16])
     if config["batch_size"] == 1:
-        latencies = []
+        latencies, spans = [], []
         for question, context in cases:
-            seconds, _ = _timed(lambda: answer(signature, [question], [context]))
+            seconds, out = _timed(lambda: answer(signature, [question], [context]))
             latencies.append(seconds)
-        return {"latencies": latencies, "seconds": sum(latencies)}
+            spans.append([int(out["start"][0, 0]), int(out["end"][0, 0])])
+        return {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
     size = config["batch_size"]
     seconds, _ = _timed(lambda: [answer(signature, questions[i:i + size], contexts[i:i + size])
                                  for i in range(0, len(cases), size)])
@@ -204,8 +207,9 @@ def run_worker(kind: str, config: dict, env: dict | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- setup
-def prepare(workdir: Path, report) -> tuple[str, str, str]:
-    """The base-size checkpoint (TF and PyTorch weights) and its export; reused when present."""
+def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
+    """The base-size checkpoint (TF and PyTorch weights), its export and its opt-in bf16 export; reused when
+    present."""
     from tf_qa.checkpoints import BASE, make_random_checkpoint
 
     checkpoint = workdir / "checkpoint"
@@ -232,7 +236,14 @@ def prepare(workdir: Path, report) -> tuple[str, str, str]:
         shutil.rmtree(repository, ignore_errors=True)
         report("exporting it with tf-qa export")
         export_model(str(checkpoint), repository, version=1, report=report)
-    return str(checkpoint), str(checkpoint_pt), str(repository)
+    repository_bf16 = workdir / "repository-bf16" / MODEL_NAME
+    if not (repository_bf16 / "1" / "saved_model.pb").exists():
+        from tf_qa.export import export_model
+
+        shutil.rmtree(repository_bf16, ignore_errors=True)
+        report("exporting it with tf-qa export --matmul-dtype bfloat16")
+        export_model(str(checkpoint), repository_bf16, version=1, matmul_dtype="bfloat16", report=report)
+    return str(checkpoint), str(checkpoint_pt), str(repository), str(repository_bf16)
 
 
 def _free_port() -> int:
@@ -278,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     report = lambda line: print(line, flush=True)  # noqa: E731
     bench_started = time.monotonic()
 
-    checkpoint, checkpoint_pt, repository = prepare(output, report)
+    checkpoint, checkpoint_pt, repository, repository_bf16 = prepare(output, report)
     cases = load_questions(args.questions)
     from transformers import AutoTokenizer
 
@@ -318,6 +329,18 @@ def main(argv: list[str] | None = None) -> int:
     rows["tf-qa gRPC bs1"] = grpc["bs1"]
     rows["tf-qa gRPC bs16"] = grpc["bs16"]
     rows["tf-qa gRPC 8 clients"] = grpc["concurrent8"]
+    # The opt-in bf16 export (tf-qa export --matmul-dtype bfloat16): never the default, reported apart.
+    for batch in (1, 16):
+        report(f"tf-qa bf16 export in-process bs{batch} ...")
+        rows[f"tf-qa bf16 in-process bs{batch}"] = run_worker(
+            "saved_model", {"saved_model": f"{repository_bf16}/1", "cases": cases, "batch_size": batch})
+    report("tf-qa bf16 export over gRPC ...")
+    grpc_bf16 = run_server_rows(repository_bf16, cases, BATCHING_ARGS)
+    rows["tf-qa bf16 gRPC bs1"] = grpc_bf16["bs1"]
+    rows["tf-qa bf16 gRPC bs16"] = grpc_bf16["bs16"]
+    rows["tf-qa bf16 gRPC 8 clients"] = grpc_bf16["concurrent8"]
+    fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
+    bf16_agreement = sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n
 
     table = []
     for name, row in rows.items():
@@ -340,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_matmul_gflops": peak, "rows": table, "first_request_s": grpc["first_request"],
         "warm_request_s": grpc["warm_request"], "first_over_warm": grpc["first_request"] / grpc["warm_request"],
         "server_peak_rss_mb": grpc["server_peak_rss_mb"], "server_load_seconds": grpc["server_load_seconds"],
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "bf16_top1_agreement_with_fp32": bf16_agreement,
     }
     if args.sweep_batching:
         summary["batching_sweep"] = []
@@ -376,6 +399,8 @@ def format_table(summary: dict) -> str:
                  f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
                  f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
                  f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs")
+    lines.append(f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
+                 f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions")
     if summary.get("batching_sweep"):
         lines += ["", "| server batching | bs1 p50 ms | bs1 q/s | bs16 q/s | 8 clients q/s |",
                   "| --- | ---: | ---: | ---: | ---: |"]
@@ -396,7 +421,8 @@ def _plot(path: Path, window_lengths, rows) -> None:
         return
     tokens = [sum(lengths) for lengths in window_lengths]
     figure, axes = plt.subplots(figsize=(8, 5))
-    for name in ("pipeline PyTorch bs1", "pipeline TF bs1", "tf-qa gRPC bs1", "tf-qa in-process bs1"):
+    for name in ("pipeline PyTorch bs1", "pipeline TF bs1", "tf-qa gRPC bs1", "tf-qa in-process bs1",
+                 "tf-qa bf16 gRPC bs1"):
         if name in rows and rows[name].get("latencies"):
             axes.scatter(tokens, [1000 * s for s in rows[name]["latencies"]], s=8, label=name, alpha=0.7)
     axes.set_xlabel("tokens in the question's windows")

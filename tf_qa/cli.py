@@ -36,7 +36,8 @@ def _export(args) -> int:
     try:
         export_model(checkpoint, args.output, version=args.version, force=args.force, from_pt=args.from_pt,
                      model_name=args.model_name, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride,
-                     max_answer_len=args.max_answer_len, window_group_size=args.window_group_size)
+                     max_answer_len=args.max_answer_len, window_group_size=args.window_group_size,
+                     matmul_dtype=args.matmul_dtype)
     except ExportError as error:
         print(f"tf-qa export: {error}", file=sys.stderr)
         return 1
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-answer-len", type=int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
     export.add_argument("--window-group-size", type=int, default=defaults.DEFAULT_WINDOW_GROUP_SIZE,
                         help="run windows through the model in groups of similar length (0: pad all to the longest)")
+    export.add_argument("--matmul-dtype", choices=defaults.MATMUL_DTYPES, default="float32",
+                        help="bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ "
+                             "from the pipeline's (tf-qa bench measures the agreement). Default float32")
     export.set_defaults(run=_export)
 
     validate = commands.add_parser("validate", help="check that a SavedModel fits TensorFlow Serving")

@@ -8,8 +8,14 @@ kept as [B*L, dim] between layers, so every dense layer is MatMul + BiasAdd (+ G
 into one oneDNN kernel (``_MklNativeFusedMatMul``) in the SavedModel, in TF Serving and in a TF1 session
 alike. Layer norms are the model's own Keras layers, called on a free [B, L, dim] reshape.
 
-Measured on 2 cores, DistilBERT-base size, one window of 160 tokens: 69.6 -> 64.3 ms, BiasAdd and GELU
-fused away (TF profiler); logits agree with the transformers model to ~3e-5.
+Measured on 2 cores, DistilBERT-base size, 120 SQuAD questions at batch 1: p50 58.9 -> 54.0 ms, with BiasAdd
+and GELU fused away (TF profiler); logits agree with the transformers model to ~3e-5.
+
+Opt-in, ``matmul_dtype="bfloat16"``: the 36 dense layers of the encoder multiply in bfloat16 (bf16 copies of
+their kernels, fp32 inputs rounded to bf16, results back to fp32); embeddings, layer norms, residuals, the
+attention scores and softmax and the QA head stay fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on
+the bf16 units; elsewhere bf16 is emulated and slower. It changes the logits (by ~1e-2), so it is never the
+default: ``tf-qa bench`` measures how often its answers agree with fp32.
 
 Example:
 
@@ -26,6 +32,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from tf_qa.defaults import MATMUL_DTYPES
+
 
 def is_supported(qa_model) -> bool:
     """Whether ``qa_model`` is a transformers TF DistilBERT QA model this layer can run."""
@@ -41,6 +49,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
 
     Args:
         qa_model: a built or unbuilt ``TFDistilBertForQuestionAnswering``; its variables are used in place.
+        matmul_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (opt-in, see the module docstring).
 
     Call arguments:
         input_ids: [B, L] int32 token ids.
@@ -50,10 +59,12 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         ``(start_logits, end_logits)``, each [B, L] float32.
     """
 
-    def __init__(self, qa_model, **kwargs):
+    def __init__(self, qa_model, *, matmul_dtype: str = "float32", **kwargs):
         super().__init__(trainable=False, **kwargs)
         if not is_supported(qa_model):
             raise ValueError(f"{type(qa_model).__name__} is not a TFDistilBertForQuestionAnswering")
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}; got {matmul_dtype!r}")
         if not qa_model.built:
             qa_model(qa_model.dummy_inputs, training=False)
         self.qa_model = qa_model
@@ -61,6 +72,33 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         self.dim = config.dim
         self.n_heads = config.n_heads
         self.dim_per_head = config.dim // config.n_heads
+        self.matmul_dtype = matmul_dtype
+        # bf16 copies of the encoder's dense kernels and biases (saved with the model), by position in
+        # _encoder_dense_layers(); _bf16_slot maps a layer to its position.
+        self.bf16_weights: list[tuple[tf.Variable, tf.Variable]] = []
+        self._bf16_slot: dict[int, int] = {}
+        if matmul_dtype == "bfloat16":
+            for slot, layer in enumerate(self._encoder_dense_layers()):
+                self._bf16_slot[id(layer)] = slot
+                self.bf16_weights.append((
+                    tf.Variable(tf.cast(layer.kernel, tf.bfloat16), trainable=False, name=f"{layer.name}_kernel_bf16"),
+                    tf.Variable(tf.cast(layer.bias, tf.bfloat16), trainable=False, name=f"{layer.name}_bias_bf16")))
+
+    def _encoder_dense_layers(self) -> list[tf_keras.layers.Dense]:
+        layers = []
+        for block in self.qa_model.distilbert.transformer.layer:
+            attention = block.attention
+            layers += [attention.q_lin, attention.k_lin, attention.v_lin, attention.out_lin, block.ffn.lin1,
+                       block.ffn.lin2]
+        return layers
+
+    def _dense(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
+        """A Dense layer's kernel and bias on [N, in] rows, as MatMul + BiasAdd (which TF fuses)."""
+        slot = self._bf16_slot.get(id(layer))
+        if slot is None:
+            return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
+        kernel, bias = self.bf16_weights[slot]
+        return tf.cast(tf.nn.bias_add(tf.matmul(tf.cast(rows, tf.bfloat16), kernel), bias), tf.float32)
 
     def call(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distilbert = self.qa_model.distilbert
@@ -79,25 +117,21 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             attended = self._attention(block.attention, hidden, mask, batch, length)
             attended = as_rows(block.sa_layer_norm(as_sequences(attended + hidden)))
             ffn = block.ffn
-            inner = ffn.activation(_dense(ffn.lin1, attended))
-            hidden = as_rows(block.output_layer_norm(as_sequences(_dense(ffn.lin2, inner) + attended)))
+            inner = ffn.activation(self._dense(ffn.lin1, attended))
+            hidden = as_rows(block.output_layer_norm(as_sequences(self._dense(ffn.lin2, inner) + attended)))
 
-        logits = tf.reshape(_dense(self.qa_model.qa_outputs, hidden), [batch, length, 2])
+        logits = tf.reshape(self._dense(self.qa_model.qa_outputs, hidden), [batch, length, 2])
         return logits[:, :, 0], logits[:, :, 1]
 
     def _attention(self, attention, hidden, mask, batch, length):
         def heads(x):  # [B*L, dim] -> [B, heads, L, dim_per_head]
             return tf.transpose(tf.reshape(x, [batch, length, self.n_heads, self.dim_per_head]), [0, 2, 1, 3])
 
-        query = heads(_dense(attention.q_lin, hidden)) * tf.math.rsqrt(tf.cast(self.dim_per_head, tf.float32))
-        key = heads(_dense(attention.k_lin, hidden))
-        value = heads(_dense(attention.v_lin, hidden))
+        query = heads(self._dense(attention.q_lin, hidden)) * tf.math.rsqrt(tf.cast(self.dim_per_head, tf.float32))
+        key = heads(self._dense(attention.k_lin, hidden))
+        value = heads(self._dense(attention.v_lin, hidden))
         scores = tf.matmul(query, key, transpose_b=True) - 1e30 * (1.0 - mask)
         weights = tf.nn.softmax(scores + 1e-9, axis=-1)  # transformers' stable_softmax
         context = tf.reshape(tf.transpose(tf.matmul(weights, value), [0, 2, 1, 3]), [-1, self.dim])
-        return _dense(attention.out_lin, context)
+        return self._dense(attention.out_lin, context)
 
-
-def _dense(layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
-    """A Keras Dense layer's kernel and bias on [N, in] rows, as MatMul + BiasAdd (fusable)."""
-    return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)

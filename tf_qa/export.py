@@ -184,6 +184,7 @@ def export_model(
     doc_stride: int = DEFAULT_DOC_STRIDE,
     max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
     window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
+    matmul_dtype: str = "float32",
     report: Callable[[str], None] = print,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
@@ -213,7 +214,7 @@ def export_model(
             try:
                 model = QuestionAnsweringModel.from_transformers(
                     qa_model, tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride, max_answer_len=max_answer_len,
-                    window_group_size=window_group_size)
+                    window_group_size=window_group_size, matmul_dtype=matmul_dtype)
             except ValueError as error:
                 raise ExportError(str(error)) from None
             vocab_dir = staging / "vocab"
