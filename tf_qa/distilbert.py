@@ -100,6 +100,18 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         kernel, bias = self.bf16_weights[slot]
         return tf.cast(tf.nn.bias_add(tf.matmul(tf.cast(rows, tf.bfloat16), kernel), bias), tf.float32)
 
+    def _ffn(self, ffn, rows: tf.Tensor) -> tf.Tensor:
+        """The feed-forward block: lin2(activation(lin1(rows)))."""
+        slot = self._bf16_slot.get(id(ffn.lin1))
+        if slot is None or self.qa_model.config.activation != "gelu":
+            return self._dense(ffn.lin2, ffn.activation(self._dense(ffn.lin1, rows)))
+        # bf16: the exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator) and its bf16
+        # output feeds lin2 directly, instead of a round trip through fp32.
+        kernel, bias = self.bf16_weights[slot]
+        inner = tf.nn.gelu(tf.nn.bias_add(tf.matmul(tf.cast(rows, tf.bfloat16), kernel), bias), approximate=False)
+        kernel, bias = self.bf16_weights[self._bf16_slot[id(ffn.lin2)]]
+        return tf.cast(tf.nn.bias_add(tf.matmul(inner, kernel), bias), tf.float32)
+
     def call(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distilbert = self.qa_model.distilbert
         batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
@@ -116,9 +128,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         for block in distilbert.transformer.layer:
             attended = self._attention(block.attention, hidden, mask, batch, length)
             attended = as_rows(block.sa_layer_norm(as_sequences(attended + hidden)))
-            ffn = block.ffn
-            inner = ffn.activation(self._dense(ffn.lin1, attended))
-            hidden = as_rows(block.output_layer_norm(as_sequences(self._dense(ffn.lin2, inner) + attended)))
+            hidden = as_rows(block.output_layer_norm(as_sequences(self._ffn(block.ffn, attended) + attended)))
 
         logits = tf.reshape(self._dense(self.qa_model.qa_outputs, hidden), [batch, length, 2])
         return logits[:, :, 0], logits[:, :, 1]
