@@ -5,16 +5,17 @@ transformers 4.57's ``TFDistilBertForQuestionAnswering.call`` at inference; only
 differs. Keras' ``Dense`` on a [B, L, dim] input runs ``Tensordot`` (Reshape, MatMul, Reshape, BiasAdd), and
 Grappler's remapper cannot fuse a MatMul with a BiasAdd that a Reshape separates. Here the hidden states are
 kept as [B*L, dim] between layers, so every dense layer is MatMul + BiasAdd (+ GELU), which the remapper fuses
-into one oneDNN kernel (``_MklNativeFusedMatMul``) in the SavedModel, in TF Serving and in a TF1 session
-alike. Layer norms are the model's own Keras layers, called on a free [B, L, dim] reshape.
+into one oneDNN kernel (``_MklNativeFusedMatMul``, seen in the TF profiler on the loaded SavedModel). Layer
+norms are the model's own Keras layers, called on a free [B, L, dim] reshape.
 
 Measured on 2 cores, DistilBERT-base size, 120 SQuAD questions at batch 1: p50 58.9 -> 54.0 ms, with BiasAdd
 and GELU fused away (TF profiler); logits agree with the transformers model to ~3e-5.
 
 Opt-in, ``matmul_dtype="bfloat16"``: the 36 dense layers of the encoder multiply in bfloat16 (bf16 copies of
-their kernels, fp32 inputs rounded to bf16, results back to fp32); embeddings, layer norms, residuals, the
-attention scores and softmax and the QA head stay fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on
-the bf16 units; elsewhere bf16 is emulated and slower. It changes the logits (by ~1e-2), so it is never the
+their kernels, fp32 inputs rounded to bf16, results back to fp32; the FFN's GELU runs inside lin1's bf16
+MatMul and feeds lin2 in bf16); embeddings, layer norms, residuals, the attention scores and softmax and the
+QA head stay fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16 is
+emulated and slower. It changes the logits (by ~1e-2), so it is never the
 default: ``tf-qa bench`` measures how often its answers agree with fp32.
 
 Example:
