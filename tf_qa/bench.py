@@ -40,19 +40,21 @@ from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN, TOP_K_SIGNAT
 SQUAD_V1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "squad-v1.1-dev-part1.json"
 MODEL_NAME = "bench"
 
+def batching_args(timeout_micros: int, threads: int) -> list[str]:
+    """``tf-qa serve`` options for server-side batching of up to 16 questions."""
+    return ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", str(timeout_micros),
+            "--num-batch-threads", str(threads)]
+
+
 #: The server's batching settings, as in serving/batching_parameters.txt.
-BATCHING_ARGS = ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "0",
-                 "--num-batch-threads", "2"]
+BATCHING_ARGS = batching_args(0, 2)
 
 #: Settings compared by ``--sweep-batching`` (the measurements serving/batching_parameters.txt was tuned from).
 BATCHING_SWEEP = {
     "no batching": [],
-    "timeout 2 ms, 1 thread": ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "2000",
-                               "--num-batch-threads", "1"],
-    "timeout 2 ms, 2 threads": ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "2000",
-                                "--num-batch-threads", "2"],
-    "timeout 0, 1 thread": ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", "0",
-                            "--num-batch-threads", "1"],
+    "timeout 2 ms, 1 thread": batching_args(2000, 1),
+    "timeout 2 ms, 2 threads": batching_args(2000, 2),
+    "timeout 0, 1 thread": batching_args(0, 1),
     "timeout 0, 2 threads": BATCHING_ARGS,
 }
 
@@ -229,21 +231,17 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
                 "m.save_pretrained(sys.argv[2]); AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])")
         subprocess.run([sys.executable, "-c", code, str(checkpoint), str(checkpoint_pt)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    repository = workdir / "repository" / MODEL_NAME
-    if not (repository / "1" / "saved_model.pb").exists():
-        from tf_qa.export import export_model
+    repositories = []
+    for folder, matmul_dtype in (("repository", "float32"), ("repository-bf16", "bfloat16")):
+        repository = workdir / folder / MODEL_NAME
+        if not (repository / "1" / "saved_model.pb").exists():
+            from tf_qa.export import export_model
 
-        shutil.rmtree(repository, ignore_errors=True)
-        report("exporting it with tf-qa export")
-        export_model(str(checkpoint), repository, version=1, report=report)
-    repository_bf16 = workdir / "repository-bf16" / MODEL_NAME
-    if not (repository_bf16 / "1" / "saved_model.pb").exists():
-        from tf_qa.export import export_model
-
-        shutil.rmtree(repository_bf16, ignore_errors=True)
-        report("exporting it with tf-qa export --matmul-dtype bfloat16")
-        export_model(str(checkpoint), repository_bf16, version=1, matmul_dtype="bfloat16", report=report)
-    return str(checkpoint), str(checkpoint_pt), str(repository), str(repository_bf16)
+            shutil.rmtree(repository, ignore_errors=True)
+            report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}")
+            export_model(str(checkpoint), repository, version=1, matmul_dtype=matmul_dtype, report=report)
+        repositories.append(str(repository))
+    return str(checkpoint), str(checkpoint_pt), *repositories
 
 
 def _free_port() -> int:
@@ -320,25 +318,19 @@ def main(argv: list[str] | None = None) -> int:
         report("pipeline TF bs1 ...")
         rows["pipeline TF bs1"] = run_worker(
             "pipeline", {"framework": "tf", "checkpoint": checkpoint, "cases": cases, "batch_size": 1})
-    for batch in (1, 16):
-        report(f"tf-qa SavedModel in-process bs{batch} ...")
-        rows[f"tf-qa in-process bs{batch}"] = run_worker(
-            "saved_model", {"saved_model": f"{repository}/1", "cases": cases, "batch_size": batch})
-    report("tf-qa over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
-    grpc = run_server_rows(repository, cases, BATCHING_ARGS)
-    rows["tf-qa gRPC bs1"] = grpc["bs1"]
-    rows["tf-qa gRPC bs16"] = grpc["bs16"]
-    rows["tf-qa gRPC 8 clients"] = grpc["concurrent8"]
-    # The opt-in bf16 export (tf-qa export --matmul-dtype bfloat16): never the default, reported apart.
-    for batch in (1, 16):
-        report(f"tf-qa bf16 export in-process bs{batch} ...")
-        rows[f"tf-qa bf16 in-process bs{batch}"] = run_worker(
-            "saved_model", {"saved_model": f"{repository_bf16}/1", "cases": cases, "batch_size": batch})
-    report("tf-qa bf16 export over gRPC ...")
-    grpc_bf16 = run_server_rows(repository_bf16, cases, BATCHING_ARGS)
-    rows["tf-qa bf16 gRPC bs1"] = grpc_bf16["bs1"]
-    rows["tf-qa bf16 gRPC bs16"] = grpc_bf16["bs16"]
-    rows["tf-qa bf16 gRPC 8 clients"] = grpc_bf16["concurrent8"]
+    # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
+    grpc_by_export = {}
+    for label, repo in (("tf-qa", repository), ("tf-qa bf16", repository_bf16)):
+        for batch in (1, 16):
+            report(f"{label} SavedModel in-process bs{batch} ...")
+            rows[f"{label} in-process bs{batch}"] = run_worker(
+                "saved_model", {"saved_model": f"{repo}/1", "cases": cases, "batch_size": batch})
+        report(f"{label} over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
+        grpc_by_export[label] = run_server_rows(repo, cases, BATCHING_ARGS)
+        rows[f"{label} gRPC bs1"] = grpc_by_export[label]["bs1"]
+        rows[f"{label} gRPC bs16"] = grpc_by_export[label]["bs16"]
+        rows[f"{label} gRPC 8 clients"] = grpc_by_export[label]["concurrent8"]
+    grpc = grpc_by_export["tf-qa"]
     fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
     bf16_agreement = sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n
 

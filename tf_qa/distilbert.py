@@ -95,23 +95,23 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
 
     def _dense(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
         """A Dense layer's kernel and bias on [N, in] rows, as MatMul + BiasAdd (which TF fuses)."""
-        slot = self._bf16_slot.get(id(layer))
-        if slot is None:
+        if id(layer) not in self._bf16_slot:
             return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
-        kernel, bias = self.bf16_weights[slot]
-        return tf.cast(tf.nn.bias_add(tf.matmul(tf.cast(rows, tf.bfloat16), kernel), bias), tf.float32)
+        return tf.cast(self._dense_bf16(layer, tf.cast(rows, tf.bfloat16)), tf.float32)
+
+    def _dense_bf16(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
+        """MatMul + BiasAdd of bf16 rows on the layer's bf16 kernel copy; bf16 out."""
+        kernel, bias = self.bf16_weights[self._bf16_slot[id(layer)]]
+        return tf.nn.bias_add(tf.matmul(rows, kernel), bias)
 
     def _ffn(self, ffn, rows: tf.Tensor) -> tf.Tensor:
         """The feed-forward block: lin2(activation(lin1(rows)))."""
-        slot = self._bf16_slot.get(id(ffn.lin1))
-        if slot is None or self.qa_model.config.activation != "gelu":
+        if id(ffn.lin1) not in self._bf16_slot or self.qa_model.config.activation != "gelu":
             return self._dense(ffn.lin2, ffn.activation(self._dense(ffn.lin1, rows)))
         # bf16: the exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator) and its bf16
         # output feeds lin2 directly, instead of a round trip through fp32.
-        kernel, bias = self.bf16_weights[slot]
-        inner = tf.nn.gelu(tf.nn.bias_add(tf.matmul(tf.cast(rows, tf.bfloat16), kernel), bias), approximate=False)
-        kernel, bias = self.bf16_weights[self._bf16_slot[id(ffn.lin2)]]
-        return tf.cast(tf.nn.bias_add(tf.matmul(inner, kernel), bias), tf.float32)
+        inner = tf.nn.gelu(self._dense_bf16(ffn.lin1, tf.cast(rows, tf.bfloat16)), approximate=False)
+        return tf.cast(self._dense_bf16(ffn.lin2, inner), tf.float32)
 
     def call(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distilbert = self.qa_model.distilbert

@@ -122,7 +122,8 @@ def warmup_requests(model_name: str) -> list:
         inputs_by_signature = {
             SERVING_DEFAULT: {"question": questions, "context": contexts},
             TOP_K_SIGNATURE: {"question": questions, "context": contexts,
-                              "top_k": np.full([batch], 3, np.int32), "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
+                              "top_k": np.full([batch], 3, np.int32),
+                              "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
                               "handle_impossible_answer": np.full([batch], True)},
             TOKEN_SPANS_SIGNATURE: {"input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32),
                                                          [batch, 1]),

@@ -104,9 +104,10 @@ class QuestionAnsweringModel(tf_keras.Model):
             raise ValueError(f"window_group_size ({window_group_size}) must be 0 or more")
         self.qa_model = qa_model
         # DistilBERT runs through a layout whose dense layers TF can fuse; other models run as they are.
-        if matmul_dtype != "float32" and not is_supported(qa_model):
+        distilbert = is_supported(qa_model)
+        if matmul_dtype != "float32" and not distilbert:
             raise ValueError(f"matmul_dtype={matmul_dtype!r} needs a DistilBERT QA model")
-        self.span_logits = DistilBertSpanLogits(qa_model, matmul_dtype=matmul_dtype) if is_supported(qa_model) else None
+        self.span_logits = DistilBertSpanLogits(qa_model, matmul_dtype=matmul_dtype) if distilbert else None
         self.matmul_dtype = matmul_dtype
         self.tokenizer = tokenizer
         self.span_extractor = SpanExtractor()
