@@ -43,6 +43,7 @@ def test_docker_compose():
     service = compose["services"]["tf-serving"]
     assert service["image"].startswith("tensorflow/serving:")
     assert "--enable_model_warmup=true" in service["command"]
+    assert "TF_ENABLE_ONEDNN_OPTS=1" in service["environment"]
     mounted = {v.split(":")[1] for v in service["volumes"]}
     assert {"/models/distilbert-squad", "/models/models.config", "/models/batching_parameters.txt"} <= mounted
     for flag in ("--model_config_file=", "--batching_parameters_file=", "--monitoring_config_file="):
@@ -56,4 +57,5 @@ def test_kubernetes_manifest():
     container = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/distilbert-squad"
     assert container["resources"]["requests"]["cpu"]
+    assert {"name": "TF_ENABLE_ONEDNN_OPTS", "value": "1"} in container["env"]
     assert documents["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "tf-qa"
