@@ -256,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse's REMAINDER does not take arguments that start with "-" right after the subcommand, so the bench's
+    # own options arrive as unknown arguments; every other command refuses them.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = unknown + args.bench_args
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "target", None) and args.command == "evaluate" and not args.model_name:
         parser.error("evaluate --target needs --model-name")
     return args.run(args)
