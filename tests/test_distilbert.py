@@ -57,3 +57,33 @@ def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model):
 def test_unknown_matmul_dtype_is_refused(transformers_qa_model):
     with pytest.raises(ValueError, match="matmul_dtype must be one of"):
         DistilBertSpanLogits(transformers_qa_model, matmul_dtype="float16")
+
+
+def test_served_session_runs_the_fused_onednn_kernels(saved_model_dir, transformers_qa_model):
+    """As TF Serving runs it (TF1 session, group loop not inlined): one oneDNN kernel per dense layer and per
+    layer norm. Guards the graph shapes the fusions depend on (``_layer_norm``'s ensure_shape, 2-D rows)."""
+    import collections
+
+    import tensorflow_text  # noqa: F401  registers the TF Text ops the graph uses
+
+    from tf_qa.server import load_session
+
+    session, signatures = load_session(saved_model_dir)
+    signature = signatures["answer_top_k"]
+    feeds = {signature.inputs[name].name: value for name, value in {
+        "question": [b"where is it?"], "context": [b"It is in Paris, the capital of France."], "top_k": [1],
+        "max_answer_len": [15], "handle_impossible_answer": [False]}.items()}
+    fetches = [output.name for output in signature.outputs.values()]
+    session.run(fetches, feeds)
+    metadata = tf.compat.v1.RunMetadata()
+    session.run(fetches, feeds, options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+                run_metadata=metadata)
+    session.close()
+    kernels = collections.Counter(node.timeline_label.split(" = ")[-1].split("(")[0]
+                                  for device in metadata.step_stats.dev_stats for node in device.node_stats)
+    if not any(kernel.startswith("_Mkl") for kernel in kernels):
+        pytest.skip("oneDNN is off in this TensorFlow (TF_ENABLE_ONEDNN_OPTS=0 or a build without it)")
+    n_layers = transformers_qa_model.config.n_layers
+    assert kernels["_MklLayerNorm"] == 2 * n_layers + 1  # embeddings + two per block
+    assert kernels["_MklNativeFusedMatMul"] == 6 * n_layers + 1  # q, k, v, out, lin1, lin2 per block + QA head
+    assert not any("BatchNorm" in kernel or kernel in ("MatMul", "BiasAdd", "Mean") for kernel in kernels)
