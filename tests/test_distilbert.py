@@ -1,11 +1,16 @@
 """The fusable DistilBERT forward pass gives the transformers model's own logits."""
 
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers the TF Text ops the SavedModel uses
 from transformers import TFDistilBertForQuestionAnswering
 
+from tf_qa.defaults import SERVING_DEFAULT
 from tf_qa.distilbert import DistilBertSpanLogits, is_supported
+from tf_qa.server import load_session
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +67,10 @@ def test_unknown_matmul_dtype_is_refused(transformers_qa_model):
 def test_served_session_runs_the_fused_onednn_kernels(saved_model_dir, transformers_qa_model):
     """As TF Serving runs it (TF1 session, group loop not inlined): one oneDNN kernel per dense layer and per
     layer norm. Guards the graph shapes the fusions depend on (``_layer_norm``'s ensure_shape, 2-D rows)."""
-    import collections
-
-    import tensorflow_text  # noqa: F401  registers the TF Text ops the graph uses
-
-    from tf_qa.server import load_session
-
     session, signatures = load_session(saved_model_dir)
-    signature = signatures["answer_top_k"]
-    feeds = {signature.inputs[name].name: value for name, value in {
-        "question": [b"where is it?"], "context": [b"It is in Paris, the capital of France."], "top_k": [1],
-        "max_answer_len": [15], "handle_impossible_answer": [False]}.items()}
+    signature = signatures[SERVING_DEFAULT]
+    feeds = {signature.inputs["question"].name: [b"where is it?"],
+             signature.inputs["context"].name: [b"It is in Paris, the capital of France."]}
     fetches = [output.name for output in signature.outputs.values()]
     session.run(fetches, feeds)
     metadata = tf.compat.v1.RunMetadata()

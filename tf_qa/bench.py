@@ -40,6 +40,7 @@ from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN, TOP_K_SIGNAT
 SQUAD_V1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "squad-v1.1-dev-part1.json"
 MODEL_NAME = "bench"
 
+
 def batching_args(timeout_micros: int, threads: int) -> list[str]:
     """``tf-qa serve`` options for server-side batching of up to 16 questions."""
     return ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", str(timeout_micros),
