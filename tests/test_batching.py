@@ -16,7 +16,7 @@ class InvalidInput(ValueError):
 
 
 def _doubler(calls):
-    def run(key, feeds):
+    def run(key, feeds, timeout):
         calls.append(len(feeds["x"]))
         if (feeds["x"] < 0).any():
             raise InvalidInput("negative input")
@@ -86,10 +86,11 @@ def test_bad_options():
 
 
 def test_batching_server_answers_as_unbatched(checkpoint_dir, tmp_path):
+    from texts import non_ascii_cases
+
     from tf_qa.client import QAClient
     from tf_qa.export import export_model
     from tf_qa.server import ModelServer
-    from texts import non_ascii_cases
 
     repo = tmp_path / "tiny"
     export_model(checkpoint_dir, repo, report=lambda _: None)

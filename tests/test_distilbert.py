@@ -10,7 +10,7 @@ from transformers import TFDistilBertForQuestionAnswering
 
 from tf_qa.defaults import SERVING_DEFAULT
 from tf_qa.distilbert import DistilBertSpanLogits, is_supported
-from tf_qa.server import load_session
+from tf_qa.session import load_session
 
 
 @pytest.fixture(scope="module")

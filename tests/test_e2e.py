@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import SQUAD_V1, squad_pairs
 from parity import REQUIRED_AGREEMENT, compare
 from texts import long_context_cases, non_ascii_cases
+
 from tf_qa import errors
 from tf_qa.client import AsyncQAClient, QAClient
 
@@ -115,8 +115,8 @@ def test_bad_requests_are_invalid_argument(client, question, context, message):
 
 
 def test_wrong_inputs_are_rejected_as_tf_serving_does(target):
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -11,8 +11,10 @@ import time
 import pytest
 
 from tf_qa.cli import main
-from tf_qa.export import METADATA_FILE, WARMUP_FILE, read_warmup, run_requests
-from tf_qa.server import version_folders
+from tf_qa.export import METADATA_FILE
+from tf_qa.repository import version_folders
+from tf_qa.session import run_requests
+from tf_qa.warmup import WARMUP_FILE, read_warmup
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +135,10 @@ def test_unwritable_output_and_bert_style_models(tmp_path, checkpoint_dir, capsy
 def test_bfloat16_export_is_opt_in_and_agrees_with_float32(repository, checkpoint_dir, tmp_path):
     import numpy as np
     import tensorflow as tf
-
     from conftest import SQUAD_V1, squad_pairs
-    from tf_qa.model import run_top_k_signature
     from texts import non_ascii_cases
+
+    from tf_qa.model import run_top_k_signature
 
     bf16_repo = tmp_path / "tiny-bf16"
     assert main(["export", "--model", checkpoint_dir, "--output", str(bf16_repo), "--matmul-dtype", "bfloat16"]) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SQUAD_V1, squad_pairs
 from parity import REQUIRED_AGREEMENT, compare, saved_model_answers
 from texts import long_context_cases, non_ascii_cases

@@ -76,10 +76,9 @@ def test_tf1_session_path_matches_tf2(saved_model_dir, saved_model):
 
 def test_token_spans_match_pipeline_decode_spans(saved_model, hf_tokenizer, pipe):
     """The token-level signature equals select_starts_ends + decode_spans on the pipeline's own windows."""
-    from transformers.pipelines.question_answering import select_starts_ends
-
     from conftest import SQUAD_V1, squad_pairs
     from texts import long_context_cases
+    from transformers.pipelines.question_answering import select_starts_ends
 
     pairs = (squad_pairs(SQUAD_V1, 40) if SQUAD_V1.exists() else []) + long_context_cases(hf_tokenizer)[:10]
     windows = []

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
-
 from serving_protos import BatchingParameters, MonitoringConfig
+from tensorflow_serving.config import model_server_config_pb2
 
 SERVING = Path(__file__).resolve().parents[1] / "serving"
 

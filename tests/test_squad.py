@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SQUAD_V1, SQUAD_V2
+
 from tf_qa import squad
 from tf_qa.cli import main
 

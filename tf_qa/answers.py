@@ -58,6 +58,18 @@ def lower_utf8(texts: tf.Tensor) -> tf.Tensor:
     return tf.strings.lower(escaped, encoding="utf-8")
 
 
+def _substrings(texts: tf.Tensor, row: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> tf.Tensor:
+    """[S] ``texts[row][start:end]`` in characters, copying only the spans' own characters.
+
+    ``tf.strings.substr`` would need each span's whole text gathered first: a copy of the context per span,
+    which grows with the square of the context's length.
+    """
+    chars = tf.strings.unicode_decode(texts, "UTF-8")
+    first = tf.gather(chars.row_starts(), row)
+    indices = tf.ragged.range(first + start, first + end)
+    return tf.strings.unicode_encode(tf.gather(chars.values, indices), "UTF-8")
+
+
 def candidates_per_window(top_k: tf.Tensor, align_to_words: bool) -> tf.Tensor:
     """The pipeline's ``pre_topk``: spans each window contributes, per example."""
     return 2 * top_k + 10 if align_to_words else top_k
@@ -97,9 +109,7 @@ def merge_answers(
     span_start = tf.boolean_mask(char_starts, valid)
     span_end = tf.boolean_mask(char_ends, valid)
     span_score = tf.boolean_mask(scores, valid)
-    span_text = tf.strings.substr(
-        tf.gather(contexts, span_example), span_start, span_end - span_start, unit="UTF8_CHAR"
-    )
+    span_text = _substrings(contexts, span_example, span_start, span_end)
 
     # Same example and same lower-cased text: one answer, the first one seen, scores summed.
     key = tf.strings.join([tf.strings.as_string(span_example), lower_utf8(span_text)], separator="\n")
@@ -129,7 +139,7 @@ def merge_answers(
     first_of_example = tf.cumsum(counts, exclusive=True)
 
     top_k = tf.cast(top_k, tf.int64)
-    width = tf.reduce_max(tf.concat([top_k, [0]], axis=0))
+    width = tf.reduce_max(tf.concat([top_k, [1]], axis=0))  # at least 1, also for an empty batch
     rank = tf.range(width)[tf.newaxis, :]
     present = rank < tf.minimum(counts, top_k)[:, tf.newaxis]
     source = tf.where(present, first_of_example[:, tf.newaxis] + rank, 0)

@@ -4,8 +4,13 @@ Requests for the same version and signature whose inputs agree on every dimensio
 along dim 0 (every tf-qa signature is batched there), run as one ``Session.run`` and split back. A batch
 closes when it reaches ``max_batch_size`` examples or its first request has waited ``timeout`` seconds.
 
-If a merged batch fails with InvalidArgument (one request's bad input), each of its requests is run alone,
-so a bad request never fails the good ones it was batched with.
+If a merged batch fails with InvalidArgument (one request's bad input, or a merged batch over one of the
+graph's limits), each of its requests is run alone, so a bad request never fails the good ones it was batched
+with.
+
+Each request may carry a deadline (``time.monotonic()`` seconds). A request whose deadline passes while it
+waits is failed with ``DeadlineExpired`` without running; a batch runs with a timeout of its latest deadline,
+so no request is cut short before its own.
 
 Example:
 
@@ -23,18 +28,30 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-#: run(key, feeds) -> list of output arrays, each batched along dim 0.
-RunFunction = Callable[[Hashable, dict[str, np.ndarray]], list[np.ndarray]]
+#: run(key, feeds, timeout) -> list of output arrays, each batched along dim 0; timeout in seconds or None.
+RunFunction = Callable[[Hashable, dict[str, np.ndarray], "float | None"], list[np.ndarray]]
+
+
+class DeadlineExpired(TimeoutError):
+    """A request's deadline passed before it could run."""
 
 
 class _Task:
-    __slots__ = ("key", "feeds", "size", "future")
+    __slots__ = ("key", "feeds", "size", "deadline", "future")
 
-    def __init__(self, key: Hashable, feeds: dict[str, np.ndarray]):
+    def __init__(self, key: Hashable, feeds: dict[str, np.ndarray], deadline: float | None):
         self.key = (key, tuple(sorted((name, value.dtype.str, value.shape[1:]) for name, value in feeds.items())))
         self.feeds = feeds
         self.size = len(next(iter(feeds.values())))
+        self.deadline = deadline
         self.future: Future = Future()
+
+
+def _timeout(tasks: list[_Task]) -> float | None:
+    """Seconds until the latest deadline of ``tasks`` (None when one of them has none)."""
+    if any(task.deadline is None for task in tasks):
+        return None
+    return max(task.deadline for task in tasks) - time.monotonic()
 
 
 class RequestBatcher:
@@ -63,9 +80,12 @@ class RequestBatcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: Hashable, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Runs ``feeds`` (possibly merged with others of the same ``key``); blocks for its outputs."""
-        task = _Task(key, feeds)
+    def submit(self, key: Hashable, feeds: dict[str, np.ndarray], deadline: float | None = None) -> list[np.ndarray]:
+        """Runs ``feeds`` (possibly merged with others of the same ``key``); blocks for its outputs.
+
+        Raises ``DeadlineExpired`` when ``deadline`` (``time.monotonic()`` seconds) passes before it runs.
+        """
+        task = _Task(key, feeds, deadline)
         with self._condition:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
@@ -107,13 +127,19 @@ class RequestBatcher:
             self._execute(batch)
 
     def _execute(self, batch: list[_Task]) -> None:
-        key = batch[0].key[0]
-        if len(batch) == 1:
-            self._run_alone(batch[0])
+        now = time.monotonic()
+        for task in batch:
+            if task.deadline is not None and task.deadline <= now:
+                task.future.set_exception(DeadlineExpired("the request's deadline passed while it waited to run"))
+        batch = [task for task in batch if not task.future.done()]
+        if len(batch) <= 1:
+            for task in batch:
+                self._run_alone(task)
             return
+        key = batch[0].key[0]
         feeds = {name: np.concatenate([task.feeds[name] for task in batch]) for name in batch[0].feeds}
         try:
-            outputs = self.run(key, feeds)
+            outputs = self.run(key, feeds, _timeout(batch))
         except BaseException as error:  # noqa: BLE001  every waiting caller must hear of it
             if self.is_invalid_argument(error):
                 for task in batch:
@@ -129,6 +155,6 @@ class RequestBatcher:
 
     def _run_alone(self, task: _Task) -> None:
         try:
-            task.future.set_result(self.run(task.key[0], task.feeds))
+            task.future.set_result(self.run(task.key[0], task.feeds, _timeout([task])))
         except BaseException as error:  # noqa: BLE001
             task.future.set_exception(error)

@@ -35,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tf_qa.arguments import positive_int
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN, TOP_K_SIGNATURE
 
 SQUAD_V1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "squad-v1.1-dev-part1.json"
@@ -277,7 +278,7 @@ def run_server_rows(repository: str, cases, batching_args: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------------- report
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=int, default=300)
+    parser.add_argument("--questions", type=positive_int, default=300)
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
     parser.add_argument("--sweep-batching", action="store_true",

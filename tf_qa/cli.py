@@ -17,6 +17,8 @@ import sys
 import tempfile
 
 from tf_qa import defaults
+from tf_qa.arguments import non_negative_float, non_negative_int, port_number, positive_float, positive_int
+from tf_qa.limits import RequestLimits, export_flag
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN runs the fused kernels the model is written for (MatMul+BiasAdd+GELU, LayerNorm); TensorFlow turns it on
@@ -40,7 +42,8 @@ def _export(args) -> int:
         export_model(checkpoint, args.output, version=args.version, force=args.force, from_pt=args.from_pt,
                      model_name=args.model_name, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride,
                      max_answer_len=args.max_answer_len, window_group_size=args.window_group_size,
-                     matmul_dtype=args.matmul_dtype)
+                     matmul_dtype=args.matmul_dtype,
+                     limits=RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()}))
     except ExportError as error:
         print(f"tf-qa export: {error}", file=sys.stderr)
         return 1
@@ -139,7 +142,9 @@ def _serve(args) -> int:
     try:
         server = ModelServer(args.model_base_path, args.model_name, port=args.port, host=args.host,
                              versions=args.versions, poll_seconds=args.poll_seconds,
-                             credentials=credentials, batching=batching, rest_port=args.rest_api_port).start()
+                             credentials=credentials, batching=batching, rest_port=args.rest_api_port,
+                             max_in_flight=args.max_in_flight, max_request_bytes=args.max_request_bytes,
+                             rest_timeout=args.rest_api_timeout_in_ms / 1000).start()
     except (RuntimeError, OSError) as error:
         print(f"tf-qa serve: {error}", file=sys.stderr)
         return 1
@@ -186,17 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--demo", action="store_true", help="export a small random-weights demo model instead")
     export.add_argument("--output", required=True, help="model repository folder, e.g. export/NAME")
     export.add_argument("--model-name", help="model name in the warmup requests (default: the output folder's name)")
-    export.add_argument("--version", type=int, help="version number (default: the next one)")
+    export.add_argument("--version", type=positive_int, help="version number (default: the next one)")
     export.add_argument("--force", action="store_true", help="overwrite an existing version")
     export.add_argument("--from-pt", action="store_true", help="the checkpoint has PyTorch weights")
-    export.add_argument("--max-seq-len", type=int, default=defaults.DEFAULT_MAX_SEQ_LEN)
-    export.add_argument("--doc-stride", type=int, default=defaults.DEFAULT_DOC_STRIDE)
-    export.add_argument("--max-answer-len", type=int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
-    export.add_argument("--window-group-size", type=int, default=defaults.DEFAULT_WINDOW_GROUP_SIZE,
+    export.add_argument("--max-seq-len", type=positive_int, default=defaults.DEFAULT_MAX_SEQ_LEN)
+    export.add_argument("--doc-stride", type=non_negative_int, default=defaults.DEFAULT_DOC_STRIDE)
+    export.add_argument("--max-answer-len", type=positive_int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
+    export.add_argument("--window-group-size", type=non_negative_int, default=defaults.DEFAULT_WINDOW_GROUP_SIZE,
                         help="run windows through the model in groups of similar length (0: pad all to the longest)")
     export.add_argument("--matmul-dtype", choices=defaults.MATMUL_DTYPES, default="float32",
                         help="bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ "
                              "from the pipeline's (tf-qa bench measures the agreement). Default float32")
+    for name, default in RequestLimits().as_dict().items():
+        export.add_argument(export_flag(name), type=positive_int, default=default,
+                            help=f"request limit checked in the graph (default {default}; see README, Limits)")
     export.set_defaults(run=_export)
 
     validate = commands.add_parser("validate", help="check that a SavedModel fits TensorFlow Serving")
@@ -206,18 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve an exported model over TF Serving's gRPC API (development)")
     serve.add_argument("--model-base-path", required=True)
     serve.add_argument("--model-name", required=True)
-    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--port", type=port_number, default=8500)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--rest-api-port", type=int, help="also serve TF Serving's REST API on this port")
-    serve.add_argument("--versions", type=int, nargs="*", help="versions to serve (default: the newest)")
-    serve.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    serve.add_argument("--rest-api-port", type=port_number, help="also serve TF Serving's REST API on this port")
+    serve.add_argument("--versions", type=positive_int, nargs="*", help="versions to serve (default: the newest)")
+    serve.add_argument("--poll-seconds", type=non_negative_float, default=2.0,
+                       help="how often to look for new versions")
     serve.add_argument("--enable-batching", action="store_true",
                        help="merge concurrent requests into batches (as TF Serving's --enable_batching)")
-    serve.add_argument("--max-batch-size", type=int, default=16)
-    serve.add_argument("--batch-timeout-micros", type=int, default=0,
+    serve.add_argument("--max-batch-size", type=positive_int, default=16)
+    serve.add_argument("--batch-timeout-micros", type=non_negative_int, default=0,
                        help="how long a request waits for others to join its batch "
                             "(default 0, as in serving/batching_parameters.txt)")
-    serve.add_argument("--num-batch-threads", type=int, default=2)
+    serve.add_argument("--num-batch-threads", type=positive_int, default=2)
+    serve.add_argument("--max-in-flight", type=positive_int, default=defaults.DEFAULT_MAX_IN_FLIGHT,
+                       help="Predict requests at once (gRPC and REST); more are refused at once with "
+                            "RESOURCE_EXHAUSTED / HTTP 429 (default %(default)s)")
+    serve.add_argument("--max-request-bytes", type=positive_int, default=defaults.DEFAULT_MAX_REQUEST_BYTES,
+                       help="largest gRPC request message and REST body (default %(default)s)")
+    serve.add_argument("--rest-api-timeout-in-ms", type=positive_int, default=int(defaults.DEFAULT_REST_TIMEOUT * 1000),
+                       help="time a REST request may run, as TF Serving's flag (default %(default)s); gRPC requests "
+                            "run until their own deadline")
     serve.add_argument("--ssl-cert", help="PEM certificate chain: serve TLS")
     serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
     serve.set_defaults(run=_serve)
@@ -229,10 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = ask.add_mutually_exclusive_group(required=True)
     source.add_argument("--context")
     source.add_argument("--context-file")
-    ask.add_argument("--top-k", type=int, default=1)
-    ask.add_argument("--max-answer-len", type=int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
+    ask.add_argument("--top-k", type=positive_int, default=1)
+    ask.add_argument("--max-answer-len", type=positive_int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
     ask.add_argument("--handle-impossible-answer", action="store_true")
-    ask.add_argument("--timeout", type=float, default=30.0)
+    ask.add_argument("--timeout", type=positive_float, default=30.0)
     ask.add_argument("--json", action="store_true", help="print the raw result as JSON")
     ask.set_defaults(run=_ask)
     evaluate = commands.add_parser("evaluate", help="exact match and F1 on a SQuAD-format file")
@@ -241,9 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--target", help="host:port of a server (with --model-name)")
     where.add_argument("--saved-model", help="a SavedModel version folder, run in-process")
     evaluate.add_argument("--model-name", help="the served model's name")
-    evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--limit", type=int, help="only the first N questions")
-    evaluate.add_argument("--timeout", type=float, default=120.0)
+    evaluate.add_argument("--batch-size", type=positive_int, default=16)
+    evaluate.add_argument("--limit", type=positive_int, help="only the first N questions")
+    evaluate.add_argument("--timeout", type=positive_float, default=120.0)
     evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import grpc
 import numpy as np
+from tensorflow import make_ndarray, make_tensor_proto
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -34,8 +35,6 @@ from tensorflow_serving.apis import (
 
 from tf_qa import errors
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
-from tensorflow import make_ndarray, make_tensor_proto
-
 
 
 def _targets(target: str | Sequence[str]) -> list[str]:

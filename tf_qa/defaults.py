@@ -11,12 +11,17 @@ DEFAULT_WINDOW_GROUP_SIZE = 4
 WINDOW_GROUP_MAX_GROWTH = 1.5
 #: What the encoder's dense layers may multiply in (bfloat16 is opt-in; see tf_qa.distilbert).
 MATMUL_DTYPES = ("float32", "bfloat16")
-#: Largest ``top_k`` a request may ask for (bounds the [B, K] outputs a client can make the server allocate).
-MAX_TOP_K = 1000
 
 SERVING_DEFAULT = "serving_default"
 TOP_K_SIGNATURE = "answer_top_k"
 TOKEN_SPANS_SIGNATURE = "token_spans"
 
-#: gRPC message and REST body limit, past gRPC's 4 MB default (long contexts in large batches).
+#: The client's gRPC message limit, past gRPC's 4 MB default (long contexts in large batches).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+#: tf-qa serve: Predict requests at once (gRPC and REST) before more are refused with RESOURCE_EXHAUSTED.
+DEFAULT_MAX_IN_FLIGHT = 32
+#: tf-qa serve: the largest gRPC request message and REST body (the graph's own limits allow 1 MiB of text).
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+#: tf-qa serve: seconds a REST request may run, as TF Serving's --rest_api_timeout_in_ms (30000).
+DEFAULT_REST_TIMEOUT = 30.0

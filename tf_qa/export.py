@@ -34,16 +34,14 @@ from tf_qa.defaults import (
     DEFAULT_MAX_ANSWER_LEN,
     DEFAULT_MAX_SEQ_LEN,
     DEFAULT_WINDOW_GROUP_SIZE,
-    SERVING_DEFAULT,
     TOKEN_SPANS_SIGNATURE,
-    TOP_K_SIGNATURE,
 )
+from tf_qa.limits import RequestLimits
+from tf_qa.session import run_requests
+from tf_qa.warmup import WARMUP_FILE, warmup_requests, write_warmup
 
-WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tf_qa_export.json"
 
-_WARMUP_QUESTION = "What is the capital of France?"
-_WARMUP_CONTEXT = "Paris is the capital and most populous city of France, on the Seine."
 
 
 class ExportError(Exception):
@@ -108,71 +106,6 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def warmup_requests(model_name: str) -> list:
-    """PredictRequests for every signature at batch sizes 1 and 8, including a multi-window context."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    long_context = " ".join([_WARMUP_CONTEXT] * 60)  # about 1,000 tokens: several windows
-    requests = []
-    for batch in (1, 8):
-        questions = np.array([_WARMUP_QUESTION.encode()] * batch, dtype=object)
-        contexts = np.array([(long_context if i == batch - 1 else _WARMUP_CONTEXT).encode() for i in range(batch)],
-                            dtype=object)
-        inputs_by_signature = {
-            SERVING_DEFAULT: {"question": questions, "context": contexts},
-            TOP_K_SIGNATURE: {"question": questions, "context": contexts,
-                              "top_k": np.full([batch], 3, np.int32),
-                              "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
-                              "handle_impossible_answer": np.full([batch], True)},
-            TOKEN_SPANS_SIGNATURE: {"input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32),
-                                                         [batch, 1]),
-                                    "attention_mask": np.ones([batch, 6], np.int32)},
-        }
-        for signature, inputs in inputs_by_signature.items():
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = model_name
-            request.model_spec.signature_name = signature
-            for key, value in inputs.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            requests.append(request)
-    return requests
-
-
-def write_warmup(path: Path, requests: list) -> None:
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for request in requests:
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-
-
-def read_warmup(path: Path) -> list:
-    """The PredictRequests of a warmup file (raises if a record is not a PredictionLog)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    requests = []
-    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        log = prediction_log_pb2.PredictionLog.FromString(record)
-        requests.append(log.predict_log.request)
-    return requests
-
-
-def run_requests(version_dir: Path, requests: list) -> list[dict]:
-    """Runs PredictRequests through a TF1 session on the signature tensor names, as TF Serving does."""
-    from tf_qa.server import load_session, run_predict_request
-
-    session, signatures = load_session(str(version_dir))
-    try:
-        return [run_predict_request(session, signatures, request) for request in requests]
-    finally:
-        session.close()
-
-
 def export_model(
     checkpoint: str,
     output: str | os.PathLike,
@@ -186,6 +119,7 @@ def export_model(
     max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
     window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
     matmul_dtype: str = "float32",
+    limits: RequestLimits | None = None,
     report: Callable[[str], None] = print,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
@@ -215,7 +149,7 @@ def export_model(
             try:
                 model = QuestionAnsweringModel.from_transformers(
                     qa_model, tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride, max_answer_len=max_answer_len,
-                    window_group_size=window_group_size, matmul_dtype=matmul_dtype)
+                    window_group_size=window_group_size, matmul_dtype=matmul_dtype, limits=limits)
             except ValueError as error:
                 raise ExportError(str(error)) from None
             vocab_dir = staging / "vocab"

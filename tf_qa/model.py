@@ -21,21 +21,23 @@ import tensorflow as tf
 import tf_keras
 
 from tf_qa import answers as answers_lib
+from tf_qa import checks
 from tf_qa import windows as windows_lib
 from tf_qa.defaults import (
     DEFAULT_DOC_STRIDE,
     DEFAULT_MAX_ANSWER_LEN,
     DEFAULT_MAX_SEQ_LEN,
     DEFAULT_WINDOW_GROUP_SIZE,
-    MAX_TOP_K,
     SERVING_DEFAULT,
     TOKEN_SPANS_SIGNATURE,
     TOP_K_SIGNATURE,
     WINDOW_GROUP_MAX_GROWTH,
 )
 from tf_qa.distilbert import DistilBertSpanLogits, is_supported
+from tf_qa.limits import RequestLimits, export_flag
 from tf_qa.spans import SpanExtractor
 from tf_qa.tokenization import WordPieceTokenizer, invalid_utf8
+
 
 def run_top_k_signature(signature, questions, contexts, *, top_k: int = 1,
                         max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
@@ -49,15 +51,6 @@ def run_top_k_signature(signature, questions, contexts, *, top_k: int = 1,
                     max_answer_len=tf.fill([n], max_answer_len),
                     handle_impossible_answer=tf.fill([n], handle_impossible_answer))
     return {key: value.numpy() for key, value in out.items()}
-
-
-def _check(condition: tf.Tensor, message: str, *data: tf.Tensor) -> tf.Operation:
-    """An assertion whose InvalidArgument error names the problem (and the offending batch indices)."""
-    return tf.debugging.Assert(condition, [message, *data], summarize=20)
-
-
-def _bad_rows(bad: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(tf.where(bad), [-1])
 
 
 class QuestionAnsweringModel(tf_keras.Model):
@@ -77,6 +70,7 @@ class QuestionAnsweringModel(tf_keras.Model):
             each group padded only to its own longest window (0: one group padded to the batch's longest).
         matmul_dtype: ``"float32"`` (default, the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers
             in the encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.distilbert``).
+        limits: bounds on the work of one call, checked in the graph before that work (``tf_qa.limits``).
     """
 
     def __init__(
@@ -93,6 +87,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         align_to_words: bool = True,
         window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
         matmul_dtype: str = "float32",
+        limits: RequestLimits | dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,6 +114,9 @@ class QuestionAnsweringModel(tf_keras.Model):
         self.handle_impossible_answer = handle_impossible_answer
         self.align_to_words = align_to_words
         self.window_group_size = window_group_size
+        self.limits = RequestLimits(**limits) if isinstance(limits, dict) else (limits or RequestLimits())
+        # token_spans takes windows of any length; positions past the model's embeddings do not exist.
+        self.max_positions = getattr(qa_model.config, "max_position_embeddings", max_seq_len)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -161,6 +159,7 @@ class QuestionAnsweringModel(tf_keras.Model):
             "align_to_words": self.align_to_words,
             "window_group_size": self.window_group_size,
             "matmul_dtype": self.matmul_dtype,
+            "limits": self.limits.as_dict(),
         }
 
     # ------------------------------------------------------------------ computation
@@ -200,7 +199,9 @@ class QuestionAnsweringModel(tf_keras.Model):
                     ends.write(index, tf.pad(tf.cast(end_logits, tf.float32), padding)))
 
         def new_array():
-            return tf.TensorArray(tf.float32, size=num_groups, infer_shape=False, element_shape=[None, None])
+            # One empty [0, width] entry past the groups, so that concat has a shape even with no groups.
+            array = tf.TensorArray(tf.float32, size=num_groups + 1, infer_shape=False, element_shape=[None, None])
+            return array.write(num_groups, tf.zeros([0, width]))
 
         _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group,
                                         [tf.constant(0), new_array(), new_array()])
@@ -236,66 +237,16 @@ class QuestionAnsweringModel(tf_keras.Model):
             handle_impossible_answer: [B] bool (default: the model's).
 
         Returns:
-            ``Answers`` [B, max(top_k)].
+            ``Answers`` [B, K] with K = max(top_k), at least 1.
 
         Raises:
-            tf.errors.InvalidArgumentError naming the problem for bad input.
+            tf.errors.InvalidArgumentError naming the problem for bad input or a request over ``limits``.
         """
-        question = tf.convert_to_tensor(question, tf.string)
-        context = tf.convert_to_tensor(context, tf.string)
+        question, context, top_k, max_answer_len, handle_impossible_answer = self._checked_inputs(
+            question, context, top_k, max_answer_len, handle_impossible_answer)
         batch = tf.shape(question)[0]
-        top_k = tf.ones([batch], tf.int32) if top_k is None else tf.cast(top_k, tf.int32)
-        if max_answer_len is None:
-            max_answer_len = tf.fill([batch], self.max_answer_len)
-        if handle_impossible_answer is None:
-            handle_impossible_answer = tf.fill([batch], self.handle_impossible_answer)
-        max_answer_len = tf.cast(max_answer_len, tf.int32)
-        handle_impossible_answer = tf.cast(handle_impossible_answer, tf.bool)
-
-        sizes = tf.stack(
-            [tf.size(context), tf.size(top_k), tf.size(max_answer_len), tf.size(handle_impossible_answer)]
-        )
-        checks = [
-            _check(
-                tf.reduce_all(sizes == batch),
-                "question, context, top_k, max_answer_len and handle_impossible_answer must all have the same "
-                "batch size; got question batch and then the others:",
-                batch,
-                sizes,
-            )
-        ]
-        with tf.control_dependencies(checks):
-            checks = [
-                _check(tf.reduce_all(top_k >= 1) & tf.reduce_all(top_k <= MAX_TOP_K),
-                       f"top_k must be between 1 and {MAX_TOP_K}; got", top_k),
-                _check(tf.reduce_all(max_answer_len >= 1), "max_answer_len must be at least 1; got", max_answer_len),
-                _check(~tf.reduce_any(invalid_utf8(question)),
-                       "question is not valid UTF-8 at batch index", _bad_rows(invalid_utf8(question))),
-                _check(~tf.reduce_any(invalid_utf8(context)),
-                       "context is not valid UTF-8 at batch index", _bad_rows(invalid_utf8(context))),
-            ]
-        with tf.control_dependencies(checks):
-            texts = tf.identity(tf.concat([question, context], axis=0))
-        tokens = self.tokenizer(texts)
-        question_ids, context_ids = tokens.token_ids[:batch], tokens.token_ids[batch:]
-
-        empty_question = question_ids.row_lengths() == 0
-        empty_context = context_ids.row_lengths() == 0
-        too_long = windows_lib.question_too_long(
-            question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride
-        )
-        checks = [
-            _check(~tf.reduce_any(empty_question),
-                   "question is empty or whitespace-only (no tokens) at batch index", _bad_rows(empty_question)),
-            _check(~tf.reduce_any(empty_context),
-                   "context is empty or whitespace-only (no tokens) at batch index", _bad_rows(empty_context)),
-            _check(~tf.reduce_any(too_long),
-                   f"question is too long: with max_seq_len={self.max_seq_len} and doc_stride={self.doc_stride} "
-                   "no window has room for more than doc_stride context tokens; question tokens at batch index",
-                   _bad_rows(too_long), tf.boolean_mask(question_ids.row_lengths(), too_long)),
-        ]
-        with tf.control_dependencies(checks):
-            question_ids = tf.identity(question_ids)
+        tokens = self.tokenizer(tf.concat([question, context], axis=0))
+        question_ids, context_ids = self._checked_token_ids(tokens.token_ids[:batch], tokens.token_ids[batch:])
         windows = windows_lib.make_windows(
             question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride,
             cls_id=self.cls_id, sep_id=self.sep_id,
@@ -305,11 +256,94 @@ class QuestionAnsweringModel(tf_keras.Model):
         quota = tf.gather(answers_lib.candidates_per_window(top_k, self.align_to_words), windows.example)
         spans = self.span_extractor(
             start_logits, end_logits, windows.context_mask, windows.attention_mask,
-            tf.gather(max_answer_len, windows.example), tf.reduce_max(quota),
+            tf.gather(max_answer_len, windows.example), tf.reduce_max(tf.concat([quota, [0]], axis=0)),
         )
         within_quota = tf.range(tf.shape(spans.scores)[1])[tf.newaxis, :] < quota[:, tf.newaxis]
+        char_starts, char_ends = self._character_spans(spans, windows, tokens, context_ids, batch)
+        return answers_lib.merge_answers(
+            contexts=context,
+            example=windows.example,
+            char_starts=char_starts,
+            char_ends=char_ends,
+            scores=spans.scores,
+            valid=spans.valid & within_quota,
+            null_scores=spans.null_scores,
+            top_k=top_k,
+            handle_impossible_answer=handle_impossible_answer,
+        )
 
-        # Token positions -> character spans of the original context.
+    def _checked_inputs(self, question, context, top_k, max_answer_len, handle_impossible_answer) -> list:
+        """The inputs with their defaults, released only after the checks that bound the work on them.
+
+        Cheapest first: shapes, then one value per example (options, byte lengths), then UTF-8 (one pass
+        over the bytes); each wave waits for the one before, so no check runs on an input over a limit.
+        """
+        question = tf.convert_to_tensor(question, tf.string)
+        context = tf.convert_to_tensor(context, tf.string)
+        batch = tf.shape(question)[0]
+        top_k = tf.ones([batch], tf.int32) if top_k is None else tf.cast(top_k, tf.int32)
+        if max_answer_len is None:
+            max_answer_len = tf.fill([batch], self.max_answer_len)
+        if handle_impossible_answer is None:
+            handle_impossible_answer = tf.fill([batch], self.handle_impossible_answer)
+        inputs = [question, context, top_k, tf.cast(max_answer_len, tf.int32),
+                  tf.cast(handle_impossible_answer, tf.bool)]
+
+        sizes = tf.stack([tf.size(x) for x in inputs[1:]])
+        inputs = checks.gate(inputs, [
+            checks.check(
+                tf.reduce_all(sizes == batch),
+                "question, context, top_k, max_answer_len and handle_impossible_answer must all have the same "
+                "batch size; got question batch and then the others:", batch, sizes),
+            checks.check_at_most(self.limits, "max_examples", batch, "examples"),
+        ])
+        question, context, top_k, max_answer_len, _ = inputs
+        text_bytes = tf.reduce_sum(tf.cast(tf.strings.length(tf.concat([question, context], 0)), tf.int64))
+        max_top_k = self.limits.max_top_k
+        inputs = checks.gate(inputs, [
+            checks.check(tf.reduce_all(top_k >= 1) & tf.reduce_all(top_k <= max_top_k),
+                             f"top_k must be between 1 and {max_top_k} (raise the limit with tf-qa export "
+                             f"{export_flag('max_top_k')}); got", top_k),
+            checks.check(tf.reduce_all(max_answer_len >= 1), "max_answer_len must be at least 1; got",
+                             max_answer_len),
+            checks.check_at_most(self.limits, "max_text_bytes", text_bytes, "bytes of question and context text"),
+        ])
+        question, context = inputs[:2]
+        bad_question, bad_context = invalid_utf8(question), invalid_utf8(context)
+        return checks.gate(inputs, [
+            checks.check(~tf.reduce_any(bad_question), "question is not valid UTF-8 at batch index",
+                             checks.bad_rows(bad_question)),
+            checks.check(~tf.reduce_any(bad_context), "context is not valid UTF-8 at batch index",
+                             checks.bad_rows(bad_context)),
+        ])
+
+    def _checked_token_ids(self, question_ids: tf.RaggedTensor, context_ids: tf.RaggedTensor) -> list:
+        """Question and context token ids, released once each example can make windows within the limits."""
+        question_lengths, context_lengths = question_ids.row_lengths(), context_ids.row_lengths()
+        empty_question, empty_context = question_lengths == 0, context_lengths == 0
+        too_long = windows_lib.question_too_long(
+            question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride)
+        windows = windows_lib.windows_per_example(question_lengths, context_lengths, max_seq_len=self.max_seq_len,
+                                                  doc_stride=self.doc_stride)
+        total_windows = tf.reduce_sum(tf.where(too_long, tf.zeros_like(windows), windows))
+        return checks.gate([question_ids, context_ids], [
+            checks.check(~tf.reduce_any(empty_question),
+                             "question is empty or whitespace-only (no tokens) at batch index",
+                             checks.bad_rows(empty_question)),
+            checks.check(~tf.reduce_any(empty_context),
+                             "context is empty or whitespace-only (no tokens) at batch index",
+                             checks.bad_rows(empty_context)),
+            checks.check(~tf.reduce_any(too_long),
+                             f"question is too long: with max_seq_len={self.max_seq_len} and doc_stride="
+                             f"{self.doc_stride} no window has room for more than doc_stride context tokens; "
+                             "question tokens at batch index", checks.bad_rows(too_long),
+                             tf.boolean_mask(question_lengths, too_long)),
+            checks.check_at_most(self.limits, "max_windows", total_windows,
+                                 f"windows of up to {self.max_seq_len} tokens"),
+        ])
+
+    def _character_spans(self, spans, windows, tokens, context_ids, batch) -> tuple[tf.Tensor, tf.Tensor]:
+        """[W, k] int64 character start and end (exclusive) in the original context of each token span."""
         token_index = tf.gather(windows.context_token, tf.maximum(spans.starts, 0), batch_dims=1)
         token_end_index = tf.gather(windows.context_token, tf.maximum(spans.ends, 0), batch_dims=1)
         row_start = tf.gather(context_ids.row_starts(), windows.example)[:, tf.newaxis]
@@ -320,18 +354,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         last = tf.maximum(tf.size(starts_source.values, out_type=tf.int64) - 1, 0)
         char_starts = tf.gather(starts_source.values, tf.clip_by_value(row_start + token_index, 0, last))
         char_ends = tf.gather(ends_source.values, tf.clip_by_value(row_start + token_end_index, 0, last))
-
-        return answers_lib.merge_answers(
-            contexts=context,
-            example=windows.example,
-            char_starts=tf.cast(char_starts, tf.int64),
-            char_ends=tf.cast(char_ends, tf.int64),
-            scores=spans.scores,
-            valid=spans.valid & within_quota,
-            null_scores=spans.null_scores,
-            top_k=top_k,
-            handle_impossible_answer=handle_impossible_answer,
-        )
+        return tf.cast(char_starts, tf.int64), tf.cast(char_ends, tf.int64)
 
     def token_spans(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
         """Best answer span of pre-tokenized windows ``[CLS] question [SEP] context [SEP] 0...``.
@@ -340,18 +363,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         ``start`` and ``end`` [B] int64 token positions (end inclusive; -1 when the window has no context)
         and ``score`` [B] float32, as the pipeline's ``decode_spans`` with the model's ``max_answer_len``.
         """
-        input_ids = tf.cast(input_ids, tf.int32)
-        attention_mask = tf.cast(attention_mask, tf.int32)
-        checks = [
-            _check(tf.reduce_all(tf.shape(input_ids) == tf.shape(attention_mask)),
-                   "input_ids and attention_mask must have the same shape; got", tf.shape(input_ids),
-                   tf.shape(attention_mask)),
-            _check(tf.reduce_all((attention_mask == 0) | (attention_mask == 1)), "attention_mask must be 0 or 1"),
-            _check(tf.reduce_all(input_ids >= 0) & tf.reduce_all(input_ids < len(self.tokenizer.vocabulary)),
-                   f"input_ids must be in [0, {len(self.tokenizer.vocabulary)})"),
-        ]
-        with tf.control_dependencies(checks):
-            input_ids = tf.identity(input_ids)
+        input_ids, attention_mask = self._checked_windows(input_ids, attention_mask)
         sep_seen = tf.cumsum(tf.cast(input_ids == self.sep_id, tf.int32), axis=1, exclusive=True)
         context_mask = (sep_seen == 1) & (input_ids != self.sep_id) & (attention_mask != 0)
         start_logits, end_logits = self.logits(input_ids, attention_mask)
@@ -360,6 +372,29 @@ class QuestionAnsweringModel(tf_keras.Model):
             tf.fill(tf.shape(input_ids)[:1], self.max_answer_len), 1,
         )
         return {"start": spans.starts[:, 0], "end": spans.ends[:, 0], "score": spans.scores[:, 0]}
+
+    def _checked_windows(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> list:
+        """``token_spans``' inputs, released after the shape checks and then the value checks."""
+        input_ids = tf.cast(input_ids, tf.int32)
+        attention_mask = tf.cast(attention_mask, tf.int32)
+        ids_shape, mask_shape = tf.shape(input_ids), tf.shape(attention_mask)
+        inputs = checks.gate([input_ids, attention_mask], [
+            checks.check(tf.reduce_all(ids_shape == mask_shape),
+                         "input_ids and attention_mask must have the same shape; got", ids_shape, mask_shape),
+            checks.check_at_most(self.limits, "max_windows", ids_shape[0], "windows"),
+            checks.check((ids_shape[0] == 0) | (ids_shape[1] >= 1), "input_ids must have at least one position"),
+            checks.check(ids_shape[1] <= self.max_positions,
+                         tf.strings.format("input_ids has {} positions, more than the model's "
+                                           f"max_position_embeddings={self.max_positions} (fixed by the checkpoint)",
+                                           [ids_shape[1]])),
+        ])
+        input_ids, attention_mask = inputs
+        vocab_size = len(self.tokenizer.vocabulary)
+        return checks.gate(inputs, [
+            checks.check(tf.reduce_all((attention_mask == 0) | (attention_mask == 1)), "attention_mask must be 0 or 1"),
+            checks.check(tf.reduce_all(input_ids >= 0) & tf.reduce_all(input_ids < vocab_size),
+                         f"input_ids must be in [0, {vocab_size})"),
+        ])
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Keras entry point: ``{"question", "context"}`` (optionally ``top_k``, ...) to [B, K] answers."""

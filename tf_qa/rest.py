@@ -5,16 +5,30 @@
     POST /v1/models/NAME[/versions/N]:predict     {"signature_name": ..., "instances": [...]} -> {"predictions": [...]}
                                                   {"signature_name": ..., "inputs": {...}}    -> {"outputs": {...}}
 
-Strings travel as JSON text, or as ``{"b64": "..."}`` for bytes that are not UTF-8. Errors are
-``{"error": "..."}`` with 400 (bad request), 404 (no such model or version) or 500.
+Strings travel as JSON text, or as ``{"b64": "..."}`` for bytes that are not UTF-8. Every request gets an
+answer: errors are ``{"error": "..."}`` with 400 (bad request: malformed, nested or mistyped JSON, a body that
+is not UTF-8), 404 (no such model or version), 411 (no Content-Length), 413 (body over the limit), 429 (too
+many requests in flight), 503 (too many connections), 504 (the request's time ran out) or 500.
+
+The handler holds a ``Predictor``, as TF Serving's REST handler does: limits, deadlines and errors are the
+gRPC service's own.
+
+Example:
+
+>>> rest = RestServer(predictor, "127.0.0.1", 8501).start()                      # doctest: +SKIP
+>>> # curl -d '{"instances": [{"question": "Who?", "context": "Ada wrote it."}]}' \\
+>>> #      localhost:8501/v1/models/NAME:predict
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,32 +38,66 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from tf_qa.defaults import MAX_MESSAGE_BYTES, SERVING_DEFAULT
-from tf_qa.server import Predictor, RequestError
+from tf_qa.defaults import DEFAULT_REST_TIMEOUT, SERVING_DEFAULT
+from tf_qa.predictor import Predictor, RequestError
+
+log = logging.getLogger("tf_qa.rest")
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
-_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST, grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND}
+#: gRPC status of a RequestError -> HTTP status (anything else is 500).
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
+    grpc.StatusCode.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
+    grpc.StatusCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+class HttpError(Exception):
+    """A refusal with its own HTTP status (one gRPC has no code for: 411, 413)."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _invalid(message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def _decode_strings(value):
     if isinstance(value, list):
         return [_decode_strings(v) for v in value]
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        return base64.b64decode(value["b64"], validate=True)
     if isinstance(value, str):
-        return value.encode("utf-8")
-    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"expected a string, got {json.dumps(value)[:50]}")
+        return value.encode("utf-8", errors="surrogatepass")
+    raise _invalid(f"expected a string, got {json.dumps(value)[:50]}")
 
 
 def to_array(value, dtype) -> np.ndarray:
-    """A JSON value as a numpy array of the signature's dtype."""
+    """A JSON value as a numpy array of the signature's dtype; INVALID_ARGUMENT unless it is exactly that.
+
+    Numbers are not converted between kinds (``1.5`` is not an int, ``true`` is not a number) and nested lists
+    must be rectangular.
+    """
     dtype = tf.dtypes.as_dtype(dtype)
     try:
         if dtype == tf.string:
-            return np.array(_decode_strings(value), dtype=object)
-        return np.asarray(value, dtype=dtype.as_numpy_dtype)
-    except (TypeError, ValueError) as error:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"cannot read a {dtype.name} tensor: {error}") from None
+            array = np.array(_decode_strings(value), dtype=object)
+            if not all(isinstance(item, bytes) for item in array.flat):
+                raise ValueError("the nested lists are not rectangular")
+            return array
+        array = np.array(value)
+        kinds = "b" if dtype.is_bool else "iu" if dtype.is_integer else "iuf"
+        if array.dtype.kind not in kinds:
+            raise ValueError(f"expected {dtype.name} values, got {json.dumps(value)[:50]}")
+        if dtype.is_integer and array.size and not (dtype.min <= array.min() and array.max() <= dtype.max):
+            raise ValueError(f"a value is outside the range of {dtype.name}")
+        return array.astype(dtype.as_numpy_dtype)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise _invalid(f"cannot read a {dtype.name} tensor: {error}") from None
 
 
 def to_json(value):
@@ -68,107 +116,155 @@ def to_json(value):
     return value
 
 
-def predict(predictor: Predictor, loaded, body: dict) -> dict:
+def _row_inputs(instances, signature) -> dict[str, np.ndarray]:
+    """The ``instances`` (row) format as input arrays."""
+    names = sorted(signature.inputs)
+    if not isinstance(instances, list) or not instances:
+        raise _invalid("'instances' must be a non-empty list")
+    if len(names) == 1 and not all(isinstance(i, dict) and names[0] in i for i in instances):
+        instances = [{names[0]: i} for i in instances]
+    if not all(isinstance(i, dict) for i in instances):
+        raise _invalid("every instance must be an object of named inputs")
+    inputs = {}
+    for key in set().union(*instances):
+        if key not in signature.inputs:
+            inputs[key] = np.zeros([0])  # reported as unexpected by the predictor
+        elif not all(key in i for i in instances):
+            raise _invalid(f"input {key!r} is missing from some instances")
+        else:
+            inputs[key] = to_array([i[key] for i in instances], signature.inputs[key].dtype)
+    return inputs
+
+
+def _column_inputs(columns, signature) -> dict[str, np.ndarray]:
+    """The ``inputs`` (columnar) format as input arrays."""
+    names = sorted(signature.inputs)
+    if not isinstance(columns, dict):
+        if len(names) != 1:
+            raise _invalid("'inputs' must be an object of named inputs")
+        columns = {names[0]: columns}
+    return {k: (to_array(v, signature.inputs[k].dtype) if k in signature.inputs else np.zeros([0]))
+            for k, v in columns.items()}
+
+
+def predict(predictor: Predictor, loaded, body: dict, deadline: float | None = None) -> dict:
+    """Runs a predict body (row or columnar format) and returns the response body."""
     signature_name = body.get("signature_name") or SERVING_DEFAULT
+    if not isinstance(signature_name, str):
+        raise _invalid("'signature_name' must be a string")
     signature = loaded.signatures.get(signature_name)
     if signature is None:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"Serving signature name: \"{signature_name}\" not found")
+        raise _invalid(f"Serving signature name: \"{signature_name}\" not found")
     if ("instances" in body) == ("inputs" in body):
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the body needs exactly one of 'instances' or 'inputs'")
-    names = sorted(signature.inputs)
-    if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "'instances' must be a non-empty list")
-        if len(names) == 1 and not all(isinstance(i, dict) and names[0] in i for i in instances):
-            instances = [{names[0]: i} for i in instances]
-        if not all(isinstance(i, dict) for i in instances):
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "every instance must be an object of named inputs")
-        keys = set().union(*instances)
-        inputs = {}
-        for key in keys:
-            if key not in signature.inputs:
-                inputs[key] = np.zeros([0])  # reported as unexpected by the predictor
-                continue
-            if not all(key in i for i in instances):
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r} is missing from some instances")
-            inputs[key] = to_array([i[key] for i in instances], signature.inputs[key].dtype)
-    else:
-        columns = body["inputs"]
-        if not isinstance(columns, dict):
-            columns = {names[0]: columns} if len(names) == 1 else None
-        if columns is None:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "'inputs' must be an object of named inputs")
-        inputs = {k: (to_array(v, signature.inputs[k].dtype) if k in signature.inputs else np.zeros([0]))
-                  for k, v in columns.items()}
-    outputs, values = predictor.predict(loaded, signature_name, inputs)
-    if "instances" in body:
-        rows = len(values[0]) if values else 0
+        raise _invalid("the body needs exactly one of 'instances' or 'inputs'")
+    rows = "instances" in body
+    inputs = _row_inputs(body["instances"], signature) if rows else _column_inputs(body["inputs"], signature)
+    outputs, values = predictor.predict(loaded, signature_name, inputs, deadline=deadline)
+    if not rows:
         if len(outputs) == 1:
-            return {"predictions": to_json(values[0])}
-        return {"predictions": [{o: to_json(v[row]) for o, v in zip(outputs, values)} for row in range(rows)]}
+            return {"outputs": to_json(values[0])}
+        return {"outputs": {o: to_json(v) for o, v in zip(outputs, values)}}
     if len(outputs) == 1:
-        return {"outputs": to_json(values[0])}
-    return {"outputs": {o: to_json(v) for o, v in zip(outputs, values)}}
+        return {"predictions": to_json(values[0])}
+    return {"predictions": [{o: to_json(v[row]) for o, v in zip(outputs, values)} for row in range(len(values[0]))]}
 
 
-def make_handler(predictor: Predictor):
+def parse_body(raw: bytes) -> dict:
+    """A request body as a JSON object; INVALID_ARGUMENT for anything else (never an exception of json's)."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise _invalid(f"body is not UTF-8: {error}") from None
+    except json.JSONDecodeError as error:
+        raise _invalid(f"body is not JSON: {error}") from None
+    except RecursionError:
+        raise _invalid("body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise _invalid("body must be a JSON object")
+    return body
+
+
+def make_handler(predictor: Predictor, timeout: float):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, *args):  # requests are not logged line by line
             pass
 
+        def setup(self):
+            super().setup()
+            # A client that stops sending mid-request does not hold its thread for ever.
+            self.connection.settimeout(timeout)
+
         def _send(self, status: int, payload: dict) -> None:
             body = json.dumps(payload).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 
         def _route(self, method: str) -> None:
-            match = _PATH.match(self.path.split("?")[0])
             try:
-                if not match or (method == "POST") != (match["rest"] == ":predict"):
-                    self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {method} {self.path}"})
-                    return
-                version = int(match["version"]) if match["version"] else None
-                if method == "GET" and not match["rest"]:
-                    self._status(match["name"], version)
-                    return
+                self._answer(method)
+            except RequestError as error:
+                self._send(HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": str(error)})
+            except HttpError as error:
+                self._send(error.status, {"error": str(error)})
+            except (socket.timeout, ConnectionError):
+                self.close_connection = True
+            except Exception as error:  # noqa: BLE001  a bug must still get an answer, not a dropped connection
+                log.exception("REST request failed")
+                self.close_connection = True
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
+
+        def _answer(self, method: str) -> None:
+            match = _PATH.match(self.path.split("?")[0])
+            if not match or (method == "POST") != (match["rest"] == ":predict"):
+                raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}")
+            version = int(match["version"]) if match["version"] else None
+            if method == "GET" and not match["rest"]:
+                self._send(HTTPStatus.OK, self._status(match["name"], version))
+                return
+            deadline = time.monotonic() + timeout
+            body = self._body() if method == "POST" else None
+            with predictor.admit():
                 loaded = predictor.acquire(match["name"], version)
                 try:
-                    if match["rest"] == "/metadata":
-                        self._send(HTTPStatus.OK, self._metadata(loaded))
-                    else:
-                        self._send(HTTPStatus.OK, predict(predictor, loaded, self._body()))
+                    reply = self._metadata(loaded) if body is None else predict(predictor, loaded, body, deadline)
                 finally:
                     loaded.release()
-            except RequestError as error:
-                self._send(_HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": str(error)})
+            self._send(HTTPStatus.OK, reply)
 
         def _body(self) -> dict:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_MESSAGE_BYTES:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"body of {length} bytes is too large")
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or "Content-Length" not in self.headers:
+                self.close_connection = True
+                raise HttpError(HTTPStatus.LENGTH_REQUIRED, "a predict request needs a Content-Length header")
             try:
-                body = json.loads(self.rfile.read(length) or b"null")
-            except json.JSONDecodeError as error:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"body is not JSON: {error}") from None
-            if not isinstance(body, dict):
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "body must be a JSON object")
-            return body
+                length = int(self.headers["Content-Length"])
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.close_connection = True
+                raise _invalid(f"Content-Length is not a byte count: {self.headers['Content-Length']!r}")
+            if length > predictor.max_request_bytes:
+                self.close_connection = True  # the body is never read
+                raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                f"body of {length} bytes is over the limit of {predictor.max_request_bytes} bytes "
+                                "(tf-qa serve --max-request-bytes)")
+            return parse_body(self.rfile.read(length))
 
-        def _status(self, name: str, version: int | None) -> None:
+        def _status(self, name: str, version: int | None) -> dict:
             if name != predictor.repository.model_name:
                 raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
             versions = [v for v in predictor.repository.statuses() if version is None or v == version]
             if not versions:
                 raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
-            self._send(HTTPStatus.OK, {"model_version_status": [
+            return {"model_version_status": [
                 {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-                for v in versions]})
+                for v in versions]}
 
         def _metadata(self, loaded) -> dict:
             signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -186,12 +282,46 @@ def make_handler(predictor: Predictor):
     return Handler
 
 
-class RestServer:
-    """Serves the REST API on ``host:port`` (0 picks a free port) in a background thread."""
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, up to ``max_connections``; one more gets a 503 at once and is closed."""
 
-    def __init__(self, predictor: Predictor, host: str = "127.0.0.1", port: int = 8501):
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(predictor))
-        self.httpd.daemon_threads = True
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int):
+        super().__init__(address, handler)
+        self._connections = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._connections.acquire(blocking=False):
+            body = b'{"error": "the server has too many open connections; retry later"}'
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+
+class RestServer:
+    """Serves the REST API on ``host:port`` (0 picks a free port) in a background thread.
+
+    Args:
+        predictor: runs the requests (shared with the gRPC service).
+        timeout: seconds a request may take, reading its body included (TF Serving's --rest_api_timeout_in_ms).
+    """
+
+    def __init__(self, predictor: Predictor, host: str = "127.0.0.1", port: int = 8501,
+                 timeout: float = DEFAULT_REST_TIMEOUT):
+        # Connections beyond the Predict slots, so that status calls and a 429 still get through.
+        self.httpd = _BoundedHTTPServer((host, port), make_handler(predictor, timeout), predictor.max_in_flight + 8)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
 

@@ -79,19 +79,26 @@ class SpanExtractor(tf_keras.layers.Layer):
 
         start_probs = tf.nn.softmax(tf.where(candidate, start_logits, MASKED_LOGIT), axis=-1)
         end_probs = tf.nn.softmax(tf.where(candidate, end_logits, MASKED_LOGIT), axis=-1)
-        null_scores = start_probs[:, 0] * end_probs[:, 0]
+        # Column 0 ([CLS]) as [W, 1], or [0, 0] when there are no windows: the sum is [W] either way.
+        null_scores = tf.reduce_sum(start_probs[:, :1] * end_probs[:, :1], axis=1)
         start_probs = tf.where(is_cls, 0.0, start_probs)
         end_probs = tf.where(is_cls, 0.0, end_probs)
 
-        span_scores = start_probs[:, :, tf.newaxis] * end_probs[:, tf.newaxis, :]  # [W, start, end]
-        width = position[:, tf.newaxis, :] - tf.transpose(position)[tf.newaxis, :, :]  # end - start
-        max_width = tf.cast(max_answer_len, tf.int64)[:, tf.newaxis, tf.newaxis]
+        # Span (s, s + offset) for offsets below the longest answer asked for: [W, L, M] with M <= L, not
+        # [W, L, L]. Flat indices s * M + offset keep the order of s * L + e, so ties break as before.
+        max_answer_len = tf.cast(max_answer_len, tf.int64)
+        band = tf.minimum(tf.reduce_max(tf.concat([max_answer_len, [1]], axis=0)), tf.maximum(length, 1))
+        offset = tf.range(band)
+        end_position = tf.range(length)[:, tf.newaxis] + offset[tf.newaxis, :]  # [L, M]
+        past_the_end = [[0, 0], [0, band]]
+        end_probs = tf.gather(tf.pad(end_probs, past_the_end), end_position, axis=1)
+        end_in_context = tf.gather(tf.pad(context_mask, past_the_end), end_position, axis=1)
         allowed = (
             context_mask[:, :, tf.newaxis]
-            & context_mask[:, tf.newaxis, :]
-            & (width >= 0)
-            & (width < max_width)
+            & end_in_context
+            & (offset[tf.newaxis, tf.newaxis, :] < max_answer_len[:, tf.newaxis, tf.newaxis])
         )
+        span_scores = start_probs[:, :, tf.newaxis] * end_probs
         flat = tf.reshape(tf.where(allowed, span_scores, -1.0), [tf.shape(span_scores)[0], -1])
         k = tf.cast(k, tf.int32)
         k_found = tf.minimum(k, tf.shape(flat)[1])
@@ -99,10 +106,11 @@ class SpanExtractor(tf_keras.layers.Layer):
         padding = [[0, 0], [0, k - k_found]]
         scores = tf.pad(scores, padding, constant_values=-1.0)
         index = tf.cast(tf.pad(index, padding), tf.int64)
+        starts = index // band
         valid = scores >= 0.0
         return SpanCandidates(
-            starts=tf.where(valid, index // length, -1),
-            ends=tf.where(valid, index % length, -1),
+            starts=tf.where(valid, starts, -1),
+            ends=tf.where(valid, starts + index % band, -1),
             scores=tf.maximum(scores, 0.0),
             valid=valid,
             null_scores=null_scores,

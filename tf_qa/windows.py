@@ -50,6 +50,18 @@ def question_too_long(
     return (context_ids.row_lengths() > room) & (room <= doc_stride)
 
 
+def windows_per_example(question_lengths: tf.Tensor, context_lengths: tf.Tensor, *, max_seq_len: int,
+                        doc_stride: int) -> tf.Tensor:
+    """[B] int64: how many windows each example makes, from its token counts alone (nothing is allocated).
+
+    Meaningful where ``question_too_long`` is False.
+    """
+    room = max_seq_len - question_lengths - 3
+    step = tf.maximum(room - doc_stride, 1)
+    cut = context_lengths > room
+    return tf.where(cut, 1 + (context_lengths - room + step - 1) // step, tf.ones_like(context_lengths))
+
+
 def make_windows(
     question_ids: tf.RaggedTensor,
     context_ids: tf.RaggedTensor,
@@ -76,8 +88,7 @@ def make_windows(
     c_len = context_ids.row_lengths()
     room = max_seq_len - q_len - 3
     step = tf.maximum(room - doc_stride, 1)
-    cut = c_len > room
-    num_windows = tf.where(cut, 1 + (c_len - room + step - 1) // step, tf.ones_like(c_len))
+    num_windows = windows_per_example(q_len, c_len, max_seq_len=max_seq_len, doc_stride=doc_stride)
 
     example = tf.repeat(tf.range(tf.size(num_windows, out_type=tf.int64)), num_windows)
     index_in_example = tf.range(tf.size(example, out_type=tf.int64)) - tf.gather(

@@ -1,0 +1,180 @@
+"""Predict requests as TF Serving handles them, shared by the gRPC service and the REST handler.
+
+The predictor admits a bounded number of requests at once, resolves the version, checks the inputs against
+the signature (names, dtypes, ranks, sizes), runs the session with the request's deadline as its run timeout,
+and turns failures into ``RequestError`` with a gRPC status code.
+
+Example:
+
+>>> predictor = Predictor(repository)                                                  # doctest: +SKIP
+>>> with predictor.admit():                                                            # doctest: +SKIP
+...     loaded = predictor.acquire("distilbert-squad", None)
+...     names, values = predictor.predict(loaded, "serving_default", {"question": q, "context": c})
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from tf_qa.batching import DeadlineExpired, RequestBatcher
+from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
+from tf_qa.repository import LoadedVersion, ModelRepository
+
+
+def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
+    """A request's TensorProto as an array; RequestError INVALID_ARGUMENT when malformed or too large.
+
+    A TensorProto may state a shape and carry fewer values (the last one is repeated), so a few bytes can
+    declare billions of elements: the count is checked before anything is allocated.
+    """
+    sizes = [dim.size for dim in tensor.tensor_shape.dim]
+    if any(size < 0 for size in sizes):
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} has a negative dimension: {sizes}")
+    elements = int(np.prod(sizes, dtype=object))
+    if elements > max_elements:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {name!r} declares {elements} elements (shape {sizes}), more than a request may "
+                           f"carry ({max_elements}, tf-qa serve --max-request-bytes)")
+    try:
+        return tf.make_ndarray(tensor)
+    except Exception as error:  # noqa: BLE001  any malformed TensorProto
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
+
+
+def graph_error_message(message: str) -> str:
+    """The graph's own assertion message (which names the problem), without TF's node trace around it."""
+    marker = "assertion failed: "
+    if marker in message:
+        message = message[message.index(marker) + len(marker):]
+    return message.split("\n\t [[")[0].strip()
+
+
+class RequestError(Exception):
+    """A request the server refuses; ``code`` is the gRPC status (REST maps it to an HTTP status)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Predictor:
+    """Validates and runs Predict requests as TF Serving does; shared by the gRPC and REST front ends.
+
+    Args:
+        repository: the loaded versions.
+        batcher: merges concurrent requests when given.
+        max_in_flight: Predict requests admitted at once (gRPC and REST together); one more is refused at once
+            with RESOURCE_EXHAUSTED rather than queued.
+        max_request_bytes: the largest request message or REST body.
+    """
+
+    def __init__(self, repository: ModelRepository, batcher: RequestBatcher | None = None, max_in_flight: int = 32,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+        self.repository = repository
+        self.batcher = batcher
+        self.max_in_flight = max_in_flight
+        self.max_request_bytes = max_request_bytes
+        # Every element of a genuine request costs at least one byte of it.
+        self.max_elements = max_request_bytes
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+
+    @contextmanager
+    def admit(self):
+        """Holds one of the ``max_in_flight`` slots for a request; RequestError RESOURCE_EXHAUSTED when none is free."""
+        if not self._slots.acquire(blocking=False):
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
+                               "tf-qa serve --max-in-flight; retry later")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    @staticmethod
+    def run(key, feeds: dict, timeout: float | None = None) -> list:
+        """Runs one request (or a merged batch) on a version's session; ``key`` = (version, signature, outputs).
+
+        ``timeout`` (seconds) becomes the session's run timeout, as TF Serving's enforce_session_run_timeout:
+        past it the run is cancelled and raises DeadlineExceededError.
+        """
+        if timeout is not None and timeout < 0.001:
+            raise DeadlineExpired("the request's deadline passed before it could run")
+        loaded, name, outputs = key
+        signature = loaded.signatures[name]
+        options = None if timeout is None else tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(timeout * 1000)))
+        return loaded.session.run([signature.outputs[o].name for o in outputs], feeds, options=options)
+
+    def acquire(self, model_name: str, version: int | None) -> LoadedVersion:
+        """The version to answer with (release it after); RequestError NOT_FOUND when there is none."""
+        if model_name != self.repository.model_name:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_name})")
+        try:
+            return self.repository.acquire(version)
+        except LookupError as error:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+
+    def predict(self, loaded: LoadedVersion, signature_name: str, inputs: dict[str, np.ndarray],
+                output_filter: list[str] | None = None, deadline: float | None = None,
+                ) -> tuple[list[str], list[np.ndarray]]:
+        """Checks the inputs against the signature, runs it, returns (output names, values).
+
+        ``deadline`` (``time.monotonic()`` seconds): past it the work stops and DEADLINE_EXCEEDED is raised.
+        """
+        name = signature_name or SERVING_DEFAULT
+        signature = loaded.signatures.get(name)
+        if signature is None:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Serving signature name: \"{name}\" not found in signature def")
+        feeds = self._feeds(name, signature, inputs)
+        outputs = sorted(output_filter or signature.outputs)
+        unknown = [o for o in outputs if o not in signature.outputs]
+        if unknown:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
+        key = (loaded, name, tuple(outputs))
+        started = time.monotonic()
+        try:
+            if self.batcher:
+                values = self.batcher.submit(key, feeds, deadline)
+            else:
+                values = self.run(key, feeds, None if deadline is None else deadline - time.monotonic())
+        except tf.errors.InvalidArgumentError as error:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
+        except (tf.errors.DeadlineExceededError, DeadlineExpired):
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"the request's deadline passed; its work was stopped after "
+                               f"{time.monotonic() - started:.2f}s") from None
+        except ValueError as error:  # e.g. a feed of the wrong rank
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        except tf.errors.OpError as error:
+            raise RequestError(grpc.StatusCode.INTERNAL, error.message) from None
+        return outputs, [np.asarray(v) for v in values]
+
+    @staticmethod
+    def _feeds(name: str, signature, inputs: dict[str, np.ndarray]) -> dict:
+        """The session feeds of ``inputs``; RequestError INVALID_ARGUMENT for missing, extra or mistyped inputs."""
+        missing = sorted(set(signature.inputs) - set(inputs))
+        extra = sorted(set(inputs) - set(signature.inputs))
+        if missing or extra:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
+                               f"expected {sorted(signature.inputs)}")
+        feeds = {}
+        for key, value in inputs.items():
+            expected = tf.dtypes.as_dtype(signature.inputs[key].dtype)
+            got = tf.string if value.dtype == object else tf.dtypes.as_dtype(value.dtype)
+            if got != expected:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {key!r} has dtype {got.name}, signature {name!r} expects {expected.name}")
+            rank = len(signature.inputs[key].tensor_shape.dim)
+            if not signature.inputs[key].tensor_shape.unknown_rank and value.ndim != rank:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input {key!r} has shape {list(value.shape)}, signature {name!r} expects "
+                                   f"rank {rank}")
+            feeds[signature.inputs[key].name] = value
+        return feeds

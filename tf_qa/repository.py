@@ -1,0 +1,149 @@
+"""The versions of one model that a server holds: discovery on disk, loading with warmup, safe swaps.
+
+A version is a numeric folder under the model's base path holding a complete SavedModel (TF Serving's layout).
+Requests hold the version they run on (``acquire``/``release``), so a swap to a newer version never closes a
+session under a request in flight.
+
+Example:
+
+>>> repository = ModelRepository("export/distilbert-squad", "distilbert-squad")      # doctest: +SKIP
+>>> repository.poll(); repository.statuses()                                         # doctest: +SKIP
+[1]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+from tf_qa.session import load_session, run_predict_request
+from tf_qa.warmup import read_warmup
+
+log = logging.getLogger("tf_qa.server")
+
+
+def version_folders(base_path: str) -> list[int]:
+    """Numeric version folders that hold a complete SavedModel, oldest first."""
+    if not os.path.isdir(base_path):
+        return []
+    versions = []
+    for name in os.listdir(base_path):
+        if name.isdigit() and os.path.isfile(os.path.join(base_path, name, "saved_model.pb")):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+@dataclass(eq=False)  # hashed by identity: a batching key
+class LoadedVersion:
+    """One version's TF1 session; ``users`` counts requests in flight so a swap never closes it under them."""
+
+    version: int
+    session: tf.compat.v1.Session
+    signatures: dict
+    users: int = 0
+    retired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def acquire(self) -> bool:
+        with self.lock:
+            if self.retired:
+                return False
+            self.users += 1
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            close = self.retired and self.users == 0
+        if close:
+            self.session.close()
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+            close = self.users == 0
+        if close:
+            self.session.close()
+
+
+def load_version(base_path: str, version: int, *, warm_up: bool = True) -> LoadedVersion:
+    """Loads ``base_path/<version>`` and, like ``--enable_model_warmup``, replays its warmup requests."""
+    path = os.path.join(base_path, str(version))
+    loaded = LoadedVersion(version, *load_session(path))
+    warmup_file = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    if warm_up and os.path.exists(warmup_file):
+        started = time.monotonic()
+        requests = read_warmup(warmup_file)
+        for request in requests:
+            run_predict_request(loaded.session, loaded.signatures, request)
+        log.info("version %d warmed up with %d requests in %.1fs", version, len(requests), time.monotonic() - started)
+    return loaded
+
+
+class ModelRepository:
+    """The loaded versions of one model, refreshed from disk by ``poll``."""
+
+    def __init__(self, base_path: str, model_name: str, versions: list[int] | None = None):
+        self.base_path = base_path
+        self.model_name = model_name
+        self.pinned_versions = versions
+        self._versions: dict[int, LoadedVersion] = {}
+        self._lock = threading.Lock()
+
+    def wanted(self) -> list[int]:
+        available = version_folders(self.base_path)
+        if self.pinned_versions:
+            return [v for v in available if v in self.pinned_versions]
+        return available[-1:]
+
+    def poll(self) -> None:
+        """Loads wanted versions not loaded yet, then retires the ones no longer wanted."""
+        wanted = self.wanted()
+        for version in wanted:
+            if version not in self._versions:
+                try:
+                    loaded = load_version(self.base_path, version)
+                except Exception as error:  # a broken version must not take the server down
+                    log.error("could not load %s version %d: %s", self.model_name, version, error)
+                    continue
+                with self._lock:
+                    self._versions[version] = loaded
+                log.info("serving %s version %d", self.model_name, version)
+        with self._lock:
+            stale = [v for v in self._versions if v not in wanted and len(self._versions) > 1]
+            retired = [self._versions.pop(v) for v in stale]
+        for loaded in retired:
+            log.info("retiring %s version %d", self.model_name, loaded.version)
+            loaded.retire()
+
+    def acquire(self, version: int | None) -> LoadedVersion:
+        """The asked-for version (newest when None), held until ``release``; raises LookupError."""
+        while True:
+            with self._lock:
+                if not self._versions:
+                    raise LookupError(f"no version of model {self.model_name} is loaded")
+                chosen = self._versions.get(version) if version is not None else self._versions[max(self._versions)]
+            if chosen is None:
+                raise LookupError(f"version {version} of model {self.model_name} is not loaded")
+            if chosen.acquire():
+                return chosen
+
+    def requests_in_flight(self) -> int:
+        """Requests holding a loaded version right now."""
+        with self._lock:
+            return sum(v.users for v in self._versions.values())
+
+    def statuses(self) -> list[int]:
+        with self._lock:
+            return sorted(self._versions)
+
+    def close(self) -> None:
+        with self._lock:
+            loaded, self._versions = list(self._versions.values()), {}
+        for version in loaded:
+            version.retire()

@@ -1,0 +1,59 @@
+"""The TF1 session path: how tensorflow_model_server loads and runs a SavedModel (loader, ``serve`` tag, tensor names).
+
+The exporter's self-check, ``tf-qa validate`` and ``tf-qa serve`` all run exports this way, so that what they
+check is what TF Serving runs.
+
+Example:
+
+>>> session, signatures = load_session("export/distilbert-squad/1")        # doctest: +SKIP
+>>> sorted(signatures)                                                     # doctest: +SKIP
+['answer_top_k', 'serving_default', 'token_spans']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers the TF Text ops of the graph, as tensorflow_model_server links them
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+from tf_qa.defaults import SERVING_DEFAULT
+
+
+def session_config() -> tf.compat.v1.ConfigProto:
+    """The session options tf-qa serves with (TF Serving takes the same ConfigProto in its platform config).
+
+    Grappler's function optimizer is off: it lowers the model's while loop over window groups into TF1
+    control flow, which runs the groups one after another; the functional loop overlaps them, as TF2 does
+    (measured: 24.6 -> 27.8 questions/s at batch 16 on 2 cores).
+    """
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.function_optimization = rewriter_config_pb2.RewriterConfig.OFF
+    return config
+
+
+def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
+    """Loads a SavedModel as tensorflow_model_server does: the TF1 loader with the ``serve`` tag.
+
+    Returns the session and the signature defs by name.
+    """
+    session = tf.compat.v1.Session(graph=tf.Graph(), config=session_config())
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    return session, dict(meta_graph.signature_def)
+
+
+def run_predict_request(session: tf.compat.v1.Session, signatures: dict, request) -> dict[str, np.ndarray]:
+    """Runs a PredictRequest on a session by the signature's tensor names (no validation: trusted requests)."""
+    signature = signatures[request.model_spec.signature_name or SERVING_DEFAULT]
+    feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    names = sorted(signature.outputs)
+    return dict(zip(names, session.run([signature.outputs[n].name for n in names], feeds)))
+
+
+def run_requests(version_dir, requests: list) -> list[dict]:
+    """Runs PredictRequests through a TF1 session on the signature tensor names, as TF Serving does."""
+    session, signatures = load_session(str(version_dir))
+    try:
+        return [run_predict_request(session, signatures, request) for request in requests]
+    finally:
+        session.close()
