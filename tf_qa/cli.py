@@ -26,6 +26,45 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
+class CommandError(Exception):
+    """A user's mistake or an impossible request: one line on stderr and an exit code, never a traceback."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as error:
+        raise CommandError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{what} {path} is not UTF-8 text") from None
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise CommandError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _version_dir(path: str) -> str:
+    """``path`` if it is a version folder, else its newest version (said on stderr)."""
+    from tf_qa.repository import resolve_version_dir
+
+    try:
+        version_dir, note = resolve_version_dir(path)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    if note:
+        print(note, file=sys.stderr)
+    return version_dir
+
+
 def _export(args) -> int:
     from tf_qa.export import ExportError, export_model
 
@@ -36,8 +75,7 @@ def _export(args) -> int:
         print("WARNING: exporting a random-weights DEMO model: its answers are meaningless.", file=sys.stderr)
         checkpoint = make_random_checkpoint(tempfile.mkdtemp(prefix="tf-qa-demo-"), seed=0)
     elif not checkpoint:
-        print("tf-qa export: --model or --demo is required", file=sys.stderr)
-        return 2
+        raise CommandError("--model or --demo is required", code=2)
     try:
         export_model(checkpoint, args.output, version=args.version, force=args.force, from_pt=args.from_pt,
                      model_name=args.model_name, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride,
@@ -45,11 +83,9 @@ def _export(args) -> int:
                      matmul_dtype=args.matmul_dtype,
                      limits=RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()}))
     except ExportError as error:
-        print(f"tf-qa export: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from None
     except KeyboardInterrupt:
-        print("tf-qa export: interrupted; nothing was published", file=sys.stderr)
-        return 130
+        raise CommandError("interrupted; nothing was published", code=130) from None
     return 0
 
 
@@ -59,7 +95,7 @@ def _saved_model_answerer(path: str, handle_impossible_answer: bool):
 
     from tf_qa.model import run_top_k_signature
 
-    signature = tf.saved_model.load(path).signatures[defaults.TOP_K_SIGNATURE]
+    signature = tf.saved_model.load(_version_dir(path)).signatures[defaults.TOP_K_SIGNATURE]
 
     def answer(questions, contexts):
         out = run_top_k_signature(signature, questions, contexts, handle_impossible_answer=handle_impossible_answer)
@@ -74,7 +110,10 @@ def _evaluate(args) -> int:
     from tf_qa import squad
     from tf_qa.errors import TFQAError
 
-    questions = squad.load_squad(args.squad)[: args.limit]
+    try:
+        questions = squad.load_squad(args.squad)[: args.limit]
+    except squad.SquadFormatError as error:
+        raise CommandError(str(error)) from None
     unanswerable = any(not q.answers for q in questions)
     if args.saved_model:
         answer, close = _saved_model_answerer(args.saved_model, unanswerable)
@@ -94,8 +133,7 @@ def _evaluate(args) -> int:
                     predictions[question.id] = text
                 progress.update(len(batch))
     except TFQAError as error:
-        print(f"tf-qa evaluate: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from None
     finally:
         close()
     result = squad.evaluate(questions, predictions)
@@ -115,7 +153,7 @@ def _bench(args) -> int:
 def _validate(args) -> int:
     from tf_qa.validate import validate_saved_model
 
-    report = validate_saved_model(args.path)
+    report = validate_saved_model(_version_dir(args.path))
     for line in report.lines:
         print(line)
     print("fits TensorFlow Serving" if report.ok else f"does NOT fit TensorFlow Serving: {len(report.problems)} problem(s)")
@@ -129,12 +167,14 @@ def _serve(args) -> int:
     credentials = None
     if args.ssl_cert or args.ssl_key:
         if not (args.ssl_cert and args.ssl_key):
-            print("tf-qa serve: --ssl-cert and --ssl-key go together", file=sys.stderr)
-            return 2
+            raise CommandError("--ssl-cert and --ssl-key go together", code=2)
         import grpc
 
-        with open(args.ssl_key, "rb") as key, open(args.ssl_cert, "rb") as cert:
-            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        pair = (_read_bytes(args.ssl_key, "--ssl-key"), _read_bytes(args.ssl_cert, "--ssl-cert"))
+        try:
+            credentials = grpc.ssl_server_credentials([pair])
+        except (ValueError, RuntimeError) as error:
+            raise CommandError(f"--ssl-cert/--ssl-key: {error}") from None
     batching = None
     if args.enable_batching:
         batching = {"max_batch_size": args.max_batch_size, "timeout": args.batch_timeout_micros / 1e6,
@@ -146,8 +186,7 @@ def _serve(args) -> int:
                              max_in_flight=args.max_in_flight, max_request_bytes=args.max_request_bytes,
                              rest_timeout=args.rest_api_timeout_in_ms / 1000).start()
     except (RuntimeError, OSError) as error:
-        print(f"tf-qa serve: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from None
     rest = f", REST on {args.host}:{server.rest_port}" if server.rest_port else ""
     print(f"serving {args.model_name} versions {server.repository.statuses()} on {args.host}:{server.port}{rest}",
           flush=True)
@@ -159,21 +198,15 @@ def _ask(args) -> int:
     from tf_qa.client import QAClient
     from tf_qa.errors import TFQAError
 
-    if args.context_file:
-        with open(args.context_file, encoding="utf-8") as handle:
-            context = handle.read()
-    else:
-        context = args.context
+    context = _read_text(args.context_file, "--context-file") if args.context_file else args.context
     try:
         with QAClient(args.target, args.model_name, timeout=args.timeout) as client:
             result = client.answer(args.question, context, top_k=args.top_k, max_answer_len=args.max_answer_len,
                                    handle_impossible_answer=args.handle_impossible_answer)
     except TFQAError as error:
-        print(f"tf-qa ask: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from None
     except ValueError as error:
-        print(f"tf-qa ask: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error), code=2) from None
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0
@@ -282,7 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "target", None) and args.command == "evaluate" and not args.model_name:
         parser.error("evaluate --target needs --model-name")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except CommandError as error:
+        print(f"tf-qa {args.command}: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        print(f"tf-qa {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

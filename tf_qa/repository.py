@@ -38,6 +38,27 @@ def version_folders(base_path: str) -> list[int]:
     return sorted(versions)
 
 
+def resolve_version_dir(path: str | os.PathLike) -> tuple[str, str | None]:
+    """A version folder for ``path``: itself when it holds a SavedModel, else its newest version folder.
+
+    Returns the folder and a note saying which version was taken (None when ``path`` was one); raises
+    ``FileNotFoundError`` naming what is there when neither holds a SavedModel.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path, None
+    versions = version_folders(path)
+    if versions:
+        return os.path.join(path, str(versions[-1])), f"{path} is a model folder; using its newest version, " \
+            f"{versions[-1]} (of {', '.join(map(str, versions))})"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path} is a file, not a SavedModel folder")
+    raise FileNotFoundError(f"no SavedModel in {path}: it holds no saved_model.pb and no numeric version folder "
+                            "with one")
+
+
 @dataclass(eq=False)  # hashed by identity: a batching key
 class LoadedVersion:
     """One version's TF1 session; ``users`` counts requests in flight so a swap never closes it under them."""

@@ -31,15 +31,30 @@ class SquadQuestion:
     answers: tuple[str, ...]  # empty for an unanswerable SQuAD v2.0 question
 
 
+class SquadFormatError(ValueError):
+    """A SQuAD file that cannot be read; the message names the file and what is wrong."""
+
+
 def load_squad(path: str | Path) -> list[SquadQuestion]:
-    """Every question of a SQuAD-format JSON file, in file order."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    questions = []
-    for article in data["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                answers = () if qa.get("is_impossible") else tuple(a["text"] for a in qa["answers"])
-                questions.append(SquadQuestion(qa["id"], qa["question"], paragraph["context"], answers))
+    """Every question of a SQuAD-format JSON file, in file order; ``SquadFormatError`` if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SquadFormatError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise SquadFormatError(f"{path} is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise SquadFormatError(f"{path} is not JSON: {error}") from None
+    try:
+        questions = []
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    answers = () if qa.get("is_impossible") else tuple(a["text"] for a in qa["answers"])
+                    questions.append(SquadQuestion(qa["id"], qa["question"], paragraph["context"], answers))
+    except (KeyError, TypeError, AttributeError) as error:
+        raise SquadFormatError(f"{path} is not in SQuAD format (data / paragraphs / qas): missing or wrong {error}") \
+            from None
     return questions
 
 

@@ -139,10 +139,20 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
 
     metadata_file = path / "assets.extra" / METADATA_FILE
     if metadata_file.exists():
-        versions = json.loads(metadata_file.read_text(encoding="utf-8")).get("versions", {})
+        try:
+            metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+        except ValueError as error:
+            report.problem(f"{METADATA_FILE} is not JSON: {error}")
+            return report
+        versions = metadata.get("versions", {})
         tf_version = versions.get("tensorflow", "?")
         major_minor = ".".join(tf_version.split(".")[:2])
         report.say(f"made with TensorFlow {tf_version}, TF Text {versions.get('tensorflow_text', '?')}, "
                    f"transformers {versions.get('transformers', '?')}: needs TF Serving {major_minor} or newer "
                    f"(tensorflow/serving:{major_minor}.0 or later)")
+        limits = metadata.get("options", {}).get("limits")
+        if limits:
+            report.say("limits per call (set at export): " + ", ".join(f"{k} {v}" for k, v in limits.items()))
+        else:
+            report.say("limits per call: none recorded (exported before tf-qa checked them in the graph)")
     return report
