@@ -62,6 +62,16 @@ def saved_model_dir(qa_model, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
+    """The seeded checkpoint exported once by ``export_model`` as model ``tiny-qa``; read-only (copy to change)."""
+    from tf_qa.export import export_model
+
+    repository = tmp_path_factory.mktemp("repository") / "tiny-qa"
+    export_model(checkpoint_dir, repository, report=lambda _: None)
+    return repository
+
+
+@pytest.fixture(scope="session")
 def saved_model(saved_model_dir):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  registers the TF Text ops the graph uses

@@ -82,18 +82,16 @@ def test_a_bad_request_fails_alone():
 
 def test_bad_options():
     with pytest.raises(ValueError):
-        RequestBatcher(lambda k, f: [], max_batch_size=0)
+        RequestBatcher(lambda k, f, t: [], max_batch_size=0)
 
 
-def test_batching_server_answers_as_unbatched(checkpoint_dir, tmp_path):
+def test_batching_server_answers_as_unbatched(tiny_repository):
     from texts import non_ascii_cases
 
     from tf_qa.client import QAClient
-    from tf_qa.export import export_model
     from tf_qa.server import ModelServer
 
-    repo = tmp_path / "tiny"
-    export_model(checkpoint_dir, repo, report=lambda _: None)
+    repo = tiny_repository
     cases = non_ascii_cases()[:24]
     plain = ModelServer(str(repo), "tiny", port=0, poll_seconds=0).start()
     batched = ModelServer(str(repo), "tiny", port=0, poll_seconds=0,

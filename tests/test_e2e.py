@@ -26,22 +26,13 @@ MODEL_NAME = os.environ.get("TF_QA_MODEL_NAME", "tiny-qa")
 
 
 @pytest.fixture(scope="session")
-def model_repository(checkpoint_dir, tmp_path_factory):
-    from tf_qa.export import export_model
-
-    repository = tmp_path_factory.mktemp("repository") / MODEL_NAME
-    export_model(checkpoint_dir, repository, report=lambda _: None)
-    return repository
-
-
-@pytest.fixture(scope="session")
-def target(model_repository):
+def target(tiny_repository):
     if os.environ.get("TF_QA_TARGET"):
         yield os.environ["TF_QA_TARGET"]
         return
     from tf_qa.server import ModelServer
 
-    server = ModelServer(str(model_repository), MODEL_NAME, port=0, poll_seconds=0.5).start()
+    server = ModelServer(str(tiny_repository), MODEL_NAME, port=0, poll_seconds=0.5).start()
     yield f"127.0.0.1:{server.port}"
     server.stop()
 
@@ -160,7 +151,7 @@ def test_ask_command_prints_the_answer(target, capsys):
     assert "context is empty" in capsys.readouterr().err
 
 
-def test_serve_command_stops_cleanly_on_sigterm(model_repository):
+def test_serve_command_stops_cleanly_on_sigterm(tiny_repository):
     import signal
     import subprocess
     import sys
@@ -169,7 +160,7 @@ def test_serve_command_stops_cleanly_on_sigterm(model_repository):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", str(model_repository), "--model-name",
+        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", str(tiny_repository), "--model-name",
          MODEL_NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout.readline().startswith(f"serving {MODEL_NAME}")

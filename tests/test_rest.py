@@ -14,12 +14,8 @@ NAME = "tiny-qa"
 
 
 @pytest.fixture(scope="module")
-def rest(checkpoint_dir, tmp_path_factory):
-    from tf_qa.export import export_model
-
-    repo = tmp_path_factory.mktemp("rest") / NAME
-    export_model(checkpoint_dir, repo, report=lambda _: None)
-    server = ModelServer(str(repo), NAME, port=0, poll_seconds=0, rest_port=0).start()
+def rest(tiny_repository):
+    server = ModelServer(str(tiny_repository), NAME, port=0, poll_seconds=0, rest_port=0).start()
     yield f"http://127.0.0.1:{server.rest_port}"
     server.stop(0)
 

@@ -20,12 +20,8 @@ QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and 
 
 
 @pytest.fixture(scope="module")
-def repository(checkpoint_dir, tmp_path_factory):
-    from tf_qa.export import export_model
-
-    repo = tmp_path_factory.mktemp("resilience") / NAME
-    export_model(checkpoint_dir, repo, report=lambda _: None)
-    return repo
+def repository(tiny_repository):
+    return tiny_repository
 
 
 def _free_port() -> int:

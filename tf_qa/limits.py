@@ -24,15 +24,16 @@ class RequestLimits:
 
     Attributes:
         max_examples: examples (question, context pairs) in one call; for ``token_spans``, windows.
-        max_text_bytes: UTF-8 bytes of all questions and contexts of one call together (1 MiB: a
-            book chapter, about 900 windows of English).
-        max_windows: model windows one call may produce, each up to ``max_seq_len`` tokens.
+        max_text_bytes: UTF-8 bytes of all questions and contexts of one call together (256 KiB: about 45,000
+            words of English in about 220 windows; tokenizing it takes well under 100 ms).
+        max_windows: model windows one call may produce, each up to ``max_seq_len`` tokens (512: room for
+            256 KiB of text with more tokens per byte than English, such as CJK).
         max_top_k: the largest ``top_k`` an example may ask for (K output columns are allocated per example).
     """
 
     max_examples: int = 256
-    max_text_bytes: int = 1 << 20
-    max_windows: int = 1024
+    max_text_bytes: int = 256 << 10
+    max_windows: int = 512
     max_top_k: int = 1000
 
     def __post_init__(self):

@@ -1,0 +1,165 @@
+"""tf-qa serve protects itself: deadlines stop the work, requests in flight are bounded, REST refuses cleanly."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from http_requests import post
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tf_qa import errors
+from tf_qa.client import QAClient
+from tf_qa.limits import RequestLimits
+from tf_qa.server import ModelServer
+
+NAME = "tiny-qa"
+QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
+WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris ".split()
+
+
+@pytest.fixture(scope="module")
+def repository(checkpoint_dir, tmp_path_factory):
+    """An export whose limits allow a request of several seconds' work."""
+    from tf_qa.export import export_model
+
+    repo = tmp_path_factory.mktemp("limits") / NAME
+    export_model(checkpoint_dir, repo, limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192),
+                 report=lambda _: None)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(repository):
+    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, rest_port=0,
+                         max_request_bytes=1 << 20).start()
+    yield server
+    server.stop(0)
+
+
+def _heavy_context(n_bytes: int) -> str:
+    rng = np.random.default_rng(0)
+    return " ".join(rng.choice(WORDS, n_bytes // 5))[:n_bytes]
+
+
+@pytest.mark.parametrize("batching", [None, {"max_batch_size": 16, "timeout": 0.0, "num_threads": 2}])
+def test_a_passed_deadline_stops_the_work(repository, batching):
+    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, batching=batching,
+                         max_request_bytes=16 << 20).start()
+    heavy = _heavy_context(4_000_000)
+    try:
+        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=120, retries=0) as client:
+            started = time.monotonic()
+            client.answer(QUESTION, heavy)
+            full = time.monotonic() - started
+        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=0.2, retries=0) as client:
+            with pytest.raises(errors.DeadlineExceeded):
+                client.answer(QUESTION, heavy)
+        cut = time.monotonic()
+        while server.repository.requests_in_flight() and time.monotonic() - cut < full:
+            time.sleep(0.005)
+        stopped_after = time.monotonic() - cut
+        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0) as client:
+            started = time.monotonic()
+            assert client.answer(QUESTION, CONTEXT)["answer"]
+            next_latency = time.monotonic() - started
+    finally:
+        server.stop(0)
+    print(f"full run {full:.2f}s; work stopped {stopped_after:.3f}s after the deadline; next request "
+          f"{next_latency * 1000:.0f} ms")
+    # Without the run timeout the session would run on for the rest of the full run.
+    assert stopped_after < full / 3
+    assert next_latency < full / 3
+
+
+def test_requests_past_max_in_flight_are_refused_at_once(repository):
+    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, rest_port=0, max_in_flight=1).start()
+    release, entered = threading.Event(), threading.Event()
+    run = server.predictor.run
+
+    def held_run(*args):
+        entered.set()
+        release.wait(30)
+        return run(*args)
+
+    server.predictor.run = held_run
+    first = {}
+    thread = threading.Thread(target=lambda: first.update(
+        answer=QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0).answer(QUESTION, CONTEXT)))
+    try:
+        thread.start()
+        assert entered.wait(30)
+        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.ServerError, match="RESOURCE_EXHAUSTED.*max-in-flight"):
+                client.answer(QUESTION, CONTEXT)
+            assert time.monotonic() - started < 1.0
+            status, body = _post(server.rest_port, json.dumps({"instances": [{"question": QUESTION,
+                                                                                "context": CONTEXT}]}).encode())
+            assert status == 429 and "max-in-flight" in body["error"]
+            release.set()
+            thread.join(30)
+            assert first["answer"]["answer"] and client.answer(QUESTION, CONTEXT)["answer"]
+    finally:
+        release.set()
+        server.stop(0)
+
+
+def test_a_tensor_declaring_more_elements_than_a_request_can_carry(server):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    for key in ("question", "context"):
+        request.inputs[key].CopyFrom(tf.make_tensor_proto([b"x"]))
+        request.inputs[key].tensor_shape.dim[0].size = 10**12  # one value, repeated: TensorProto allows it
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as error:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declares 1000000000000 elements" in error.value.details()
+    assert time.monotonic() - started < 1.0
+
+
+def _post(port: int, body: bytes, headers: dict | None = None):
+    return post(port, f"/v1/models/{NAME}:predict", body, headers)
+
+
+def _instances(**fields) -> bytes:
+    instance = {"question": QUESTION, "context": CONTEXT, "top_k": 1, "max_answer_len": 15,
+                "handle_impossible_answer": False}
+    instance.update(fields)
+    return json.dumps({"signature_name": "answer_top_k", "instances": [instance]}).encode()
+
+
+@pytest.mark.parametrize("body,headers,status,message", [
+    (b"[" * 100_000, None, 400, "nested too deeply"),
+    (b"\xff\xfe{}", None, 400, "not UTF-8"),
+    (b"{not json", None, 400, "not JSON"),
+    (b"[1, 2]", None, 400, "JSON object"),
+    (b"", {"Content-Length": str(200 << 20)}, 413, "over the limit of 1048576 bytes"),
+    (b"", {"Content-Length": "-5"}, 400, "Content-Length"),
+    (b"", {"Content-Length": "many"}, 400, "Content-Length"),
+    (b"", {"Transfer-Encoding": "chunked"}, 411, "Content-Length"),
+    (_instances(top_k=1.5), None, 400, "expected int32"),
+    (_instances(top_k="3"), None, 400, "expected int32"),
+    (_instances(top_k=True), None, 400, "expected int32"),
+    (_instances(top_k=2**40), None, 400, "outside the range of int32"),
+    (_instances(handle_impossible_answer=1), None, 400, "expected bool"),
+    (_instances(question=5), None, 400, "expected a string"),
+    (_instances(question=["a", ["b"]]), None, 400, "not rectangular"),
+    (_instances(context={"b64": "%%%"}), None, 400, "cannot read a string tensor"),
+    (json.dumps({"signature_name": 5, "instances": []}).encode(), None, 400, "signature_name"),
+    (json.dumps({"instances": {"question": "a"}}).encode(), None, 400, "non-empty list"),
+    (json.dumps({"inputs": {"question": [["a", "b"], ["c"]], "context": ["x"]}}).encode(), None, 400,
+     "not rectangular"),
+])
+def test_rest_refuses_bad_bodies_with_a_message(server, body, headers, status, message):
+    got, reply = _post(server.rest_port, body, headers)
+    assert (got, message in reply["error"]) == (status, True), reply
+    # The server is still there and answers.
+    assert _post(server.rest_port, _instances())[0] == 200
