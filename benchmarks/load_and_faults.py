@@ -116,7 +116,7 @@ def main() -> int:
         if served.alive():
             rss.append((elapsed, served.rss_mb()))
         if restart_window is None and elapsed > duration * 0.45:
-            print(f"[{elapsed:5.0f}s] kill -9 the server, then start it again", flush=True)
+            print(f"[{elapsed:5.0f}s] kill -9 the server (RSS {served.rss_mb():.0f} MB), then start it again", flush=True)
             killed = time.monotonic()
             served.kill()
             served.start()
@@ -127,7 +127,7 @@ def main() -> int:
             shutil.copytree(repository / "1", repository.parent / ".tmp-2")
             (repository.parent / ".tmp-2").rename(repository / "2")
             published = True
-            print(f"[{elapsed:5.0f}s] published version 2", flush=True)
+            print(f"[{elapsed:5.0f}s] published version 2 (RSS {served.rss_mb():.0f} MB)", flush=True)
         time.sleep(1.0)
     stop.set()
     for thread in clients:

@@ -96,7 +96,7 @@ def test_requests_past_max_in_flight_are_refused_at_once(repository):
         assert entered.wait(30)
         with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0) as client:
             started = time.monotonic()
-            with pytest.raises(errors.ServerError, match="RESOURCE_EXHAUSTED.*max-in-flight"):
+            with pytest.raises(errors.ResourceExhausted, match="RESOURCE_EXHAUSTED.*max-in-flight"):
                 client.answer(QUESTION, CONTEXT)
             assert time.monotonic() - started < 1.0
             status, body = _post(server.rest_port, json.dumps({"instances": [{"question": QUESTION,

@@ -41,7 +41,7 @@ def test_docker_compose():
     compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())
     service = compose["services"]["tf-serving"]
     assert service["image"].startswith("tensorflow/serving:")
-    assert "--enable_model_warmup=true" in service["command"]
+    assert {"--enable_model_warmup=true", "--rest_api_timeout_in_ms=30000"} <= set(service["command"])
     assert "TF_ENABLE_ONEDNN_OPTS=1" in service["environment"]
     mounted = {v.split(":")[1] for v in service["volumes"]}
     assert {"/models/distilbert-squad", "/models/models.config", "/models/batching_parameters.txt"} <= mounted
@@ -55,6 +55,7 @@ def test_kubernetes_manifest():
     assert set(documents) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
     container = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/distilbert-squad"
-    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    assert "--rest_api_timeout_in_ms=30000" in container["args"]
     assert {"name": "TF_ENABLE_ONEDNN_OPTS", "value": "1"} in container["env"]
     assert documents["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "tf-qa"

@@ -30,6 +30,11 @@ class DeadlineExceeded(TFQAError):
     """DEADLINE_EXCEEDED: no answer within the call's deadline."""
 
 
+class ResourceExhausted(TFQAError):
+    """RESOURCE_EXHAUSTED: refused at once, before any work: too many requests in flight on the server (retry
+    later, or elsewhere) or a message over a size limit. Not retried: only the caller knows which it can fix."""
+
+
 class ServerError(TFQAError):
     """Any other failure reported by the server."""
 
@@ -39,6 +44,7 @@ _BY_CODE = {
     grpc.StatusCode.NOT_FOUND: ModelNotFound,
     grpc.StatusCode.UNAVAILABLE: ServerUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 

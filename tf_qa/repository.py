@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import os
 import threading
@@ -82,14 +84,29 @@ class LoadedVersion:
             self.users -= 1
             close = self.retired and self.users == 0
         if close:
-            self.session.close()
+            self._unload()
 
     def retire(self) -> None:
         with self.lock:
             self.retired = True
             close = self.users == 0
         if close:
-            self.session.close()
+            self._unload()
+
+    def _unload(self) -> None:
+        """Closes the session and hands its memory back, so that version swaps do not grow the server."""
+        self.session.close()
+        self.session, self.signatures = None, {}
+        gc.collect()
+        _return_free_heap()
+
+
+def _return_free_heap() -> None:
+    """glibc keeps freed heap pages for reuse; a retired version's are returned to the OS (elsewhere: nothing)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def load_version(base_path: str, version: int, *, warm_up: bool = True) -> LoadedVersion:

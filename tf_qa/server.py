@@ -12,8 +12,11 @@ What it serves, for one model:
 * optionally TF Serving's REST API (``tf_qa.rest``).
 
 It loads the newest numeric version folder under the base path (or the versions asked for), polls for new
-ones and swaps to them without failing requests in flight, validates requests as TF Serving does (missing or
-extra inputs, wrong dtype: INVALID_ARGUMENT) and stops cleanly on SIGTERM.
+ones and swaps to them without failing requests in flight (``tf_qa.repository``), validates requests as TF
+Serving does (``tf_qa.predictor``: missing or extra inputs, wrong dtype or rank: INVALID_ARGUMENT) and stops
+cleanly on SIGTERM. It protects itself as tensorflow_model_server does: a request's deadline is its session's
+run timeout, a bounded number of requests run at once (more are refused at once with RESOURCE_EXHAUSTED, never
+queued), and messages are capped in size.
 
 Example:
 
