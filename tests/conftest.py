@@ -49,7 +49,7 @@ def pipe(checkpoint_dir):
 
 @pytest.fixture(scope="session")
 def qa_model(checkpoint_dir):
-    from tf_qa.model import QuestionAnsweringModel
+    from tf_qa.graph.model import QuestionAnsweringModel
 
     return QuestionAnsweringModel.from_pretrained(checkpoint_dir)
 
@@ -64,7 +64,7 @@ def saved_model_dir(qa_model, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
     """The seeded checkpoint exported once by ``export_model`` as model ``tiny-qa``; read-only (copy to change)."""
-    from tf_qa.export import export_model
+    from tf_qa.saved_model.export import export_model
 
     repository = tmp_path_factory.mktemp("repository") / "tiny-qa"
     export_model(checkpoint_dir, repository, report=lambda _: None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_qa.model import run_top_k_signature
+from tf_qa.graph.model import run_top_k_signature
 
 SCORE_TOLERANCE = 1e-4
 REQUIRED_AGREEMENT = 0.995

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from tf_qa.answers import _substrings, merge_answers
+from tf_qa.graph.answers import _substrings, merge_answers
 
 
 @pytest.mark.parametrize("texts,rows,starts,ends,expected", [

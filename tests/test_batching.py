@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tf_qa.batching import RequestBatcher
+from tf_qa.server.batching import RequestBatcher
 
 
 class InvalidInput(ValueError):
@@ -89,7 +89,7 @@ def test_batching_server_answers_as_unbatched(tiny_repository):
     from texts import non_ascii_cases
 
     from tf_qa.client import QAClient
-    from tf_qa.server import ModelServer
+    from tf_qa.server.model_server import ModelServer
 
     repo = tiny_repository
     cases = non_ascii_cases()[:24]

@@ -9,8 +9,8 @@ import tensorflow_text  # noqa: F401  registers the TF Text ops the SavedModel u
 from transformers import TFDistilBertForQuestionAnswering
 
 from tf_qa.defaults import SERVING_DEFAULT
-from tf_qa.distilbert import DistilBertSpanLogits, is_supported
-from tf_qa.session import load_session
+from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
+from tf_qa.saved_model.session import load_session
 
 
 @pytest.fixture(scope="module")

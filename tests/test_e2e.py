@@ -30,7 +30,7 @@ def target(tiny_repository):
     if os.environ.get("TF_QA_TARGET"):
         yield os.environ["TF_QA_TARGET"]
         return
-    from tf_qa.server import ModelServer
+    from tf_qa.server.model_server import ModelServer
 
     server = ModelServer(str(tiny_repository), MODEL_NAME, port=0, poll_seconds=0.5).start()
     yield f"127.0.0.1:{server.port}"

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from tf_qa.cli import main
-from tf_qa.export import METADATA_FILE
-from tf_qa.repository import version_folders
-from tf_qa.session import run_requests
-from tf_qa.warmup import WARMUP_FILE, read_warmup
+from tf_qa.saved_model.export import METADATA_FILE
+from tf_qa.saved_model.session import run_requests
+from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
+from tf_qa.server.repository import version_folders
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_bfloat16_export_is_opt_in_and_agrees_with_float32(repository, checkpoin
     from conftest import SQUAD_V1, squad_pairs
     from texts import non_ascii_cases
 
-    from tf_qa.model import run_top_k_signature
+    from tf_qa.graph.model import run_top_k_signature
 
     bf16_repo = tmp_path / "tiny-bf16"
     assert main(["export", "--model", checkpoint_dir, "--output", str(bf16_repo), "--matmul-dtype", "bfloat16"]) == 0

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES
-from tf_qa.limits import RequestLimits
+from tf_qa.graph.limits import RequestLimits
 
 SEED = 20261127
 NAME = "tiny-qa"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_qa.limits import RequestLimits
-from tf_qa.model import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.graph.limits import RequestLimits
+from tf_qa.graph.model import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 
 LIMITS = RequestLimits(max_examples=4, max_text_bytes=20_000, max_windows=6, max_top_k=50)
 WORDS = "the river city north south museum opened century built bridge Paris "
@@ -17,7 +17,7 @@ WORDS = "the river city north south museum opened century built bridge Paris "
 
 @pytest.fixture(scope="module")
 def signatures(checkpoint_dir):
-    from tf_qa.model import QuestionAnsweringModel
+    from tf_qa.graph.model import QuestionAnsweringModel
 
     signatures = QuestionAnsweringModel.from_pretrained(checkpoint_dir, limits=LIMITS).signatures()
     # Graph optimization happens on a function's first run: time the refusals, not that.

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tf_qa.server import ModelServer
+from tf_qa.server.model_server import ModelServer
 
 NAME = "tiny-qa"
 

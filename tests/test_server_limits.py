@@ -15,8 +15,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tf_qa import errors
 from tf_qa.client import QAClient
-from tf_qa.limits import RequestLimits
-from tf_qa.server import ModelServer
+from tf_qa.graph.limits import RequestLimits
+from tf_qa.server.model_server import ModelServer
 
 NAME = "tiny-qa"
 QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
@@ -26,7 +26,7 @@ WORDS = "the river city north south museum opened century built bridge king quee
 @pytest.fixture(scope="module")
 def repository(checkpoint_dir, tmp_path_factory):
     """An export whose limits allow a request of several seconds' work."""
-    from tf_qa.export import export_model
+    from tf_qa.saved_model.export import export_model
 
     repo = tmp_path_factory.mktemp("limits") / NAME
     export_model(checkpoint_dir, repo, limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192),

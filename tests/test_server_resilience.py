@@ -13,7 +13,7 @@ import pytest
 
 from tf_qa import errors
 from tf_qa.client import QAClient
-from tf_qa.server import ModelServer
+from tf_qa.server.model_server import ModelServer
 
 NAME = "tiny-qa"
 QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
@@ -61,14 +61,15 @@ def test_invalid_argument_is_never_retried(repository):
 
 def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
     server = ModelServer(str(repository), NAME, port=0, poll_seconds=0).start()
-    long_contexts = [" ".join([CONTEXT] * 150)] * 64
+    # As much work as one request may carry: 28 contexts of 8.4 KB stay within max_text_bytes (256 KiB).
+    long_contexts = [" ".join([CONTEXT] * 150)] * 28
     outcome = {}
 
     def ask():
         started = time.monotonic()
         try:
             with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=8, retries=2, backoff=0.2) as client:
-                client.answer_batch([QUESTION] * 64, long_contexts)
+                client.answer_batch([QUESTION] * len(long_contexts), long_contexts)
             outcome["result"] = "answered"
         except errors.TFQAError as error:
             outcome["error"] = error

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_qa.spans import MASKED_LOGIT, SpanExtractor
+from tf_qa.graph.spans import MASKED_LOGIT, SpanExtractor
 
 
 def _brute_force(start_logits, end_logits, context_mask, attention_mask, max_answer_len, k):

@@ -138,7 +138,7 @@ def worker_saved_model(config) -> dict:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from tf_qa.model import run_top_k_signature as answer
+    from tf_qa.graph.model import run_top_k_signature as answer
 
     signature = tf.saved_model.load(config["saved_model"]).signatures[TOP_K_SIGNATURE]
     cases = config["cases"]
@@ -237,7 +237,7 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
     for folder, matmul_dtype in (("repository", "float32"), ("repository-bf16", "bfloat16")):
         repository = workdir / folder / MODEL_NAME
         if not (repository / "1" / "saved_model.pb").exists():
-            from tf_qa.export import export_model
+            from tf_qa.saved_model.export import export_model
 
             shutil.rmtree(repository, ignore_errors=True)
             report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}")

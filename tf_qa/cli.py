@@ -18,7 +18,7 @@ import tempfile
 
 from tf_qa import defaults
 from tf_qa.arguments import non_negative_float, non_negative_int, port_number, positive_float, positive_int
-from tf_qa.limits import RequestLimits, export_flag
+from tf_qa.graph.limits import RequestLimits, export_flag
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN runs the fused kernels the model is written for (MatMul+BiasAdd+GELU, LayerNorm); TensorFlow turns it on
@@ -54,7 +54,7 @@ def _read_bytes(path: str, what: str) -> bytes:
 
 def _version_dir(path: str) -> str:
     """``path`` if it is a version folder, else its newest version (said on stderr)."""
-    from tf_qa.repository import resolve_version_dir
+    from tf_qa.server.repository import resolve_version_dir
 
     try:
         version_dir, note = resolve_version_dir(path)
@@ -66,7 +66,7 @@ def _version_dir(path: str) -> str:
 
 
 def _export(args) -> int:
-    from tf_qa.export import ExportError, export_model
+    from tf_qa.saved_model.export import ExportError, export_model
 
     checkpoint = args.model
     if args.demo:
@@ -93,7 +93,7 @@ def _saved_model_answerer(path: str, handle_impossible_answer: bool):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from tf_qa.model import run_top_k_signature
+    from tf_qa.graph.model import run_top_k_signature
 
     signature = tf.saved_model.load(_version_dir(path)).signatures[defaults.TOP_K_SIGNATURE]
 
@@ -151,7 +151,7 @@ def _bench(args) -> int:
 
 
 def _validate(args) -> int:
-    from tf_qa.validate import validate_saved_model
+    from tf_qa.saved_model.validate import validate_saved_model
 
     report = validate_saved_model(_version_dir(args.path))
     for line in report.lines:
@@ -161,7 +161,7 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
-    from tf_qa.server import ModelServer
+    from tf_qa.server.model_server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     credentials = None

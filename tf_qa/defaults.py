@@ -9,7 +9,7 @@ DEFAULT_WINDOW_GROUP_SIZE = 4
 #: A group also ends before a window longer than this many times its shortest one, so a short window is never
 #: padded to a much longer one (a question's last window is often far shorter than its full ones).
 WINDOW_GROUP_MAX_GROWTH = 1.5
-#: What the encoder's dense layers may multiply in (bfloat16 is opt-in; see tf_qa.distilbert).
+#: What the encoder's dense layers may multiply in (bfloat16 is opt-in; see tf_qa.graph.distilbert).
 MATMUL_DTYPES = ("float32", "bfloat16")
 
 SERVING_DEFAULT = "serving_default"

@@ -20,9 +20,6 @@ from typing import Any
 import tensorflow as tf
 import tf_keras
 
-from tf_qa import answers as answers_lib
-from tf_qa import checks
-from tf_qa import windows as windows_lib
 from tf_qa.defaults import (
     DEFAULT_DOC_STRIDE,
     DEFAULT_MAX_ANSWER_LEN,
@@ -33,10 +30,13 @@ from tf_qa.defaults import (
     TOP_K_SIGNATURE,
     WINDOW_GROUP_MAX_GROWTH,
 )
-from tf_qa.distilbert import DistilBertSpanLogits, is_supported
-from tf_qa.limits import RequestLimits, export_flag
-from tf_qa.spans import SpanExtractor
-from tf_qa.tokenization import WordPieceTokenizer, invalid_utf8
+from tf_qa.graph import answers as answers_lib
+from tf_qa.graph import checks
+from tf_qa.graph import windows as windows_lib
+from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
+from tf_qa.graph.limits import RequestLimits, export_flag
+from tf_qa.graph.spans import SpanExtractor
+from tf_qa.graph.tokenization import WordPieceTokenizer, invalid_utf8
 
 
 def run_top_k_signature(signature, questions, contexts, *, top_k: int = 1,
@@ -69,8 +69,8 @@ class QuestionAnsweringModel(tf_keras.Model):
         window_group_size: windows are sorted by length and run through the model in groups of this many,
             each group padded only to its own longest window (0: one group padded to the batch's longest).
         matmul_dtype: ``"float32"`` (default, the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers
-            in the encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.distilbert``).
-        limits: bounds on the work of one call, checked in the graph before that work (``tf_qa.limits``).
+            in the encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``).
+        limits: bounds on the work of one call, checked in the graph before that work (``tf_qa.graph.limits``).
     """
 
     def __init__(

@@ -80,9 +80,9 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     """Checks a SavedModel version folder; see the module docstring."""
     from tensorflow.python.saved_model import loader_impl
 
-    from tf_qa.export import METADATA_FILE
-    from tf_qa.session import run_requests
-    from tf_qa.warmup import WARMUP_FILE, read_warmup
+    from tf_qa.saved_model.export import METADATA_FILE
+    from tf_qa.saved_model.session import run_requests
+    from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
 
     path = Path(path)
     report = ValidationReport()

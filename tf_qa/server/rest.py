@@ -39,9 +39,9 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from tf_qa.defaults import DEFAULT_REST_TIMEOUT, SERVING_DEFAULT
-from tf_qa.predictor import Predictor, RequestError
+from tf_qa.server.predictor import Predictor, RequestError
 
-log = logging.getLogger("tf_qa.rest")
+log = logging.getLogger("tf_qa.server.rest")
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
 #: gRPC status of a RequestError -> HTTP status (anything else is 500).

@@ -22,9 +22,9 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from tf_qa.batching import DeadlineExpired, RequestBatcher
 from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
-from tf_qa.repository import LoadedVersion, ModelRepository
+from tf_qa.server.batching import DeadlineExpired, RequestBatcher
+from tf_qa.server.repository import LoadedVersion, ModelRepository
 
 
 def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Bounds on the work one call of the serving graph may ask for, set at export (no TensorFlow here).
 
 Stock TF Serving runs the SavedModel and knows nothing of its meaning, so every bound lives in the graph
-itself (``tf_qa.checks`` builds the checks); the values are export options, recorded in the export's
+itself (``tf_qa.graph.checks`` builds the checks); the values are export options, recorded in the export's
 metadata. A call is one request, or one batch that a server merged from several.
 
 Example:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from tf_qa.session import load_session, run_predict_request
-from tf_qa.warmup import read_warmup
+from tf_qa.saved_model.session import load_session, run_predict_request
+from tf_qa.saved_model.warmup import read_warmup
 
 log = logging.getLogger("tf_qa.server")
 

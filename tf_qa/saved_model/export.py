@@ -36,9 +36,9 @@ from tf_qa.defaults import (
     DEFAULT_WINDOW_GROUP_SIZE,
     TOKEN_SPANS_SIGNATURE,
 )
-from tf_qa.limits import RequestLimits
-from tf_qa.session import run_requests
-from tf_qa.warmup import WARMUP_FILE, warmup_requests, write_warmup
+from tf_qa.graph.limits import RequestLimits
+from tf_qa.saved_model.session import run_requests
+from tf_qa.saved_model.warmup import WARMUP_FILE, warmup_requests, write_warmup
 
 METADATA_FILE = "tf_qa_export.json"
 
@@ -144,7 +144,7 @@ def export_model(
             report(f"[load] {checkpoint}")
             qa_model, tokenizer = _load(checkpoint, from_pt)
             stage("load")
-            from tf_qa.model import QuestionAnsweringModel
+            from tf_qa.graph.model import QuestionAnsweringModel
 
             try:
                 model = QuestionAnsweringModel.from_transformers(

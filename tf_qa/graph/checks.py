@@ -7,7 +7,7 @@ alone is not enough: TensorFlow runs independent ops in parallel, so the work wo
 
 Example:
 
->>> from tf_qa.limits import RequestLimits
+>>> from tf_qa.graph.limits import RequestLimits
 >>> question = tf.constant(["a?", "b?", "c?"])
 >>> gate([question], [check_at_most(RequestLimits(max_examples=2), "max_examples", tf.size(question),
 ...                                 "examples")])          # doctest: +IGNORE_EXCEPTION_DETAIL
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_qa.limits import RequestLimits
+from tf_qa.graph.limits import RequestLimits
 
 
 def check(condition: tf.Tensor, message: str, *data) -> tf.Operation:

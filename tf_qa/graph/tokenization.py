@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
-from tf_qa import normalization
+from tf_qa.graph import normalization
 
 
 class TokenizedText(NamedTuple):

@@ -9,12 +9,12 @@ What it serves, for one model:
   ``MultiInference`` answer UNIMPLEMENTED.
 * ``ModelService.GetModelStatus``.
 * gRPC health checking (``grpc.health.v1``) and server reflection;
-* optionally TF Serving's REST API (``tf_qa.rest``).
+* optionally TF Serving's REST API (``tf_qa.server.rest``).
 
 It loads the newest numeric version folder under the base path (or the versions asked for), polls for new
-ones and swaps to them without failing requests in flight (``tf_qa.repository``), validates requests as TF
-Serving does (``tf_qa.predictor``: missing or extra inputs, wrong dtype or rank: INVALID_ARGUMENT) and stops
-cleanly on SIGTERM. It protects itself as tensorflow_model_server does: a request's deadline is its session's
+ones and swaps to them without failing requests in flight (``tf_qa.server.repository``), validates requests as
+TF Serving does (``tf_qa.server.predictor``: missing or extra inputs, wrong dtype or rank: INVALID_ARGUMENT) and
+stops cleanly on SIGTERM. It protects itself as tensorflow_model_server does: a request's deadline is its session's
 run timeout, a bounded number of requests run at once (more are refused at once with RESOURCE_EXHAUSTED, never
 queued), and messages are capped in size.
 
@@ -44,7 +44,6 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tf_qa.batching import RequestBatcher
 from tf_qa.defaults import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -52,9 +51,10 @@ from tf_qa.defaults import (
     MAX_MESSAGE_BYTES,
     SERVING_DEFAULT,
 )
-from tf_qa.predictor import Predictor, RequestError, tensor_from_proto
-from tf_qa.repository import LoadedVersion, ModelRepository
-from tf_qa.rest import RestServer
+from tf_qa.server.batching import RequestBatcher
+from tf_qa.server.predictor import Predictor, RequestError, tensor_from_proto
+from tf_qa.server.repository import LoadedVersion, ModelRepository
+from tf_qa.server.rest import RestServer
 
 log = logging.getLogger("tf_qa.server")
 
