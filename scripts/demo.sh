@@ -5,8 +5,8 @@
 #                instead, with a warning: its answers are then meaningless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export TF_CPP_MIN_LOG_LEVEL=2
+echo "[setup] .venv (pip's output: .venv/setup.log)"
+mkdir -p .venv && bash scripts/setup.sh > .venv/setup.log 2>&1 || { cat .venv/setup.log; exit 1; }
 MODEL=${TF_QA_MODEL:-distilbert-base-uncased-distilled-squad}
 NAME=${TF_QA_MODEL_NAME:-distilbert-squad}
 PORT=${TF_QA_PORT:-8500}
@@ -17,11 +17,12 @@ if ! $TF_QA export --model "$MODEL" --output "export/$NAME"; then
   $TF_QA export --demo --output "export/$NAME"
 fi
 
-$TF_QA serve --model-base-path "export/$NAME" --model-name "$NAME" --port "$PORT" &
+$TF_QA serve --model-base-path "export/$NAME" --model-name "$NAME" --port "$PORT" 2> .venv/serve.log &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 120); do
-  if .venv/bin/python - "$PORT" "$NAME" <<'PY' 2>/dev/null; then break; fi
+  kill -0 $SERVER 2>/dev/null || { cat .venv/serve.log >&2; exit 1; }
+  if TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python - "$PORT" "$NAME" <<'PY' 2>/dev/null; then break; fi
 import sys
 from tf_qa.client import QAClient
 with QAClient(f"127.0.0.1:{sys.argv[1]}", sys.argv[2], timeout=2, retries=0) as client:

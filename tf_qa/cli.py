@@ -16,11 +16,10 @@ import os
 import sys
 import tempfile
 
-from tf_qa import defaults
+from tf_qa import console, defaults
 from tf_qa.arguments import non_negative_float, non_negative_int, port_number, positive_float, positive_int
 from tf_qa.graph.limits import RequestLimits, export_flag
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN runs the fused kernels the model is written for (MatMul+BiasAdd+GELU, LayerNorm); TensorFlow turns it on
 # by default only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX. Set before TensorFlow is imported; 0 opts out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -156,7 +155,8 @@ def _validate(args) -> int:
     report = validate_saved_model(_version_dir(args.path))
     for line in report.lines:
         print(line)
-    print("fits TensorFlow Serving" if report.ok else f"does NOT fit TensorFlow Serving: {len(report.problems)} problem(s)")
+    print("fits TensorFlow Serving" if report.ok
+          else f"does NOT fit TensorFlow Serving: {len(report.problems)} problem(s)")
     return 0 if report.ok else 1
 
 
@@ -215,11 +215,9 @@ def _ask(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tf-qa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    export = commands.add_parser("export", help="export a DistilBERT QA checkpoint for TF Serving")
+def _add_export(commands, common) -> None:
+    export = commands.add_parser("export", parents=[common],
+                                 help="export a DistilBERT QA checkpoint for TF Serving")
     export.add_argument("--model", help="hub name or local folder of the checkpoint")
     export.add_argument("--demo", action="store_true", help="export a small random-weights demo model instead")
     export.add_argument("--output", required=True, help="model repository folder, e.g. export/NAME")
@@ -240,11 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"request limit checked in the graph (default {default}; see README, Limits)")
     export.set_defaults(run=_export)
 
-    validate = commands.add_parser("validate", help="check that a SavedModel fits TensorFlow Serving")
+
+def _add_validate(commands, common) -> None:
+    validate = commands.add_parser("validate", parents=[common],
+                                   help="check that a SavedModel fits TensorFlow Serving")
     validate.add_argument("path", help="a version folder, e.g. export/NAME/1")
     validate.set_defaults(run=_validate)
 
-    serve = commands.add_parser("serve", help="serve an exported model over TF Serving's gRPC API (development)")
+
+def _add_serve(commands, common) -> None:
+    serve = commands.add_parser("serve", parents=[common],
+                                help="serve an exported model over TF Serving's gRPC and REST APIs (development)")
     serve.add_argument("--model-base-path", required=True)
     serve.add_argument("--model-name", required=True)
     serve.add_argument("--port", type=port_number, default=8500)
@@ -272,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
     serve.set_defaults(run=_serve)
 
-    ask = commands.add_parser("ask", help="ask a served model a question")
+
+def _add_ask(commands, common) -> None:
+    ask = commands.add_parser("ask", parents=[common], help="ask a served model a question")
     ask.add_argument("--target", required=True, help="host:port (comma-separated for several)")
     ask.add_argument("--model-name", required=True)
     ask.add_argument("--question", required=True)
@@ -285,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=positive_float, default=30.0)
     ask.add_argument("--json", action="store_true", help="print the raw result as JSON")
     ask.set_defaults(run=_ask)
-    evaluate = commands.add_parser("evaluate", help="exact match and F1 on a SQuAD-format file")
+
+
+def _add_evaluate(commands, common) -> None:
+    evaluate = commands.add_parser("evaluate", parents=[common], help="exact match and F1 on a SQuAD-format file")
     evaluate.add_argument("--squad", required=True, help="SQuAD v1.1 or v2.0 JSON file")
     where = evaluate.add_mutually_exclusive_group(required=True)
     where.add_argument("--target", help="host:port of a server (with --model-name)")
@@ -297,10 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
     evaluate.set_defaults(run=_evaluate)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tf-qa", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's, Keras' and transformers' own messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_export, _add_validate, _add_serve, _add_ask, _add_evaluate):
+        add(commands, common)
     bench = commands.add_parser("bench", help="benchmark against the transformers pipeline (see benchmarks/)",
                                 add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(run=_bench)
+    bench.set_defaults(run=_bench, verbose=False)
     return parser
 
 
@@ -315,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "target", None) and args.command == "evaluate" and not args.model_name:
         parser.error("evaluate --target needs --model-name")
+    if args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    else:
+        console.quiet()
     try:
         return args.run(args)
     except CommandError as error:
