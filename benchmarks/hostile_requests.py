@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from served import MODEL_NAME, SIZES, Served, export_seeded  # noqa: E402
+from served import MODEL_NAME, SIZES, Served, export_seeded
 
 QUESTION = b"What is the capital of France?"
 WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris ".split()

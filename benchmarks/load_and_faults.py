@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from served import MODEL_NAME, SIZES, Served, export_seeded  # noqa: E402
+from served import MODEL_NAME, SIZES, Served, export_seeded
 
-from tf_qa import errors  # noqa: E402
-from tf_qa.client import QAClient  # noqa: E402
+from tf_qa import errors
+from tf_qa.client import QAClient
 
 WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris".split()
 #: Bad requests and what each must get: (question, context, top_k).
@@ -116,7 +116,8 @@ def main() -> int:
         if served.alive():
             rss.append((elapsed, served.rss_mb()))
         if restart_window is None and elapsed > duration * 0.45:
-            print(f"[{elapsed:5.0f}s] kill -9 the server (RSS {served.rss_mb():.0f} MB), then start it again", flush=True)
+            print(f"[{elapsed:5.0f}s] kill -9 the server (RSS {served.rss_mb():.0f} MB), then start it again",
+                  flush=True)
             killed = time.monotonic()
             served.kill()
             served.start()

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from served import MODEL_NAME, SIZES, Served, export_seeded  # noqa: E402
+from served import MODEL_NAME, SIZES, Served, export_seeded
 
-from tf_qa.client import QAClient  # noqa: E402
+from tf_qa.client import QAClient
 
 LENGTHS = (10_000, 100_000, 1_000_000)
 RAISED_LIMITS = ("--max-text-bytes", "2000000", "--max-windows", "8192")

@@ -59,7 +59,7 @@ class Served:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "Served":
+    def start(self) -> Served:
         rest = ["--rest-api-port", str(self.rest_port)] if self.rest_port else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", self.repository, "--model-name",
@@ -102,7 +102,7 @@ class Served:
             clear.write("5")
         time.sleep(0.05)
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         return self.start()
 
     def __exit__(self, *exc) -> None:

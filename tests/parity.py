@@ -104,7 +104,7 @@ def compare(pipe, answer_fn, questions, contexts, *, top_k, handle_impossible_an
         # A float tie: the pipeline scores our span (asked for more candidates) within tolerance of its own.
         wider = as_list(pipe(question=question, context=context, top_k=top_k + 10,
                              handle_impossible_answer=handle_impossible_answer))
-        def pipeline_score(answer):
+        def pipeline_score(answer, wider=wider):
             for candidate in wider:
                 if (candidate["start"], candidate["end"]) == (answer["start"], answer["end"]):
                     return candidate["score"]

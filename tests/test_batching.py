@@ -107,5 +107,6 @@ def test_batching_server_answers_as_unbatched(tiny_repository):
         plain.stop(0)
         batched.stop(0)
     for mine, theirs in zip(got, expected):
-        assert [(a["answer"], a["start"], a["end"]) for a in mine] == [(a["answer"], a["start"], a["end"]) for a in theirs]
+        spans = lambda answers: [(a["answer"], a["start"], a["end"]) for a in answers]  # noqa: E731
+        assert spans(mine) == spans(theirs)
         assert np.allclose([a["score"] for a in mine], [a["score"] for a in theirs], atol=1e-4)

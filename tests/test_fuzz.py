@@ -87,8 +87,8 @@ def _rss_mb(pid: int) -> float:
 def _random_bytes(rng: random.Random) -> bytes:
     if rng.random() < 0.5:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 120)))
-    return "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0x80, 0xD800), rng.randrange(0xE000, 0x110000)]))
-                   for _ in range(rng.randrange(1, 80))).encode("utf-8")
+    ranges = [(32, 127), (0x80, 0xD800), (0xE000, 0x110000)]  # every code point but the surrogates
+    return "".join(chr(rng.randrange(*rng.choice(ranges))) for _ in range(rng.randrange(1, 80))).encode("utf-8")
 
 
 def _request(signature: str = "serving_default", model: str = NAME, **inputs) -> predict_pb2.PredictRequest:

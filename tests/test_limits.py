@@ -35,7 +35,8 @@ def _top_k(signatures, questions, contexts, top_k=1, max_answer_len=15):
 
 
 def _spans(signatures, shape):
-    return signatures[TOKEN_SPANS_SIGNATURE](input_ids=tf.zeros(shape, tf.int32), attention_mask=tf.zeros(shape, tf.int32))
+    zeros = tf.zeros(shape, tf.int32)
+    return signatures[TOKEN_SPANS_SIGNATURE](input_ids=zeros, attention_mask=zeros)
 
 
 # Each request is over exactly one limit; without the check its work would take seconds and gigabytes.

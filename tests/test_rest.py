@@ -44,7 +44,8 @@ def test_row_and_columnar_predict_agree(rest):
     status, rows = _call(f"{rest}/v1/models/{NAME}:predict", {
         "instances": [{"question": q, "context": c} for q, c in zip(questions, contexts)]})
     assert status == 200 and len(rows["predictions"]) == 2
-    status, columns = _call(f"{rest}/v1/models/{NAME}:predict", {"inputs": {"question": questions, "context": contexts}})
+    status, columns = _call(f"{rest}/v1/models/{NAME}:predict",
+                            {"inputs": {"question": questions, "context": contexts}})
     assert status == 200
     for i, row in enumerate(rows["predictions"]):
         assert row["answer"] == columns["outputs"]["answer"][i]

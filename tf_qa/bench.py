@@ -230,7 +230,8 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
                 "from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model as load;"
                 "m = load(DistilBertForQuestionAnswering(AutoConfig.from_pretrained(sys.argv[1])),"
                 " TFDistilBertForQuestionAnswering.from_pretrained(sys.argv[1]));"
-                "m.save_pretrained(sys.argv[2]); AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])")
+                "m.save_pretrained(sys.argv[2]);"
+                " AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])")
         subprocess.run([sys.executable, "-c", code, str(checkpoint), str(checkpoint_pt)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     repositories = []

@@ -20,7 +20,8 @@ import asyncio
 import itertools
 import random
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -130,7 +131,8 @@ class _RequestBuilder:
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
         describe = lambda infos: {  # noqa: E731
-            name: {"dtype": info.dtype, "shape": [d.size for d in info.tensor_shape.dim]} for name, info in infos.items()
+            name: {"dtype": info.dtype, "shape": [d.size for d in info.tensor_shape.dim]}
+            for name, info in infos.items()
         }
         return {
             "model": response.model_spec.name,
@@ -226,7 +228,8 @@ class QAClient(_ClientBase):
 
     def spans(self, input_ids, attention_mask) -> dict:
         """Token-level signature: ``{"start", "end", "score"}`` lists, one per row of ``input_ids``."""
-        return self.builder.spans(self._call(self._predict, "Predict", self.builder.spans_request(input_ids, attention_mask)))
+        request = self.builder.spans_request(input_ids, attention_mask)
+        return self.builder.spans(self._call(self._predict, "Predict", request))
 
     def metadata(self) -> dict:
         """The model's signatures (inputs and outputs with dtype and shape)."""
@@ -240,7 +243,7 @@ class QAClient(_ClientBase):
         for channel in self._channels:
             channel.close()
 
-    def __enter__(self) -> "QAClient":
+    def __enter__(self) -> QAClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -284,7 +287,8 @@ class AsyncQAClient(_ClientBase):
         return self.builder.spans(await self._call(self._predict, "Predict", request))
 
     async def metadata(self) -> dict:
-        return self.builder.metadata(await self._call(self._predict, "GetModelMetadata", self.builder.metadata_request()))
+        request = self.builder.metadata_request()
+        return self.builder.metadata(await self._call(self._predict, "GetModelMetadata", request))
 
     async def status(self) -> list[dict]:
         return self.builder.status(await self._call(self._models, "GetModelStatus", self.builder.status_request()))
@@ -293,7 +297,7 @@ class AsyncQAClient(_ClientBase):
         for channel in self._channels:
             await channel.close()
 
-    async def __aenter__(self) -> "AsyncQAClient":
+    async def __aenter__(self) -> AsyncQAClient:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -120,7 +120,7 @@ class QuestionAnsweringModel(tf_keras.Model):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, from_pt: bool = False, **options: Any) -> "QuestionAnsweringModel":
+    def from_pretrained(cls, name_or_path: str, *, from_pt: bool = False, **options: Any) -> QuestionAnsweringModel:
         """Loads a transformers QA checkpoint (hub name or local folder) and its fast tokenizer."""
         from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
 
@@ -129,7 +129,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         return cls.from_transformers(qa_model, tokenizer, **options)
 
     @classmethod
-    def from_transformers(cls, qa_model, tokenizer, **options: Any) -> "QuestionAnsweringModel":
+    def from_transformers(cls, qa_model, tokenizer, **options: Any) -> QuestionAnsweringModel:
         """Wraps an already loaded transformers TF QA model and fast tokenizer."""
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast (Rust) tokenizer is required: its normalizer defines the in-graph tokenizer")

@@ -115,7 +115,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         self._class_values = tf.constant(tables.class_values)
 
     @classmethod
-    def from_transformers(cls, tokenizer, **kwargs) -> "WordPieceTokenizer":
+    def from_transformers(cls, tokenizer, **kwargs) -> WordPieceTokenizer:
         """Builds the layer from a transformers fast tokenizer (its vocab, normalizer and pre-tokenizer)."""
         backend = tokenizer.backend_tokenizer
         model = backend.model

@@ -114,7 +114,8 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     python_ops = sorted(ops & PYTHON_OPS)
     text_used = sorted(ops & text - core)
     unknown = sorted(ops - core - text)
-    report.say(f"ops: {len(ops)} kinds; TF Text ops (linked by tensorflow_model_server): {', '.join(text_used) or 'none'}")
+    report.say(f"ops: {len(ops)} kinds; TF Text ops (linked by tensorflow_model_server): "
+               f"{', '.join(text_used) or 'none'}")
     if python_ops:
         report.problem(f"ops that need Python, which tensorflow_model_server does not have: {', '.join(python_ops)}")
     if unknown:
@@ -124,7 +125,7 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     if warmup.exists():
         try:
             requests = read_warmup(warmup)
-        except Exception as error:  # any parse failure is the finding
+        except Exception as error:  # noqa: BLE001  any parse failure is the finding
             report.problem(f"warmup file does not parse as PredictionLog records: {error}")
         else:
             if len(requests) > 1000:
@@ -132,7 +133,7 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
             try:
                 run_requests(path, requests)
                 report.say(f"warmup: {len(requests)} requests parse and run")
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001  any failure of a warmup request is the finding
                 report.problem(f"a warmup request fails: {str(error).splitlines()[0]}")
     else:
         report.say("warmup: none (the first requests after a load will be slow)")

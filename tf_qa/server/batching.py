@@ -23,8 +23,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Callable, Hashable
 
 import numpy as np
 
@@ -76,7 +76,8 @@ class RequestBatcher:
         self._queue: collections.deque[_Task] = collections.deque()
         self._condition = threading.Condition()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True) for i in range(num_threads)]
+        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+                         for i in range(num_threads)]
         for thread in self._threads:
             thread.start()
 

@@ -203,7 +203,7 @@ class ModelServer:
         )
         return server
 
-    def start(self) -> "ModelServer":
+    def start(self) -> ModelServer:
         """Loads the model (raises if no version loads), starts serving and polling."""
         self.repository.poll()
         if not self.repository.statuses():

@@ -146,7 +146,7 @@ class ModelRepository:
             if version not in self._versions:
                 try:
                     loaded = load_version(self.base_path, version)
-                except Exception as error:  # a broken version must not take the server down
+                except Exception as error:  # noqa: BLE001  a broken version must not take the server down
                     log.error("could not load %s version %d: %s", self.model_name, version, error)
                     continue
                 with self._lock:

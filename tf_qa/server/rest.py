@@ -26,7 +26,6 @@ import base64
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from http import HTTPStatus
@@ -213,9 +212,9 @@ def make_handler(predictor: Predictor, timeout: float):
                 self._send(HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": str(error)})
             except HttpError as error:
                 self._send(error.status, {"error": str(error)})
-            except (socket.timeout, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 self.close_connection = True
-            except Exception as error:  # noqa: BLE001  a bug must still get an answer, not a dropped connection
+            except Exception as error:
                 log.exception("REST request failed")
                 self.close_connection = True
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
@@ -273,10 +272,10 @@ def make_handler(predictor: Predictor, timeout: float):
             return {"model_spec": {"name": predictor.repository.model_name, "version": str(loaded.version)},
                     "metadata": {"signature_def": json_format.MessageToDict(signature_map)}}
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self._route("GET")
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self._route("POST")
 
     return Handler
@@ -325,7 +324,7 @@ class RestServer:
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
 
-    def start(self) -> "RestServer":
+    def start(self) -> RestServer:
         self._thread.start()
         return self
 
