@@ -103,42 +103,56 @@ def merge_answers(
     """
     num_examples = tf.shape(contexts, out_type=tf.int64)[0]
     k = tf.shape(scores, out_type=tf.int64)[1]
-
     # Spans in the pipeline's order: windows in order, best span first within a window.
     span_example = tf.boolean_mask(tf.repeat(example[:, tf.newaxis], k, axis=1), valid)
     span_start = tf.boolean_mask(char_starts, valid)
     span_end = tf.boolean_mask(char_ends, valid)
-    span_score = tf.boolean_mask(scores, valid)
-    span_text = _substrings(contexts, span_example, span_start, span_end)
+    spans = _Candidates(example=span_example, text=_substrings(contexts, span_example, span_start, span_end),
+                        start=span_start, end=span_end, score=tf.boolean_mask(scores, valid))
+    candidates = _with_null_answers(_merge_equal_texts(spans), example, null_scores, handle_impossible_answer)
+    return _best_first(candidates, tf.cast(top_k, tf.int64), num_examples)
 
-    # Same example and same lower-cased text: one answer, the first one seen, scores summed.
-    key = tf.strings.join([tf.strings.as_string(span_example), lower_utf8(span_text)], separator="\n")
+
+class _Candidates(NamedTuple):
+    """A flat list of answers of a batch, in the order found: each one's example, text, span and score."""
+
+    example: tf.Tensor
+    text: tf.Tensor
+    start: tf.Tensor
+    end: tf.Tensor
+    score: tf.Tensor
+
+
+def _merge_equal_texts(spans: _Candidates) -> _Candidates:
+    """Same example and same lower-cased text: one answer, the first one seen, scores summed."""
+    key = tf.strings.join([tf.strings.as_string(spans.example), lower_utf8(spans.text)], separator="\n")
     _, group = tf.unique(key, out_idx=tf.int64)
     num_groups = tf.reduce_max(tf.concat([group + 1, [0]], axis=0))
     first = tf.math.unsorted_segment_min(tf.range(tf.size(group, out_type=tf.int64)), group, num_groups)
-    answer_example = tf.gather(span_example, first)
-    answer_text = tf.gather(span_text, first)
-    answer_start = tf.gather(span_start, first)
-    answer_end = tf.gather(span_end, first)
-    answer_score = tf.math.unsorted_segment_sum(span_score, group, num_groups)
+    return _Candidates(example=tf.gather(spans.example, first), text=tf.gather(spans.text, first),
+                       start=tf.gather(spans.start, first), end=tf.gather(spans.end, first),
+                       score=tf.math.unsorted_segment_sum(spans.score, group, num_groups))
 
-    # The null answer comes last, scored with the smallest null score of the example's windows.
+
+def _with_null_answers(answers: _Candidates, example: tf.Tensor, null_scores: tf.Tensor,
+                       handle_impossible_answer: tf.Tensor) -> _Candidates:
+    """The null answer comes last, scored with the smallest null score of the example's windows."""
+    num_examples = tf.size(handle_impossible_answer, out_type=tf.int64)
     null_example = tf.boolean_mask(tf.range(num_examples), handle_impossible_answer)
     min_null = tf.math.unsorted_segment_min(null_scores, example, num_examples)
-    answer_example = tf.concat([answer_example, null_example], axis=0)
-    answer_text = tf.concat([answer_text, tf.fill(tf.shape(null_example), "")], axis=0)
-    answer_start = tf.concat([answer_start, tf.zeros_like(null_example)], axis=0)
-    answer_end = tf.concat([answer_end, tf.zeros_like(null_example)], axis=0)
-    answer_score = tf.concat([answer_score, tf.gather(min_null, null_example)], axis=0)
+    nulls = _Candidates(example=null_example, text=tf.fill(tf.shape(null_example), ""),
+                        start=tf.zeros_like(null_example), end=tf.zeros_like(null_example),
+                        score=tf.gather(min_null, null_example))
+    return _Candidates(*(tf.concat([mine, theirs], axis=0) for mine, theirs in zip(answers, nulls)))
 
-    # Best first within each example; stable sorts keep the found order between equal scores.
-    by_score = tf.argsort(-answer_score, stable=True)
-    order = tf.gather(by_score, tf.argsort(tf.gather(answer_example, by_score), stable=True))
-    answer_example = tf.gather(answer_example, order)
-    counts = tf.math.bincount(answer_example, minlength=num_examples, maxlength=num_examples, dtype=tf.int64)
+
+def _best_first(answers: _Candidates, top_k: tf.Tensor, num_examples: tf.Tensor) -> Answers:
+    """Each example's ``top_k`` best answers, [B, max(top_k)]; stable sorts keep the found order between ties."""
+    by_score = tf.argsort(-answers.score, stable=True)
+    order = tf.gather(by_score, tf.argsort(tf.gather(answers.example, by_score), stable=True))
+    counts = tf.math.bincount(tf.gather(answers.example, order), minlength=num_examples, maxlength=num_examples,
+                              dtype=tf.int64)
     first_of_example = tf.cumsum(counts, exclusive=True)
-
-    top_k = tf.cast(top_k, tf.int64)
     width = tf.reduce_max(tf.concat([top_k, [1]], axis=0))  # at least 1, also for an empty batch
     rank = tf.range(width)[tf.newaxis, :]
     present = rank < tf.minimum(counts, top_k)[:, tf.newaxis]
@@ -150,9 +164,5 @@ def merge_answers(
         padded = tf.concat([tf.gather(values, order), [missing]], axis=0)
         return tf.where(present, tf.gather(padded, source), missing)
 
-    return Answers(
-        answer=take(answer_text, ""),
-        score=take(answer_score, 0.0),
-        start=take(answer_start, -1),
-        end=take(answer_end, -1),
-    )
+    return Answers(answer=take(answers.text, ""), score=take(answers.score, 0.0), start=take(answers.start, -1),
+                   end=take(answers.end, -1))

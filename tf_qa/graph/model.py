@@ -28,10 +28,9 @@ from tf_qa.defaults import (
     SERVING_DEFAULT,
     TOKEN_SPANS_SIGNATURE,
     TOP_K_SIGNATURE,
-    WINDOW_GROUP_MAX_GROWTH,
 )
 from tf_qa.graph import answers as answers_lib
-from tf_qa.graph import checks
+from tf_qa.graph import checks, window_groups
 from tf_qa.graph import windows as windows_lib
 from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.graph.limits import RequestLimits, export_flag
@@ -171,54 +170,10 @@ class QuestionAnsweringModel(tf_keras.Model):
         return outputs.start_logits, outputs.end_logits
 
     def grouped_logits(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """``logits`` of many windows, run in groups of similar length to cut the work spent on padding.
-
-        Windows are sorted by length and cut into groups of at most ``window_group_size``; a group also ends
-        before a window more than ``WINDOW_GROUP_MAX_GROWTH`` times longer than its first. Each group is padded
-        only to its own longest window (on SQuAD at batch 16 this cuts the padded FLOPs from +21% to +2%; a
-        question of a full and a short window no longer pads the short one to 384). The logits come back in
-        the original order, [W, L]; positions past a window's length are padding, masked by the span
-        extractor.
-        """
+        """``logits`` of many windows, run in groups of similar length (``tf_qa.graph.window_groups``)."""
         if self.window_group_size == 0:
             return self.logits(input_ids, attention_mask)
-        lengths = tf.reduce_sum(attention_mask, axis=1)
-        order = tf.argsort(lengths, stable=True)
-        input_ids, attention_mask, lengths = (tf.gather(t, order) for t in (input_ids, attention_mask, lengths))
-        total, width = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
-        group_starts = tf.cast(tf.reshape(tf.where(self._starts_group(lengths)), [-1]), tf.int32)
-        group_ends = tf.concat([group_starts[1:], [total]], axis=0)
-        num_groups = tf.size(group_starts)
-
-        def run_group(index, starts, ends):
-            begin, end = group_starts[index], group_ends[index]
-            length = lengths[end - 1]  # sorted: the group's longest
-            start_logits, end_logits = self.logits(input_ids[begin:end, :length], attention_mask[begin:end, :length])
-            padding = [[0, 0], [0, width - length]]
-            return (index + 1, starts.write(index, tf.pad(tf.cast(start_logits, tf.float32), padding)),
-                    ends.write(index, tf.pad(tf.cast(end_logits, tf.float32), padding)))
-
-        def new_array():
-            # One empty [0, width] entry past the groups, so that concat has a shape even with no groups.
-            array = tf.TensorArray(tf.float32, size=num_groups + 1, infer_shape=False, element_shape=[None, None])
-            return array.write(num_groups, tf.zeros([0, width]))
-
-        _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group,
-                                        [tf.constant(0), new_array(), new_array()])
-        restore = tf.argsort(order)
-        return tf.gather(starts.concat(), restore), tf.gather(ends.concat(), restore)
-
-    def _starts_group(self, sorted_lengths: tf.Tensor) -> tf.Tensor:
-        """[W] bool: which of the windows (sorted by length) begins a new group."""
-        def step(state, length):
-            first, count, _ = state
-            starts = (count >= self.window_group_size) | (
-                tf.cast(length, tf.float32) > WINDOW_GROUP_MAX_GROWTH * tf.cast(first, tf.float32))
-            return tf.where(starts, length, first), tf.where(starts, 1, count + 1), starts
-
-        # The first window always starts a group: the initial count is already full.
-        initial = (tf.zeros([], sorted_lengths.dtype), tf.constant(self.window_group_size), tf.constant(False))
-        return tf.scan(step, sorted_lengths, initializer=initial)[2]
+        return window_groups.grouped_logits(self.logits, input_ids, attention_mask, self.window_group_size)
 
     def answer(
         self,

@@ -45,6 +45,30 @@ class TokenizedText(NamedTuple):
     word_ends: tf.RaggedTensor
 
 
+class _NormalizedChars(NamedTuple):
+    """Normalized characters of a batch, flat: each one's text row, original character index, and whether its
+    original character is isolated as a word of its own (CJK)."""
+
+    chars: tf.Tensor
+    rows: tf.Tensor
+    local: tf.Tensor
+    isolated: tf.Tensor
+
+
+class _Words(NamedTuple):
+    """Pre-tokenized words of a batch, flat: their kept characters (``chars``, ``local``), each word's first and
+    last index into them, text row, character span in the original string and UTF-8 text."""
+
+    chars: tf.Tensor
+    local: tf.Tensor
+    first: tf.Tensor
+    last: tf.Tensor
+    rows: tf.Tensor
+    starts: tf.Tensor
+    ends: tf.Tensor
+    text: tf.Tensor
+
+
 def _exclusive_cumsum(x: tf.Tensor) -> tf.Tensor:
     return tf.cumsum(x, exclusive=True)
 
@@ -135,14 +159,16 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
 
     def call(self, texts: tf.Tensor) -> TokenizedText:
         texts = tf.convert_to_tensor(texts, tf.string)
-        num_texts = tf.shape(texts, out_type=tf.int64)[0]
+        words = self._pre_tokenize(self._normalize(texts))
+        piece_ids, piece_starts, piece_ends = self._word_pieces(words)
+        return self._tokens(words, piece_ids, piece_starts, piece_ends, tf.shape(texts, out_type=tf.int64)[0])
+
+    def _normalize(self, texts: tf.Tensor) -> _NormalizedChars:
+        """BertNormalizer per code point: every original character becomes 0 to 3 normalized characters."""
         code_points = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
-        char_row_starts = code_points.row_starts()
         source = code_points.values
         source_rows = code_points.value_rowids()
-        source_local = tf.range(tf.size(source, out_type=tf.int64)) - tf.gather(char_row_starts, source_rows)
-
-        # Normalize: every original character becomes 0 to 3 normalized characters.
+        source_local = tf.range(tf.size(source, out_type=tf.int64)) - tf.gather(code_points.row_starts(), source_rows)
         source_class = _run_length_lookup(self._source_starts, self._source_values, source)
         map_index = tf.minimum(
             tf.searchsorted(self._map_keys, source, side="left"), tf.size(self._map_keys) - 1
@@ -155,15 +181,18 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         replacement = tf.gather_nd(
             self._map_values, tf.stack([tf.gather(map_index, origin), within], axis=1)
         )
-        chars = tf.where(tf.gather(mapped, origin), replacement, tf.gather(source, origin))
-        rows = tf.gather(source_rows, origin)
-        local = tf.gather(source_local, origin)
-
-        # Pre-tokenize: whitespace separates words, punctuation and CJK are words of their own.
-        char_class = _run_length_lookup(self._class_starts, self._class_values, chars)
-        char_class = tf.where(
-            tf.gather(source_class, origin) == normalization.ISOLATED, normalization.ISOLATED, char_class
+        return _NormalizedChars(
+            chars=tf.where(tf.gather(mapped, origin), replacement, tf.gather(source, origin)),
+            rows=tf.gather(source_rows, origin),
+            local=tf.gather(source_local, origin),
+            isolated=tf.gather(source_class, origin) == normalization.ISOLATED,
         )
+
+    def _pre_tokenize(self, normalized: _NormalizedChars) -> _Words:
+        """BertPreTokenizer: whitespace separates words, punctuation and CJK are words of their own."""
+        chars, rows, local = normalized.chars, normalized.rows, normalized.local
+        char_class = _run_length_lookup(self._class_starts, self._class_values, chars)
+        char_class = tf.where(normalized.isolated, normalization.ISOLATED, char_class)
         previous_class = tf.concat([[normalization.SEPARATOR], char_class[:-1]], axis=0)
         previous_row = tf.concat([[-1], rows[:-1]], axis=0)
         starts_word = (char_class == normalization.ISOLATED) | (
@@ -176,57 +205,52 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         local = tf.boolean_mask(local, kept)
         word_of_char = tf.cumsum(tf.cast(tf.boolean_mask(starts_word, kept), tf.int32)) - 1
         num_words = tf.reduce_max(tf.concat([word_of_char + 1, [0]], axis=0))  # ids run 0..n-1 in order
-        word_first = tf.math.unsorted_segment_min(tf.range(tf.size(chars)), word_of_char, num_words)
-        word_last = tf.math.unsorted_segment_max(tf.range(tf.size(chars)), word_of_char, num_words)
-        word_rows = tf.gather(rows, word_first)
-        word_start = tf.gather(local, word_first)
-        word_end = tf.gather(local, word_last) + 1
-        words = tf.strings.unicode_encode(
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(chars)), word_of_char, num_words)
+        last = tf.math.unsorted_segment_max(tf.range(tf.size(chars)), word_of_char, num_words)
+        text = tf.strings.unicode_encode(
             tf.RaggedTensor.from_value_rowids(chars, tf.cast(word_of_char, tf.int64), tf.cast(num_words, tf.int64)),
             "UTF-8",
         )
+        return _Words(chars=chars, local=local, first=first, last=last, rows=tf.gather(rows, first),
+                      starts=tf.gather(local, first), ends=tf.gather(local, last) + 1, text=text)
 
-        # WordPiece, with offsets turned from bytes within the word into characters of the original.
-        pieces, piece_byte_starts, piece_byte_ends = self._wordpiece.tokenize_with_offsets(words)
-        char_byte_starts = _exclusive_cumsum(_utf8_length(chars))
-        word_byte_base = tf.gather(char_byte_starts, word_first)
-        piece_word = pieces.value_rowids()
-        piece_base = tf.gather(word_byte_base, piece_word)
+    def _word_pieces(self, words: _Words) -> tuple[tf.RaggedTensor, tf.Tensor, tf.Tensor]:
+        """WordPiece ids [words, (pieces)], with each piece's character span in the original string."""
+        pieces, piece_byte_starts, piece_byte_ends = self._wordpiece.tokenize_with_offsets(words.text)
+        # Offsets come back in bytes within the word; turn them into characters of the original.
+        char_byte_starts = _exclusive_cumsum(_utf8_length(words.chars))
+        piece_base = tf.gather(tf.gather(char_byte_starts, words.first), pieces.value_rowids())
         first_char = tf.searchsorted(
             char_byte_starts, piece_base + tf.cast(piece_byte_starts.values, tf.int32), side="right"
         ) - 1
         last_char = tf.searchsorted(
             char_byte_starts, piece_base + tf.cast(piece_byte_ends.values, tf.int32), side="left"
         ) - 1
-        piece_ids = pieces.values
-        piece_starts = tf.gather(local, first_char)
-        piece_ends = tf.gather(local, last_char) + 1
+        return pieces, tf.gather(words.local, first_char), tf.gather(words.local, last_char) + 1
 
-        # transformers counts the word limit in characters: such words become a single unknown token.
-        too_long = (word_last - word_first + 1) > self.max_chars_per_word
-        old_splits = pieces.row_splits
+    def _tokens(self, words: _Words, pieces: tf.RaggedTensor, piece_starts: tf.Tensor, piece_ends: tf.Tensor,
+                num_texts: tf.Tensor) -> TokenizedText:
+        """Pieces as tokens per text; transformers counts the word limit in characters, and such words become a
+        single unknown token."""
+        too_long = (words.last - words.first + 1) > self.max_chars_per_word
         new_lengths = tf.where(too_long, tf.ones_like(pieces.row_lengths()), pieces.row_lengths())
         new_splits = tf.concat([[0], tf.cumsum(new_lengths)], axis=0)
-        token_word = tf.repeat(tf.range(num_words, dtype=tf.int64), new_lengths)
-        token_source = tf.gather(old_splits, token_word) + (
+        token_word = tf.repeat(tf.range(tf.size(words.first, out_type=tf.int64)), new_lengths)
+        token_source = tf.gather(pieces.row_splits, token_word) + (
             tf.range(new_splits[-1]) - tf.gather(new_splits, token_word)
         )
         token_long = tf.gather(too_long, token_word)
-        token_ids = tf.where(token_long, self.unknown_id, tf.gather(piece_ids, token_source))
-        token_word_start = tf.gather(word_start, token_word)
-        token_word_end = tf.gather(word_end, token_word)
-        token_starts = tf.where(token_long, token_word_start, tf.gather(piece_starts, token_source))
-        token_ends = tf.where(token_long, token_word_end, tf.gather(piece_ends, token_source))
-
-        token_rows = tf.gather(word_rows, token_word)
+        token_word_start = tf.gather(words.starts, token_word)
+        token_word_end = tf.gather(words.ends, token_word)
+        token_rows = tf.gather(words.rows, token_word)
 
         def ragged(values: tf.Tensor) -> tf.RaggedTensor:
             return tf.RaggedTensor.from_value_rowids(values, token_rows, nrows=num_texts)
 
         return TokenizedText(
-            token_ids=ragged(token_ids),
-            starts=ragged(token_starts),
-            ends=ragged(token_ends),
+            token_ids=ragged(tf.where(token_long, self.unknown_id, tf.gather(pieces.values, token_source))),
+            starts=ragged(tf.where(token_long, token_word_start, tf.gather(piece_starts, token_source))),
+            ends=ragged(tf.where(token_long, token_word_end, tf.gather(piece_ends, token_source))),
             word_starts=ragged(token_word_start),
             word_ends=ragged(token_word_end),
         )

@@ -24,6 +24,10 @@ import json
 import os
 from pathlib import Path
 
+from tf_qa.saved_model.export import METADATA_FILE
+from tf_qa.saved_model.session import run_requests
+from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
+
 #: Core ops that exist in TensorFlow but cannot run in tensorflow_model_server (no Python there).
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -80,10 +84,6 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     """Checks a SavedModel version folder; see the module docstring."""
     from tensorflow.python.saved_model import loader_impl
 
-    from tf_qa.saved_model.export import METADATA_FILE
-    from tf_qa.saved_model.session import run_requests
-    from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
-
     path = Path(path)
     report = ValidationReport()
     try:
@@ -95,8 +95,14 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     if not serve:
         report.problem("no MetaGraph is tagged 'serve'")
         return report
-    meta_graph = serve[0]
+    _check_signatures(serve[0], report)
+    _check_ops(serve[0], report)
+    _check_warmup(path, report)
+    _check_metadata(path, report)
+    return report
 
+
+def _check_signatures(meta_graph, report: ValidationReport) -> None:
     signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
     report.say(f"signatures: {', '.join(sorted(signatures))}")
     if "serving_default" not in signatures:
@@ -109,6 +115,8 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
                     report.problem(f"{name}: {kind} {key!r} has shape {dims}, not batched along dim 0")
         report.say(f"  {name}: inputs {sorted(signature.inputs)} -> outputs {sorted(signature.outputs)}, all batched")
 
+
+def _check_ops(meta_graph, report: ValidationReport) -> None:
     ops = graph_ops(meta_graph)
     core, text = core_ops(), tf_text_ops()
     python_ops = sorted(ops & PYTHON_OPS)
@@ -121,6 +129,8 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     if unknown:
         report.problem(f"ops that are neither TensorFlow core nor TF Text: {', '.join(unknown)}")
 
+
+def _check_warmup(path: Path, report: ValidationReport) -> None:
     warmup = path / "assets.extra" / WARMUP_FILE
     if warmup.exists():
         try:
@@ -138,13 +148,15 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     else:
         report.say("warmup: none (the first requests after a load will be slow)")
 
+
+def _check_metadata(path: Path, report: ValidationReport) -> None:
     metadata_file = path / "assets.extra" / METADATA_FILE
     if metadata_file.exists():
         try:
             metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
         except ValueError as error:
             report.problem(f"{METADATA_FILE} is not JSON: {error}")
-            return report
+            return
         versions = metadata.get("versions", {})
         tf_version = versions.get("tensorflow", "?")
         major_minor = ".".join(tf_version.split(".")[:2])
@@ -156,4 +168,3 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
             report.say("limits per call (set at export): " + ", ".join(f"{k} {v}" for k, v in limits.items()))
         else:
             report.say("limits per call: none recorded (exported before tf-qa checked them in the graph)")
-    return report

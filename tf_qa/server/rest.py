@@ -183,102 +183,104 @@ def parse_body(raw: bytes) -> dict:
     return body
 
 
-def make_handler(predictor: Predictor, timeout: float):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class RestHandler(BaseHTTPRequestHandler):
+    """One connection's requests; ``make_handler`` binds the self.predictor. ``timeout`` (seconds) bounds both a
+    request's work and a client that stops sending (StreamRequestHandler applies it to the socket)."""
 
-        def log_message(self, *args):  # requests are not logged line by line
-            pass
+    protocol_version = "HTTP/1.1"
+    predictor: Predictor
+    timeout: float = DEFAULT_REST_TIMEOUT
 
-        def setup(self):
-            super().setup()
-            # A client that stops sending mid-request does not hold its thread for ever.
-            self.connection.settimeout(timeout)
+    def log_message(self, *args):  # requests are not logged line by line
+        pass
 
-        def _send(self, status: int, payload: dict) -> None:
-            body = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
+    def _send(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
 
-        def _route(self, method: str) -> None:
+    def _route(self, method: str) -> None:
+        try:
+            self._answer(method)
+        except RequestError as error:
+            self._send(HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": str(error)})
+        except HttpError as error:
+            self._send(error.status, {"error": str(error)})
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+        except Exception as error:
+            log.exception("REST request failed")
+            self.close_connection = True
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
+
+    def _answer(self, method: str) -> None:
+        match = _PATH.match(self.path.split("?")[0])
+        if not match or (method == "POST") != (match["rest"] == ":predict"):
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}")
+        version = int(match["version"]) if match["version"] else None
+        if method == "GET" and not match["rest"]:
+            self._send(HTTPStatus.OK, self._status(match["name"], version))
+            return
+        deadline = time.monotonic() + self.timeout
+        body = self._body() if method == "POST" else None
+        with self.predictor.admit():
+            loaded = self.predictor.acquire(match["name"], version)
             try:
-                self._answer(method)
-            except RequestError as error:
-                self._send(HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": str(error)})
-            except HttpError as error:
-                self._send(error.status, {"error": str(error)})
-            except (TimeoutError, ConnectionError):
-                self.close_connection = True
-            except Exception as error:
-                log.exception("REST request failed")
-                self.close_connection = True
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
+                reply = self._metadata(loaded) if body is None else predict(self.predictor, loaded, body, deadline)
+            finally:
+                loaded.release()
+        self._send(HTTPStatus.OK, reply)
 
-        def _answer(self, method: str) -> None:
-            match = _PATH.match(self.path.split("?")[0])
-            if not match or (method == "POST") != (match["rest"] == ":predict"):
-                raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}")
-            version = int(match["version"]) if match["version"] else None
-            if method == "GET" and not match["rest"]:
-                self._send(HTTPStatus.OK, self._status(match["name"], version))
-                return
-            deadline = time.monotonic() + timeout
-            body = self._body() if method == "POST" else None
-            with predictor.admit():
-                loaded = predictor.acquire(match["name"], version)
-                try:
-                    reply = self._metadata(loaded) if body is None else predict(predictor, loaded, body, deadline)
-                finally:
-                    loaded.release()
-            self._send(HTTPStatus.OK, reply)
+    def _body(self) -> dict:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or "Content-Length" not in self.headers:
+            self.close_connection = True
+            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "a predict request needs a Content-Length header")
+        try:
+            length = int(self.headers["Content-Length"])
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise _invalid(f"Content-Length is not a byte count: {self.headers['Content-Length']!r}")
+        if length > self.predictor.max_request_bytes:
+            self.close_connection = True  # the body is never read
+            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"body of {length} bytes is over the limit of {self.predictor.max_request_bytes} bytes "
+                            "(tf-qa serve --max-request-bytes)")
+        return parse_body(self.rfile.read(length))
 
-        def _body(self) -> dict:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or "Content-Length" not in self.headers:
-                self.close_connection = True
-                raise HttpError(HTTPStatus.LENGTH_REQUIRED, "a predict request needs a Content-Length header")
-            try:
-                length = int(self.headers["Content-Length"])
-            except ValueError:
-                length = -1
-            if length < 0:
-                self.close_connection = True
-                raise _invalid(f"Content-Length is not a byte count: {self.headers['Content-Length']!r}")
-            if length > predictor.max_request_bytes:
-                self.close_connection = True  # the body is never read
-                raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                f"body of {length} bytes is over the limit of {predictor.max_request_bytes} bytes "
-                                "(tf-qa serve --max-request-bytes)")
-            return parse_body(self.rfile.read(length))
+    def _status(self, name: str, version: int | None) -> dict:
+        if name != self.predictor.repository.model_name:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+        versions = [v for v in self.predictor.repository.statuses() if version is None or v == version]
+        if not versions:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
+        return {"model_version_status": [
+            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            for v in versions]}
 
-        def _status(self, name: str, version: int | None) -> dict:
-            if name != predictor.repository.model_name:
-                raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
-            versions = [v for v in predictor.repository.statuses() if version is None or v == version]
-            if not versions:
-                raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
-            return {"model_version_status": [
-                {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-                for v in versions]}
+    def _metadata(self, loaded) -> dict:
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in loaded.signatures.items():
+            signature_map.signature_def[key].CopyFrom(value)
+        return {"model_spec": {"name": self.predictor.repository.model_name, "version": str(loaded.version)},
+                "metadata": {"signature_def": json_format.MessageToDict(signature_map)}}
 
-        def _metadata(self, loaded) -> dict:
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, value in loaded.signatures.items():
-                signature_map.signature_def[key].CopyFrom(value)
-            return {"model_spec": {"name": predictor.repository.model_name, "version": str(loaded.version)},
-                    "metadata": {"signature_def": json_format.MessageToDict(signature_map)}}
+    def do_GET(self):
+        self._route("GET")
 
-        def do_GET(self):
-            self._route("GET")
+    def do_POST(self):
+        self._route("POST")
 
-        def do_POST(self):
-            self._route("POST")
 
-    return Handler
+def make_handler(predictor: Predictor, timeout: float) -> type[RestHandler]:
+    """A handler class serving ``predictor``, each request's work and socket reads bounded by ``timeout``."""
+    return type("BoundRestHandler", (RestHandler,), {"predictor": predictor, "timeout": timeout})
 
 
 class _BoundedHTTPServer(ThreadingHTTPServer):
