@@ -85,7 +85,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             with self.predictor.admit():
                 loaded = self._version(request.model_spec, context)
                 try:
-                    inputs = {key: tensor_from_proto(key, tensor, self.predictor.max_elements)
+                    inputs = {key: tensor_from_proto(key, tensor, self.predictor.max_request_bytes)
                               for key, tensor in request.inputs.items()}
                     outputs, values = self.predictor.predict(loaded, request.model_spec.signature_name, inputs,
                                                              list(request.output_filter), deadline)
@@ -106,13 +106,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "metadata_field must be ['signature_def']")
         loaded = self._version(request.model_spec, context)
         try:
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, value in loaded.signatures.items():
-                signature_map.signature_def[key].CopyFrom(value)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = self.predictor.repository.model_name
             response.model_spec.version.value = loaded.version
-            response.metadata["signature_def"].Pack(signature_map)
+            response.metadata["signature_def"].Pack(self.predictor.signature_map(loaded))
             return response
         finally:
             loaded.release()
@@ -121,19 +118,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus; HandleReloadConfigRequest keeps the base class's UNIMPLEMENTED."""
 
-    def __init__(self, repository: ModelRepository):
-        self.repository = repository
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
 
     def GetModelStatus(self, request, context):
-        if request.model_spec.name != self.repository.model_name:
-            _abort(context, grpc.StatusCode.NOT_FOUND,
-                   f"Could not find any versions of model {request.model_spec.name}")
-        versions = self.repository.statuses()
-        if request.model_spec.HasField("version"):
-            versions = [v for v in versions if v == request.model_spec.version.value]
-            if not versions:
-                _abort(context, grpc.StatusCode.NOT_FOUND,
-                       f"Could not find version {request.model_spec.version.value} of model {request.model_spec.name}")
+        spec = request.model_spec
+        try:
+            versions = self.predictor.versions(spec.name, spec.version.value if spec.HasField("version") else None)
+        except RequestError as error:
+            _abort(context, error.code, str(error))
         response = get_model_status_pb2.GetModelStatusResponse()
         for version in versions:
             status = response.model_version_status.add()
@@ -194,7 +187,7 @@ class ModelServer:
                              options=[("grpc.max_receive_message_length", max_request_bytes),
                                       ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.predictor), server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.repository), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.predictor), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             ["tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
@@ -31,7 +32,8 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
     """A request's TensorProto as an array; RequestError INVALID_ARGUMENT when malformed or too large.
 
     A TensorProto may state a shape and carry fewer values (the last one is repeated), so a few bytes can
-    declare billions of elements: the count is checked before anything is allocated.
+    declare billions of elements: the count is checked before anything is allocated. Every element of a
+    genuine request costs at least one of its bytes, so ``max_elements`` is the request size limit.
     """
     sizes = [dim.size for dim in tensor.tensor_shape.dim]
     if any(size < 0 for size in sizes):
@@ -80,8 +82,6 @@ class Predictor:
         self.batcher = batcher
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
-        # Every element of a genuine request costs at least one byte of it.
-        self.max_elements = max_request_bytes
         self._slots = threading.BoundedSemaphore(max_in_flight)
 
     @contextmanager
@@ -118,6 +118,23 @@ class Predictor:
             return self.repository.acquire(version)
         except LookupError as error:
             raise RequestError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+
+    def versions(self, model_name: str, version: int | None) -> list[int]:
+        """The loaded versions of the model (only ``version`` when given); RequestError NOT_FOUND when none."""
+        if model_name != self.repository.model_name:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {model_name}")
+        versions = [v for v in self.repository.statuses() if version is None or v == version]
+        if not versions:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {model_name}")
+        return versions
+
+    @staticmethod
+    def signature_map(loaded: LoadedVersion) -> get_model_metadata_pb2.SignatureDefMap:
+        """The version's signatures as GetModelMetadata reports them."""
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in loaded.signatures.items():
+            signature_map.signature_def[key].CopyFrom(value)
+        return signature_map
 
     def predict(self, loaded: LoadedVersion, signature_name: str, inputs: dict[str, np.ndarray],
                 output_filter: list[str] | None = None, deadline: float | None = None,

@@ -28,6 +28,7 @@ import logging
 import re
 import threading
 import time
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,7 +36,6 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2
 
 from tf_qa.defaults import DEFAULT_REST_TIMEOUT, SERVING_DEFAULT
 from tf_qa.server.predictor import Predictor, RequestError
@@ -225,16 +225,23 @@ class RestHandler(BaseHTTPRequestHandler):
         version = int(match["version"]) if match["version"] else None
         if method == "GET" and not match["rest"]:
             self._send(HTTPStatus.OK, self._status(match["name"], version))
-            return
-        deadline = time.monotonic() + self.timeout
-        body = self._body() if method == "POST" else None
-        with self.predictor.admit():
-            loaded = self.predictor.acquire(match["name"], version)
-            try:
-                reply = self._metadata(loaded) if body is None else predict(self.predictor, loaded, body, deadline)
-            finally:
-                loaded.release()
-        self._send(HTTPStatus.OK, reply)
+        elif method == "GET":
+            with self._version(match["name"], version) as loaded:
+                self._send(HTTPStatus.OK, self._metadata(loaded))
+        else:
+            deadline = time.monotonic() + self.timeout
+            body = self._body()
+            with self.predictor.admit(), self._version(match["name"], version) as loaded:
+                reply = predict(self.predictor, loaded, body, deadline)
+            self._send(HTTPStatus.OK, reply)
+
+    @contextmanager
+    def _version(self, name: str, version: int | None):
+        loaded = self.predictor.acquire(name, version)
+        try:
+            yield loaded
+        finally:
+            loaded.release()
 
     def _body(self) -> dict:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or "Content-Length" not in self.headers:
@@ -255,21 +262,13 @@ class RestHandler(BaseHTTPRequestHandler):
         return parse_body(self.rfile.read(length))
 
     def _status(self, name: str, version: int | None) -> dict:
-        if name != self.predictor.repository.model_name:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
-        versions = [v for v in self.predictor.repository.statuses() if version is None or v == version]
-        if not versions:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
         return {"model_version_status": [
             {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            for v in versions]}
+            for v in self.predictor.versions(name, version)]}
 
     def _metadata(self, loaded) -> dict:
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, value in loaded.signatures.items():
-            signature_map.signature_def[key].CopyFrom(value)
         return {"model_spec": {"name": self.predictor.repository.model_name, "version": str(loaded.version)},
-                "metadata": {"signature_def": json_format.MessageToDict(signature_map)}}
+                "metadata": {"signature_def": json_format.MessageToDict(self.predictor.signature_map(loaded))}}
 
     def do_GET(self):
         self._route("GET")
