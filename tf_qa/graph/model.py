@@ -253,23 +253,24 @@ class QuestionAnsweringModel(tf_keras.Model):
             checks.check_at_most(self.limits, "max_examples", batch, "examples"),
         ])
         question, context, top_k, max_answer_len, _ = inputs
-        text_bytes = tf.reduce_sum(tf.cast(tf.strings.length(tf.concat([question, context], 0)), tf.int64))
+        # Byte lengths are read off the strings' headers; concatenating the texts first would copy them all.
+        text_bytes = sum(tf.reduce_sum(tf.cast(tf.strings.length(texts), tf.int64)) for texts in (question, context))
         max_top_k = self.limits.max_top_k
         inputs = checks.gate(inputs, [
             checks.check(tf.reduce_all(top_k >= 1) & tf.reduce_all(top_k <= max_top_k),
-                             f"top_k must be between 1 and {max_top_k} (raise the limit with tf-qa export "
-                             f"{export_flag('max_top_k')}); got", top_k),
+                         f"top_k must be between 1 and {max_top_k} (raise the limit with tf-qa export "
+                         f"{export_flag('max_top_k')}); got", top_k),
             checks.check(tf.reduce_all(max_answer_len >= 1), "max_answer_len must be at least 1; got",
-                             max_answer_len),
+                         max_answer_len),
             checks.check_at_most(self.limits, "max_text_bytes", text_bytes, "bytes of question and context text"),
         ])
         question, context = inputs[:2]
         bad_question, bad_context = invalid_utf8(question), invalid_utf8(context)
         return checks.gate(inputs, [
             checks.check(~tf.reduce_any(bad_question), "question is not valid UTF-8 at batch index",
-                             checks.bad_rows(bad_question)),
+                         checks.bad_rows(bad_question)),
             checks.check(~tf.reduce_any(bad_context), "context is not valid UTF-8 at batch index",
-                             checks.bad_rows(bad_context)),
+                         checks.bad_rows(bad_context)),
         ])
 
     def _checked_token_ids(self, question_ids: tf.RaggedTensor, context_ids: tf.RaggedTensor) -> list:
@@ -283,16 +284,16 @@ class QuestionAnsweringModel(tf_keras.Model):
         total_windows = tf.reduce_sum(tf.where(too_long, tf.zeros_like(windows), windows))
         return checks.gate([question_ids, context_ids], [
             checks.check(~tf.reduce_any(empty_question),
-                             "question is empty or whitespace-only (no tokens) at batch index",
-                             checks.bad_rows(empty_question)),
+                         "question is empty or whitespace-only (no tokens) at batch index",
+                         checks.bad_rows(empty_question)),
             checks.check(~tf.reduce_any(empty_context),
-                             "context is empty or whitespace-only (no tokens) at batch index",
-                             checks.bad_rows(empty_context)),
+                         "context is empty or whitespace-only (no tokens) at batch index",
+                         checks.bad_rows(empty_context)),
             checks.check(~tf.reduce_any(too_long),
-                             f"question is too long: with max_seq_len={self.max_seq_len} and doc_stride="
-                             f"{self.doc_stride} no window has room for more than doc_stride context tokens; "
-                             "question tokens at batch index", checks.bad_rows(too_long),
-                             tf.boolean_mask(question_lengths, too_long)),
+                         f"question is too long: with max_seq_len={self.max_seq_len} and doc_stride="
+                         f"{self.doc_stride} no window has room for more than doc_stride context tokens; "
+                         "question tokens at batch index", checks.bad_rows(too_long),
+                         tf.boolean_mask(question_lengths, too_long)),
             checks.check_at_most(self.limits, "max_windows", total_windows,
                                  f"windows of up to {self.max_seq_len} tokens"),
         ])

@@ -42,11 +42,17 @@ class Windows(NamedTuple):
     context_token: tf.Tensor
 
 
+def _room_and_step(question_lengths: tf.Tensor, max_seq_len: int, doc_stride: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Context tokens a window holds beside its question and 3 special tokens, and how far windows advance."""
+    room = max_seq_len - question_lengths - 3
+    return room, tf.maximum(room - doc_stride, 1)
+
+
 def question_too_long(
     question_ids: tf.RaggedTensor, context_ids: tf.RaggedTensor, *, max_seq_len: int, doc_stride: int
 ) -> tf.Tensor:
     """[B] bool: where the context must be cut but no window can hold more than ``doc_stride`` of its tokens."""
-    room = max_seq_len - question_ids.row_lengths() - 3
+    room, _ = _room_and_step(question_ids.row_lengths(), max_seq_len, doc_stride)
     return (context_ids.row_lengths() > room) & (room <= doc_stride)
 
 
@@ -56,8 +62,7 @@ def windows_per_example(question_lengths: tf.Tensor, context_lengths: tf.Tensor,
 
     Meaningful where ``question_too_long`` is False.
     """
-    room = max_seq_len - question_lengths - 3
-    step = tf.maximum(room - doc_stride, 1)
+    room, step = _room_and_step(question_lengths, max_seq_len, doc_stride)
     cut = context_lengths > room
     return tf.where(cut, 1 + (context_lengths - room + step - 1) // step, tf.ones_like(context_lengths))
 
@@ -86,8 +91,7 @@ def make_windows(
     """
     q_len = question_ids.row_lengths()
     c_len = context_ids.row_lengths()
-    room = max_seq_len - q_len - 3
-    step = tf.maximum(room - doc_stride, 1)
+    room, step = _room_and_step(q_len, max_seq_len, doc_stride)
     num_windows = windows_per_example(q_len, c_len, max_seq_len=max_seq_len, doc_stride=doc_stride)
 
     example = tf.repeat(tf.range(tf.size(num_windows, out_type=tf.int64)), num_windows)
