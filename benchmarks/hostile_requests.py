@@ -22,10 +22,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from served import MODEL_NAME, SIZES, Served, export_seeded
+from served import MODEL_NAME, SIZES, Served, export_seeded, random_words
 
 QUESTION = b"What is the capital of France?"
-WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris ".split()
 
 
 def _request(signature: str, **inputs) -> predict_pb2.PredictRequest:
@@ -38,7 +37,7 @@ def _request(signature: str, **inputs) -> predict_pb2.PredictRequest:
 
 
 def _context(chars: int) -> bytes:
-    return " ".join(np.random.default_rng(0).choice(WORDS, chars // 5)).encode()[:chars]
+    return random_words(chars, seed=0).encode()
 
 
 def grpc_rows() -> list[tuple[str, predict_pb2.PredictRequest]]:

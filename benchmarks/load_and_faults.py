@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from served import MODEL_NAME, SIZES, Served, export_seeded
+from served import MODEL_NAME, SIZES, WORDS, Served, export_seeded
 
 from tf_qa import errors
 from tf_qa.client import QAClient
 
-WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris".split()
 #: Bad requests and what each must get: (question, context, top_k).
 BAD = [("   ", "Paris is nice.", 1), ("Where?", "", 1), (b"caf\xc3", "Paris.", 1), ("Where?", "Paris.", 0),
        ("Where?", "Paris.", 5000), ("Where?", "a " * 140_000, 1)]

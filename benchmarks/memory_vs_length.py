@@ -15,20 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from served import MODEL_NAME, SIZES, Served, export_seeded
+from served import MODEL_NAME, SIZES, Served, export_seeded, random_words
 
 from tf_qa.client import QAClient
 
 LENGTHS = (10_000, 100_000, 1_000_000)
 RAISED_LIMITS = ("--max-text-bytes", "2000000", "--max-windows", "8192")
-WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris ".split()
 
 
 def context(chars: int) -> str:
-    return " ".join(np.random.default_rng(chars).choice(WORDS, chars // 5 + 1))[:chars]
+    return random_words(chars, seed=chars)
 
 
 def main() -> int:

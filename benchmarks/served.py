@@ -19,6 +19,15 @@ from pathlib import Path
 
 MODEL_NAME = "qa"
 SIZES = ("tiny", "base")
+#: The words of the scripts' synthetic contexts (one token each with the uncased vocab).
+WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris".split()
+
+
+def random_words(chars: int, seed: int) -> str:
+    """A seeded context of ``chars`` characters made of ``WORDS``."""
+    import numpy as np
+
+    return " ".join(np.random.default_rng(seed).choice(WORDS, chars // 5 + 1))[:chars]
 
 
 def export_seeded(workdir: str | os.PathLike, size: str, *extra_export_args: str) -> Path:

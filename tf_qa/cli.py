@@ -33,22 +33,15 @@ class CommandError(Exception):
         self.code = code
 
 
-def _read_text(path: str, what: str) -> str:
+def _read_file(path: str, what: str, *, text: bool) -> str | bytes:
+    """The file's contents (UTF-8 text, or bytes); CommandError naming ``what`` when it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "r" if text else "rb", encoding="utf-8" if text else None) as handle:
             return handle.read()
     except OSError as error:
         raise CommandError(f"cannot read {what} {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise CommandError(f"{what} {path} is not UTF-8 text") from None
-
-
-def _read_bytes(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise CommandError(f"cannot read {what} {path}: {error.strerror or error}") from None
 
 
 def _version_dir(path: str) -> str:
@@ -170,7 +163,7 @@ def _serve(args) -> int:
             raise CommandError("--ssl-cert and --ssl-key go together", code=2)
         import grpc
 
-        pair = (_read_bytes(args.ssl_key, "--ssl-key"), _read_bytes(args.ssl_cert, "--ssl-cert"))
+        pair = (_read_file(args.ssl_key, "--ssl-key", text=False), _read_file(args.ssl_cert, "--ssl-cert", text=False))
         try:
             credentials = grpc.ssl_server_credentials([pair])
         except (ValueError, RuntimeError) as error:
@@ -198,7 +191,7 @@ def _ask(args) -> int:
     from tf_qa.client import QAClient
     from tf_qa.errors import TFQAError
 
-    context = _read_text(args.context_file, "--context-file") if args.context_file else args.context
+    context = _read_file(args.context_file, "--context-file", text=True) if args.context_file else args.context
     try:
         with QAClient(args.target, args.model_name, timeout=args.timeout) as client:
             result = client.answer(args.question, context, top_k=args.top_k, max_answer_len=args.max_answer_len,

@@ -43,7 +43,6 @@ from tf_qa.saved_model.warmup import WARMUP_FILE, warmup_requests, write_warmup
 METADATA_FILE = "tf_qa_export.json"
 
 
-
 class ExportError(Exception):
     """An export that cannot be done; the message says why."""
 
