@@ -1,11 +1,224 @@
-"""Benchmark tf-qa against the transformers pipeline (see tf_qa/bench.py). Same as `tf-qa bench`.
+"""Benchmark: tf-qa (in-process and over gRPC) against the transformers pipeline, same questions, same weights.
 
-    python benchmarks/bench.py --questions 300 --output benchmarks/results
+One run measures, on the first N SQuAD v1.1 dev questions (synthetic questions where the data is absent) and a
+DistilBERT-base-sized checkpoint made with a fixed seed:
+
+* the transformers pipeline: PyTorch at batch 1 and 16, TensorFlow at batch 1 (it ignores batch_size);
+* the tf-qa SavedModel called in-process, batch 1 and 16;
+* the same rows for the opt-in bf16 export (``--matmul-dtype bfloat16``), and how often its top answer equals
+  the fp32 export's;
+* tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/batching_parameters.txt): batch 1 (p50,
+  p99), 16 per request, and 8 concurrent clients sending one question each; the first request after start
+  against a warm one; the server's peak RSS;
+* the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set.
+
+With ``--sweep-batching`` the gRPC rows are also run under each server batching setting of ``BATCHING_SWEEP``
+(about 7 more minutes). Each row runs in its own process. It prints a table with ratios to the pipeline rows,
+and writes ``bench.json`` and ``latency_vs_length.png`` to the output folder. The machine is noisy: ratios
+from one run are what count.
+
+    python benchmarks/bench.py --questions 300          # or, from a checkout: tf-qa bench --questions 300
 """
 
-import sys
+from __future__ import annotations
 
-from tf_qa.bench import main
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench_setup import (
+    BATCHING_ARGS,
+    BATCHING_SWEEP,
+    distilbert_flops,
+    load_questions,
+    percentile,
+    prepare,
+    run_server_rows,
+)
+from bench_workers import run_worker
+
+from tf_qa.arguments import positive_int
+from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
+
+
+def report(line: str) -> None:
+    print(line, flush=True)
+
+
+def window_lengths_of(checkpoint: str, cases) -> list[list[int]]:
+    """Tokens in each window of each question, as the pipeline cuts them."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    return [[len(ids) for ids in tokenizer(question, context, truncation="only_second", max_length=DEFAULT_MAX_SEQ_LEN,
+                                           stride=DEFAULT_DOC_STRIDE, return_overflowing_tokens=True)["input_ids"]]
+            for question, context in cases]
+
+
+def pipeline_rows(checkpoint: str, checkpoint_pt: str, cases) -> dict[str, dict]:
+    rows = {}
+    try:
+        import torch  # noqa: F401
+
+        for batch in (1, 16):
+            report(f"pipeline PyTorch bs{batch} ...")
+            rows[f"pipeline PyTorch bs{batch}"] = run_worker(
+                "pipeline", {"framework": "pt", "checkpoint": checkpoint_pt, "cases": cases, "batch_size": batch})
+    except ImportError:
+        report("PyTorch is not installed (pip install 'tf-qa[bench]'): PyTorch pipeline rows skipped")
+    report("pipeline TF bs1 ...")
+    rows["pipeline TF bs1"] = run_worker(
+        "pipeline", {"framework": "tf", "checkpoint": checkpoint, "cases": cases, "batch_size": 1})
+    return rows
+
+
+def tf_qa_rows(repositories: dict[str, str], cases) -> tuple[dict[str, dict], dict[str, dict]]:
+    """In-process and gRPC rows of each export; also the gRPC runs' extra figures, by export."""
+    rows, grpc_by_export = {}, {}
+    for label, repo in repositories.items():
+        for batch in (1, 16):
+            report(f"{label} SavedModel in-process bs{batch} ...")
+            rows[f"{label} in-process bs{batch}"] = run_worker(
+                "saved_model", {"saved_model": f"{repo}/1", "cases": cases, "batch_size": batch})
+        report(f"{label} over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
+        grpc = grpc_by_export[label] = run_server_rows(repo, cases, BATCHING_ARGS)
+        rows[f"{label} gRPC bs1"], rows[f"{label} gRPC bs16"] = grpc["bs1"], grpc["bs16"]
+        rows[f"{label} gRPC 8 clients"] = grpc["concurrent8"]
+    return rows, grpc_by_export
+
+
+def table_rows(rows: dict[str, dict], n: int, useful_gflop: float, peak: float) -> list[dict]:
+    """One entry per row: q/s, latency percentiles, GFLOP/s and the ratios to the pipeline rows."""
+    table = []
+    for name, row in rows.items():
+        entry = {"row": name, "questions_per_s": n / row["seconds"],
+                 "gflops": useful_gflop / row["seconds"], "peak_fraction": useful_gflop / row["seconds"] / peak}
+        if row.get("latencies"):
+            entry.update(p50_ms=1000 * percentile(row["latencies"], 50), p99_ms=1000 * percentile(row["latencies"], 99))
+        table.append(entry)
+    by_name = {e["row"]: e for e in table}
+    for entry in table:
+        for base in ("pipeline PyTorch bs16", "pipeline TF bs1"):
+            if base in by_name:
+                entry[f"x {base}"] = entry["questions_per_s"] / by_name[base]["questions_per_s"]
+        if "p50_ms" in entry and "pipeline PyTorch bs1" in by_name:
+            entry["p50 / PyTorch bs1 p50"] = entry["p50_ms"] / by_name["pipeline PyTorch bs1"]["p50_ms"]
+    return table
+
+
+def batching_sweep(repository: str, cases) -> list[dict]:
+    n, sweep = len(cases), []
+    for setting, batching_args in BATCHING_SWEEP.items():
+        report(f"batching sweep: {setting} ...")
+        result = run_server_rows(repository, cases, batching_args)
+        sweep.append({
+            "setting": setting, "bs1_p50_ms": 1000 * percentile(result["bs1"]["latencies"], 50),
+            "bs1_questions_per_s": n / result["bs1"]["seconds"], "bs16_questions_per_s": n / result["bs16"]["seconds"],
+            "clients8_questions_per_s": n / result["concurrent8"]["seconds"]})
+    return sweep
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=positive_int, default=300)
+    parser.add_argument("--output", default="benchmarks/results")
+    parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
+    parser.add_argument("--sweep-batching", action="store_true",
+                        help="also run the gRPC rows under each server batching setting in BATCHING_SWEEP")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    checkpoint, checkpoint_pt, repository, repository_bf16 = prepare(output, report)
+    cases = load_questions(args.questions)
+    window_lengths = window_lengths_of(checkpoint, cases)
+    n = len(cases)
+    useful_gflop = sum(distilbert_flops(length) for lengths in window_lengths for length in lengths) / 1e9
+    report(f"{n} questions, {sum(map(len, window_lengths))} windows, {useful_gflop:.0f} GFLOP of model work")
+    peak = run_worker("peak_matmul", {})["peak_gflops"]
+    report(f"peak fp32 matmul: {peak:.1f} GFLOP/s")
+    rows = {} if args.skip_pipelines else pipeline_rows(checkpoint, checkpoint_pt, cases)
+    # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
+    more_rows, grpc_by_export = tf_qa_rows({"tf-qa": repository, "tf-qa bf16": repository_bf16}, cases)
+    rows.update(more_rows)
+    grpc = grpc_by_export["tf-qa"]
+    fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
+    summary = {
+        "questions": n, "windows": sum(map(len, window_lengths)), "useful_gflop": useful_gflop,
+        "peak_matmul_gflops": peak, "rows": table_rows(rows, n, useful_gflop, peak),
+        "first_request_s": grpc["first_request"], "warm_request_s": grpc["warm_request"],
+        "first_over_warm": grpc["first_request"] / grpc["warm_request"],
+        "server_peak_rss_mb": grpc["server_peak_rss_mb"], "server_load_seconds": grpc["server_load_seconds"],
+        "cpu_count": os.cpu_count(),
+        "bf16_top1_agreement_with_fp32": sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n,
+    }
+    if args.sweep_batching:
+        summary["batching_sweep"] = batching_sweep(repository, cases)
+    summary["bench_seconds"] = time.monotonic() - started
+    (output / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(output / "latency_vs_length.png", window_lengths, rows)
+    print()
+    print(format_table(summary))
+    return 0
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"| row | q/s | p50 ms | p99 ms | GFLOP/s (% of peak {summary['peak_matmul_gflops']:.0f}) "
+             "| x PyTorch bs16 | x TF bs1 | p50 / PyTorch bs1 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    fmt = lambda value, spec: "" if value is None else format(value, spec)  # noqa: E731
+    for row in summary["rows"]:
+        lines.append(
+            f"| {row['row']} | {row['questions_per_s']:.2f} | {fmt(row.get('p50_ms'), '.0f')} | "
+            f"{fmt(row.get('p99_ms'), '.0f')} | {row['gflops']:.0f} ({100 * row['peak_fraction']:.0f}%) | "
+            f"{fmt(row.get('x pipeline PyTorch bs16'), '.2f')} | {fmt(row.get('x pipeline TF bs1'), '.2f')} | "
+            f"{fmt(row.get('p50 / PyTorch bs1 p50'), '.2f')} |")
+    lines.append("")
+    lines.append(f"{summary['questions']} questions ({summary['windows']} windows); first gRPC request after start "
+                 f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
+                 f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
+                 f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs")
+    lines.append(f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
+                 f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions")
+    if summary.get("batching_sweep"):
+        lines += ["", "| server batching | bs1 p50 ms | bs1 q/s | bs16 q/s | 8 clients q/s |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for row in summary["batching_sweep"]:
+            lines.append(f"| {row['setting']} | {row['bs1_p50_ms']:.1f} | {row['bs1_questions_per_s']:.2f} | "
+                         f"{row['bs16_questions_per_s']:.2f} | {row['clients8_questions_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(path: Path, window_lengths, rows) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    tokens = [sum(lengths) for lengths in window_lengths]
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for name in ("pipeline PyTorch bs1", "pipeline TF bs1", "tf-qa gRPC bs1", "tf-qa in-process bs1",
+                 "tf-qa bf16 gRPC bs1"):
+        if name in rows and rows[name].get("latencies"):
+            axes.scatter(tokens, [1000 * s for s in rows[name]["latencies"]], s=8, label=name, alpha=0.7)
+    axes.set_xlabel("tokens in the question's windows")
+    axes.set_ylabel("latency, ms (batch 1)")
+    axes.set_title("Latency against context length: tf-qa vs the transformers pipeline")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,9 +10,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SQUAD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad"
-SQUAD_V1 = SQUAD_DIR / "squad-v1.1-dev-part1.json"
-SQUAD_V2 = SQUAD_DIR / "squad-v2.0-dev-part1.json"
+from tf_qa.squad import SQUAD_V1_PART, SQUAD_V2_PART
+
+SQUAD_V1, SQUAD_V2 = SQUAD_V1_PART, SQUAD_V2_PART
 
 
 def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
@@ -41,10 +41,12 @@ def hf_tokenizer(checkpoint_dir):
 
 @pytest.fixture(scope="session")
 def pipe(checkpoint_dir):
+    from parity import forward_once
     from transformers import pipeline
 
     # dtype=None: without it transformers 4.57.6 needs torch even for framework="tf".
-    return pipeline("question-answering", model=checkpoint_dir, tokenizer=checkpoint_dir, framework="tf", dtype=None)
+    return forward_once(pipeline("question-answering", model=checkpoint_dir, tokenizer=checkpoint_dir,
+                                 framework="tf", dtype=None))
 
 
 @pytest.fixture(scope="session")

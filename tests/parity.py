@@ -52,6 +52,26 @@ class ParityCounts:
         return line
 
 
+def forward_once(pipe):
+    """Makes ``pipe`` run each example's preprocessing and model once, then only its postprocessing per setting.
+
+    The parity sets ask the pipeline for every example under four settings (top_k, handle_impossible_answer),
+    which change only the pipeline's ``postprocess``; its answers stay its own (its code on its own model
+    outputs, which ``postprocess`` reads and never changes).
+    """
+    outputs_by_example = {}
+
+    def run_single(inputs, preprocess_params, forward_params, postprocess_params):
+        key = (inputs.question_text, inputs.context_text, tuple(sorted(preprocess_params.items())))
+        if key not in outputs_by_example:
+            outputs_by_example[key] = [pipe.forward(features, **forward_params)
+                                       for features in pipe.preprocess(inputs, **preprocess_params)]
+        return pipe.postprocess(outputs_by_example[key], **postprocess_params)
+
+    pipe.run_single = run_single
+    return pipe
+
+
 def as_list(result) -> list[dict]:
     return result if isinstance(result, list) else [result]
 

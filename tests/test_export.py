@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tf_qa.cli import main
+from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.export import METADATA_FILE
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
@@ -37,6 +38,7 @@ def test_layout_warmup_and_metadata(repository):
     assert len(results) == len(requests)
     metadata = json.loads((version / "assets.extra" / METADATA_FILE).read_text())
     assert metadata["options"]["max_seq_len"] == 384 and "tensorflow_text" in metadata["versions"]
+    assert ExportOptions.from_dict(metadata["options"]) == ExportOptions(max_seq_len=384)
     assert not [p for p in repository.iterdir() if p.name.startswith(".tmp")]
 
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.graph.model import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.graph.options import ExportOptions
 
 LIMITS = RequestLimits(max_examples=4, max_text_bytes=20_000, max_windows=6, max_top_k=50)
 WORDS = "the river city north south museum opened century built bridge Paris "
@@ -19,7 +20,8 @@ WORDS = "the river city north south museum opened century built bridge Paris "
 def signatures(checkpoint_dir):
     from tf_qa.graph.model import QuestionAnsweringModel
 
-    signatures = QuestionAnsweringModel.from_pretrained(checkpoint_dir, limits=LIMITS).signatures()
+    model = QuestionAnsweringModel.from_pretrained(checkpoint_dir, options=ExportOptions(limits=LIMITS))
+    signatures = model.signatures()
     # Graph optimization happens on a function's first run: time the refusals, not that.
     _top_k(signatures, ["q?"], ["c"])
     _spans(signatures, [1, 4])

@@ -42,3 +42,14 @@ def test_long_contexts(pipe, saved_model, hf_tokenizer, top_k, handle):
 @pytest.mark.parametrize("top_k,handle", CONFIGS)
 def test_non_ascii(pipe, saved_model, top_k, handle):
     _check(pipe, saved_model, non_ascii_cases(), "non-ASCII", top_k, handle)
+
+
+def test_forward_once_answers_as_the_plain_pipeline(checkpoint_dir, pipe, hf_tokenizer):
+    from transformers import pipeline
+
+    plain = pipeline("question-answering", model=checkpoint_dir, tokenizer=checkpoint_dir, framework="tf", dtype=None)
+    cases = non_ascii_cases()[:6] + long_context_cases(hf_tokenizer)[:1]
+    for top_k, handle in CONFIGS:
+        for question, context in cases:
+            options = {"question": question, "context": context, "top_k": top_k, "handle_impossible_answer": handle}
+            assert pipe(**options) == plain(**options)

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tf_qa import errors
 from tf_qa.client import QAClient
 from tf_qa.graph.limits import RequestLimits
+from tf_qa.graph.options import ExportOptions
 from tf_qa.server.model_server import ModelServer
 
 NAME = "tiny-qa"
@@ -29,7 +30,8 @@ def repository(checkpoint_dir, tmp_path_factory):
     from tf_qa.saved_model.export import export_model
 
     repo = tmp_path_factory.mktemp("limits") / NAME
-    export_model(checkpoint_dir, repo, limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192),
+    export_model(checkpoint_dir, repo,
+                 options=ExportOptions(limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192)),
                  report=lambda _: None)
     return repo
 

@@ -9,7 +9,7 @@ from tf_qa.graph.window_groups import starts_group
 def test_groups_close_at_the_size_and_before_a_much_longer_window(qa_model):
     # Group size 4; a window longer than 1.5x the group's first starts a new group.
     lengths = tf.constant([10, 11, 12, 13, 14, 30, 40, 45, 46, 100, 384])
-    starts = starts_group(lengths, qa_model.window_group_size).numpy().tolist()
+    starts = starts_group(lengths, qa_model.options.window_group_size).numpy().tolist()
     assert starts == [True, False, False, False, True, True, False, False, True, True, True]
 
 

@@ -25,6 +25,7 @@ _PUBLIC = {
     "TFQAError": "tf_qa.errors",
     "InvalidRequest": "tf_qa.errors",
     "RequestLimits": "tf_qa.graph.limits",
+    "ExportOptions": "tf_qa.graph.options",
     "QuestionAnsweringModel": "tf_qa.graph.model",
     "export_model": "tf_qa.saved_model.export",
     "validate_saved_model": "tf_qa.saved_model.validate",

@@ -19,6 +19,7 @@ import tempfile
 from tf_qa import console, defaults
 from tf_qa.arguments import non_negative_float, non_negative_int, port_number, positive_float, positive_int
 from tf_qa.graph.limits import RequestLimits, export_flag
+from tf_qa.graph.options import ExportOptions, flag_fields
 
 # oneDNN runs the fused kernels the model is written for (MatMul+BiasAdd+GELU, LayerNorm); TensorFlow turns it on
 # by default only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX. Set before TensorFlow is imported; 0 opts out.
@@ -69,11 +70,13 @@ def _export(args) -> int:
     elif not checkpoint:
         raise CommandError("--model or --demo is required", code=2)
     try:
+        limits = RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()})
+        options = ExportOptions(**{field.name: getattr(args, field.name) for field in flag_fields()}, limits=limits)
+    except ValueError as error:
+        raise CommandError(str(error), code=2) from None
+    try:
         export_model(checkpoint, args.output, version=args.version, force=args.force, from_pt=args.from_pt,
-                     model_name=args.model_name, max_seq_len=args.max_seq_len, doc_stride=args.doc_stride,
-                     max_answer_len=args.max_answer_len, window_group_size=args.window_group_size,
-                     matmul_dtype=args.matmul_dtype,
-                     limits=RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()}))
+                     model_name=args.model_name, options=options)
     except ExportError as error:
         raise CommandError(str(error)) from None
     except KeyboardInterrupt:
@@ -137,9 +140,14 @@ def _evaluate(args) -> int:
 
 
 def _bench(args) -> int:
-    from tf_qa.bench import main as bench_main
+    """Runs ``benchmarks/bench.py`` of the source checkout this package was installed from (pip install -e)."""
+    import subprocess
+    from pathlib import Path
 
-    return bench_main(args.bench_args)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+    if not script.is_file():
+        raise CommandError(f"the benchmark is benchmarks/bench.py of a source checkout; {script} does not exist")
+    return subprocess.call([sys.executable, str(script), *args.bench_args])
 
 
 def _validate(args) -> int:
@@ -218,14 +226,11 @@ def _add_export(commands, common) -> None:
     export.add_argument("--version", type=positive_int, help="version number (default: the next one)")
     export.add_argument("--force", action="store_true", help="overwrite an existing version")
     export.add_argument("--from-pt", action="store_true", help="the checkpoint has PyTorch weights")
-    export.add_argument("--max-seq-len", type=positive_int, default=defaults.DEFAULT_MAX_SEQ_LEN)
-    export.add_argument("--doc-stride", type=non_negative_int, default=defaults.DEFAULT_DOC_STRIDE)
-    export.add_argument("--max-answer-len", type=positive_int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
-    export.add_argument("--window-group-size", type=non_negative_int, default=defaults.DEFAULT_WINDOW_GROUP_SIZE,
-                        help="run windows through the model in groups of similar length (0: pad all to the longest)")
-    export.add_argument("--matmul-dtype", choices=defaults.MATMUL_DTYPES, default="float32",
-                        help="bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ "
-                             "from the pipeline's (tf-qa bench measures the agreement). Default float32")
+    for field in flag_fields():  # one flag per export option (tf_qa.graph.options)
+        minimum, choices = field.metadata["minimum"], field.metadata["choices"]
+        export.add_argument(export_flag(field.name), default=field.default, help=field.metadata["help"],
+                            choices=choices or None,
+                            type={0: non_negative_int, 1: positive_int}.get(minimum) if minimum is not None else str)
     for name, default in RequestLimits().as_dict().items():
         export.add_argument(export_flag(name), type=positive_int, default=default,
                             help=f"request limit checked in the graph (default {default}; see README, Limits)")

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
+
+#: Where this workplace keeps parts of SQuAD dev (beside the checkout, never committed); TF_QA_SQUAD_DIR moves it.
+SQUAD_DIR = Path(os.environ.get("TF_QA_SQUAD_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "squad")
+SQUAD_V1_PART = SQUAD_DIR / "squad-v1.1-dev-part1.json"
+SQUAD_V2_PART = SQUAD_DIR / "squad-v2.0-dev-part1.json"
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)

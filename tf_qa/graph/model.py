@@ -20,20 +20,13 @@ from typing import Any
 import tensorflow as tf
 import tf_keras
 
-from tf_qa.defaults import (
-    DEFAULT_DOC_STRIDE,
-    DEFAULT_MAX_ANSWER_LEN,
-    DEFAULT_MAX_SEQ_LEN,
-    DEFAULT_WINDOW_GROUP_SIZE,
-    SERVING_DEFAULT,
-    TOKEN_SPANS_SIGNATURE,
-    TOP_K_SIGNATURE,
-)
+from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.graph import answers as answers_lib
 from tf_qa.graph import checks, window_groups
 from tf_qa.graph import windows as windows_lib
 from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
-from tf_qa.graph.limits import RequestLimits, export_flag
+from tf_qa.graph.limits import export_flag
+from tf_qa.graph.options import ExportOptions
 from tf_qa.graph.spans import SpanExtractor
 from tf_qa.graph.tokenization import WordPieceTokenizer, invalid_utf8
 
@@ -60,75 +53,41 @@ class QuestionAnsweringModel(tf_keras.Model):
             ``attention_mask`` (``TFDistilBertForQuestionAnswering``).
         tokenizer: the in-graph tokenizer built from the checkpoint's tokenizer.
         cls_id, sep_id: ids of [CLS] and [SEP].
-        max_seq_len: tokens per window, special tokens included.
-        doc_stride: tokens shared by consecutive windows.
-        max_answer_len: default longest answer, in tokens.
-        handle_impossible_answer: default for whether the empty answer may be returned.
-        align_to_words: answers start and end on word boundaries (the pipeline's default).
-        window_group_size: windows are sorted by length and run through the model in groups of this many,
-            each group padded only to its own longest window (0: one group padded to the batch's longest).
-        matmul_dtype: ``"float32"`` (default, the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers
-            in the encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``).
-        limits: bounds on the work of one call, checked in the graph before that work (``tf_qa.graph.limits``).
+        options: what the export fixes (``tf_qa.graph.options.ExportOptions``; ``max_seq_len`` must be set).
     """
 
-    def __init__(
-        self,
-        qa_model: tf_keras.Model,
-        tokenizer: WordPieceTokenizer,
-        *,
-        cls_id: int,
-        sep_id: int,
-        max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
-        doc_stride: int = DEFAULT_DOC_STRIDE,
-        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool = False,
-        align_to_words: bool = True,
-        window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
-        matmul_dtype: str = "float32",
-        limits: RequestLimits | dict | None = None,
-        **kwargs,
-    ):
+    def __init__(self, qa_model: tf_keras.Model, tokenizer: WordPieceTokenizer, *, cls_id: int, sep_id: int,
+                 options: ExportOptions, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= doc_stride < max_seq_len:
-            raise ValueError(f"doc_stride ({doc_stride}) must be in [0, max_seq_len={max_seq_len})")
-        if max_answer_len < 1:
-            raise ValueError(f"max_answer_len ({max_answer_len}) must be at least 1")
-        if window_group_size < 0:
-            raise ValueError(f"window_group_size ({window_group_size}) must be 0 or more")
+        if options.max_seq_len is None:
+            raise ValueError("options.max_seq_len must be set (ExportOptions.with_max_seq_len)")
         self.qa_model = qa_model
         # DistilBERT runs through a layout whose dense layers TF can fuse; other models run as they are.
         distilbert = is_supported(qa_model)
-        if matmul_dtype != "float32" and not distilbert:
-            raise ValueError(f"matmul_dtype={matmul_dtype!r} needs a DistilBERT QA model")
-        self.span_logits = DistilBertSpanLogits(qa_model, matmul_dtype=matmul_dtype) if distilbert else None
-        self.matmul_dtype = matmul_dtype
+        if options.matmul_dtype != "float32" and not distilbert:
+            raise ValueError(f"matmul_dtype={options.matmul_dtype!r} needs a DistilBERT QA model")
+        self.span_logits = DistilBertSpanLogits(qa_model, matmul_dtype=options.matmul_dtype) if distilbert else None
+        self.options = options
         self.tokenizer = tokenizer
         self.span_extractor = SpanExtractor()
         self.cls_id = cls_id
         self.sep_id = sep_id
-        self.max_seq_len = max_seq_len
-        self.doc_stride = doc_stride
-        self.max_answer_len = max_answer_len
-        self.handle_impossible_answer = handle_impossible_answer
-        self.align_to_words = align_to_words
-        self.window_group_size = window_group_size
-        self.limits = RequestLimits(**limits) if isinstance(limits, dict) else (limits or RequestLimits())
         # token_spans takes windows of any length; positions past the model's embeddings do not exist.
-        self.max_positions = getattr(qa_model.config, "max_position_embeddings", max_seq_len)
+        self.max_positions = getattr(qa_model.config, "max_position_embeddings", options.max_seq_len)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, from_pt: bool = False, **options: Any) -> QuestionAnsweringModel:
+    def from_pretrained(cls, name_or_path: str, *, from_pt: bool = False,
+                        options: ExportOptions | None = None) -> QuestionAnsweringModel:
         """Loads a transformers QA checkpoint (hub name or local folder) and its fast tokenizer."""
         from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
 
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
         qa_model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, from_pt=from_pt)
-        return cls.from_transformers(qa_model, tokenizer, **options)
+        return cls.from_transformers(qa_model, tokenizer, options)
 
     @classmethod
-    def from_transformers(cls, qa_model, tokenizer, **options: Any) -> QuestionAnsweringModel:
+    def from_transformers(cls, qa_model, tokenizer, options: ExportOptions | None = None) -> QuestionAnsweringModel:
         """Wraps an already loaded transformers TF QA model and fast tokenizer."""
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast (Rust) tokenizer is required: its normalizer defines the in-graph tokenizer")
@@ -139,27 +98,13 @@ class QuestionAnsweringModel(tf_keras.Model):
                 f"{type(qa_model).__name__} takes token_type_ids; only DistilBERT-style models "
                 "(input_ids + attention_mask) are supported"
             )
-        max_seq_len = options.pop("max_seq_len", min(tokenizer.model_max_length, DEFAULT_MAX_SEQ_LEN))
-        return cls(
-            qa_model,
-            WordPieceTokenizer.from_transformers(tokenizer),
-            cls_id=tokenizer.cls_token_id,
-            sep_id=tokenizer.sep_token_id,
-            max_seq_len=max_seq_len,
-            **options,
-        )
+        options = (options or ExportOptions()).with_max_seq_len(tokenizer.model_max_length)
+        return cls(qa_model, WordPieceTokenizer.from_transformers(tokenizer), cls_id=tokenizer.cls_token_id,
+                   sep_id=tokenizer.sep_token_id, options=options)
 
     def get_config(self) -> dict:
-        return {
-            "max_seq_len": self.max_seq_len,
-            "doc_stride": self.doc_stride,
-            "max_answer_len": self.max_answer_len,
-            "handle_impossible_answer": self.handle_impossible_answer,
-            "align_to_words": self.align_to_words,
-            "window_group_size": self.window_group_size,
-            "matmul_dtype": self.matmul_dtype,
-            "limits": self.limits.as_dict(),
-        }
+        """The export options, as recorded in the export's metadata."""
+        return self.options.as_dict()
 
     # ------------------------------------------------------------------ computation
     def logits(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -171,9 +116,9 @@ class QuestionAnsweringModel(tf_keras.Model):
 
     def grouped_logits(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``logits`` of many windows, run in groups of similar length (``tf_qa.graph.window_groups``)."""
-        if self.window_group_size == 0:
+        if self.options.window_group_size == 0:
             return self.logits(input_ids, attention_mask)
-        return window_groups.grouped_logits(self.logits, input_ids, attention_mask, self.window_group_size)
+        return window_groups.grouped_logits(self.logits, input_ids, attention_mask, self.options.window_group_size)
 
     def answer(
         self,
@@ -202,13 +147,11 @@ class QuestionAnsweringModel(tf_keras.Model):
         batch = tf.shape(question)[0]
         tokens = self.tokenizer(tf.concat([question, context], axis=0))
         question_ids, context_ids = self._checked_token_ids(tokens.token_ids[:batch], tokens.token_ids[batch:])
-        windows = windows_lib.make_windows(
-            question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride,
-            cls_id=self.cls_id, sep_id=self.sep_id,
-        )
+        windows = windows_lib.make_windows(question_ids, context_ids, max_seq_len=self.options.max_seq_len,
+                                           doc_stride=self.options.doc_stride, cls_id=self.cls_id, sep_id=self.sep_id)
         start_logits, end_logits = self.grouped_logits(windows.input_ids, windows.attention_mask)
 
-        quota = tf.gather(answers_lib.candidates_per_window(top_k, self.align_to_words), windows.example)
+        quota = tf.gather(answers_lib.candidates_per_window(top_k, self.options.align_to_words), windows.example)
         spans = self.span_extractor(
             start_logits, end_logits, windows.context_mask, windows.attention_mask,
             tf.gather(max_answer_len, windows.example), tf.reduce_max(tf.concat([quota, [0]], axis=0)),
@@ -238,9 +181,9 @@ class QuestionAnsweringModel(tf_keras.Model):
         batch = tf.shape(question)[0]
         top_k = tf.ones([batch], tf.int32) if top_k is None else tf.cast(top_k, tf.int32)
         if max_answer_len is None:
-            max_answer_len = tf.fill([batch], self.max_answer_len)
+            max_answer_len = tf.fill([batch], self.options.max_answer_len)
         if handle_impossible_answer is None:
-            handle_impossible_answer = tf.fill([batch], self.handle_impossible_answer)
+            handle_impossible_answer = tf.fill([batch], self.options.handle_impossible_answer)
         inputs = [question, context, top_k, tf.cast(max_answer_len, tf.int32),
                   tf.cast(handle_impossible_answer, tf.bool)]
 
@@ -250,19 +193,20 @@ class QuestionAnsweringModel(tf_keras.Model):
                 tf.reduce_all(sizes == batch),
                 "question, context, top_k, max_answer_len and handle_impossible_answer must all have the same "
                 "batch size; got question batch and then the others:", batch, sizes),
-            checks.check_at_most(self.limits, "max_examples", batch, "examples"),
+            checks.check_at_most(self.options.limits, "max_examples", batch, "examples"),
         ])
         question, context, top_k, max_answer_len, _ = inputs
         # Byte lengths are read off the strings' headers; concatenating the texts first would copy them all.
         text_bytes = sum(tf.reduce_sum(tf.cast(tf.strings.length(texts), tf.int64)) for texts in (question, context))
-        max_top_k = self.limits.max_top_k
+        max_top_k = self.options.limits.max_top_k
         inputs = checks.gate(inputs, [
             checks.check(tf.reduce_all(top_k >= 1) & tf.reduce_all(top_k <= max_top_k),
                          f"top_k must be between 1 and {max_top_k} (raise the limit with tf-qa export "
                          f"{export_flag('max_top_k')}); got", top_k),
             checks.check(tf.reduce_all(max_answer_len >= 1), "max_answer_len must be at least 1; got",
                          max_answer_len),
-            checks.check_at_most(self.limits, "max_text_bytes", text_bytes, "bytes of question and context text"),
+            checks.check_at_most(self.options.limits, "max_text_bytes", text_bytes,
+                                 "bytes of question and context text"),
         ])
         question, context = inputs[:2]
         bad_question, bad_context = invalid_utf8(question), invalid_utf8(context)
@@ -277,10 +221,11 @@ class QuestionAnsweringModel(tf_keras.Model):
         """Question and context token ids, released once each example can make windows within the limits."""
         question_lengths, context_lengths = question_ids.row_lengths(), context_ids.row_lengths()
         empty_question, empty_context = question_lengths == 0, context_lengths == 0
-        too_long = windows_lib.question_too_long(
-            question_ids, context_ids, max_seq_len=self.max_seq_len, doc_stride=self.doc_stride)
-        windows = windows_lib.windows_per_example(question_lengths, context_lengths, max_seq_len=self.max_seq_len,
-                                                  doc_stride=self.doc_stride)
+        max_seq_len, doc_stride = self.options.max_seq_len, self.options.doc_stride
+        too_long = windows_lib.question_too_long(question_ids, context_ids, max_seq_len=max_seq_len,
+                                                 doc_stride=doc_stride)
+        windows = windows_lib.windows_per_example(question_lengths, context_lengths, max_seq_len=max_seq_len,
+                                                  doc_stride=doc_stride)
         total_windows = tf.reduce_sum(tf.where(too_long, tf.zeros_like(windows), windows))
         return checks.gate([question_ids, context_ids], [
             checks.check(~tf.reduce_any(empty_question),
@@ -290,12 +235,12 @@ class QuestionAnsweringModel(tf_keras.Model):
                          "context is empty or whitespace-only (no tokens) at batch index",
                          checks.bad_rows(empty_context)),
             checks.check(~tf.reduce_any(too_long),
-                         f"question is too long: with max_seq_len={self.max_seq_len} and doc_stride="
-                         f"{self.doc_stride} no window has room for more than doc_stride context tokens; "
+                         f"question is too long: with max_seq_len={max_seq_len} and doc_stride="
+                         f"{doc_stride} no window has room for more than doc_stride context tokens; "
                          "question tokens at batch index", checks.bad_rows(too_long),
                          tf.boolean_mask(question_lengths, too_long)),
-            checks.check_at_most(self.limits, "max_windows", total_windows,
-                                 f"windows of up to {self.max_seq_len} tokens"),
+            checks.check_at_most(self.options.limits, "max_windows", total_windows,
+                                 f"windows of up to {max_seq_len} tokens"),
         ])
 
     def _character_spans(self, spans, windows, tokens, context_ids, batch) -> tuple[tf.Tensor, tf.Tensor]:
@@ -303,7 +248,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         token_index = tf.gather(windows.context_token, tf.maximum(spans.starts, 0), batch_dims=1)
         token_end_index = tf.gather(windows.context_token, tf.maximum(spans.ends, 0), batch_dims=1)
         row_start = tf.gather(context_ids.row_starts(), windows.example)[:, tf.newaxis]
-        if self.align_to_words:
+        if self.options.align_to_words:
             starts_source, ends_source = tokens.word_starts[batch:], tokens.word_ends[batch:]
         else:
             starts_source, ends_source = tokens.starts[batch:], tokens.ends[batch:]
@@ -325,7 +270,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         start_logits, end_logits = self.logits(input_ids, attention_mask)
         spans = self.span_extractor(
             start_logits, end_logits, context_mask, attention_mask,
-            tf.fill(tf.shape(input_ids)[:1], self.max_answer_len), 1,
+            tf.fill(tf.shape(input_ids)[:1], self.options.max_answer_len), 1,
         )
         return {"start": spans.starts[:, 0], "end": spans.ends[:, 0], "score": spans.scores[:, 0]}
 
@@ -337,7 +282,7 @@ class QuestionAnsweringModel(tf_keras.Model):
         inputs = checks.gate([input_ids, attention_mask], [
             checks.check(tf.reduce_all(ids_shape == mask_shape),
                          "input_ids and attention_mask must have the same shape; got", ids_shape, mask_shape),
-            checks.check_at_most(self.limits, "max_windows", ids_shape[0], "windows"),
+            checks.check_at_most(self.options.limits, "max_windows", ids_shape[0], "windows"),
             checks.check((ids_shape[0] == 0) | (ids_shape[1] >= 1), "input_ids must have at least one position"),
             checks.check(ids_shape[1] <= self.max_positions,
                          tf.strings.format("input_ids has {} positions, more than the model's "

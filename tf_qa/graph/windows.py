@@ -13,7 +13,7 @@ Example:
 >>> c = tf.ragged.constant([list(range(1000, 1010))])         # 10 context tokens
 >>> w = make_windows(q, c, max_seq_len=12, doc_stride=2, cls_id=101, sep_id=102)
 >>> w.input_ids.shape.as_list(), w.example.numpy().tolist()
-([3, 12], [0, 0, 0])
+([2, 12], [0, 0])
 """
 
 from __future__ import annotations

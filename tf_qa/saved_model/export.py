@@ -29,14 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_qa.defaults import (
-    DEFAULT_DOC_STRIDE,
-    DEFAULT_MAX_ANSWER_LEN,
-    DEFAULT_MAX_SEQ_LEN,
-    DEFAULT_WINDOW_GROUP_SIZE,
-    TOKEN_SPANS_SIGNATURE,
-)
-from tf_qa.graph.limits import RequestLimits
+from tf_qa.defaults import TOKEN_SPANS_SIGNATURE
+from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import WARMUP_FILE, warmup_requests, write_warmup
 
@@ -113,15 +107,12 @@ def export_model(
     force: bool = False,
     from_pt: bool = False,
     model_name: str | None = None,
-    max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
-    doc_stride: int = DEFAULT_DOC_STRIDE,
-    max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-    window_group_size: int = DEFAULT_WINDOW_GROUP_SIZE,
-    matmul_dtype: str = "float32",
-    limits: RequestLimits | None = None,
+    options: ExportOptions | None = None,
     report: Callable[[str], None] = print,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
+
+    ``options`` (default: the pipeline's) are recorded in ``assets.extra/tf_qa_export.json``.
 
     Raises:
         ExportError: with a message naming the problem; nothing is left behind.
@@ -146,9 +137,7 @@ def export_model(
             from tf_qa.graph.model import QuestionAnsweringModel
 
             try:
-                model = QuestionAnsweringModel.from_transformers(
-                    qa_model, tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride, max_answer_len=max_answer_len,
-                    window_group_size=window_group_size, matmul_dtype=matmul_dtype, limits=limits)
+                model = QuestionAnsweringModel.from_transformers(qa_model, tokenizer, options)
             except ValueError as error:
                 raise ExportError(str(error)) from None
             vocab_dir = staging / "vocab"

@@ -1,0 +1,127 @@
+"""The benchmark's inputs: questions, the seeded base-size checkpoint and its exports, ``tf-qa serve`` rows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_workers import MODEL_NAME, run_worker
+
+
+def batching_args(timeout_micros: int, threads: int) -> list[str]:
+    """``tf-qa serve`` options for server-side batching of up to 16 questions."""
+    return ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", str(timeout_micros),
+            "--num-batch-threads", str(threads)]
+
+
+#: The server's batching settings, as in serving/batching_parameters.txt.
+BATCHING_ARGS = batching_args(0, 2)
+
+#: Settings compared by ``--sweep-batching`` (the measurements serving/batching_parameters.txt was tuned from).
+BATCHING_SWEEP = {
+    "no batching": [],
+    "timeout 2 ms, 1 thread": batching_args(2000, 1),
+    "timeout 2 ms, 2 threads": batching_args(2000, 2),
+    "timeout 0, 1 thread": batching_args(0, 1),
+    "timeout 0, 2 threads": BATCHING_ARGS,
+}
+
+
+def load_questions(count: int) -> list[tuple[str, str]]:
+    """The first ``count`` SQuAD v1.1 dev questions, or seeded synthetic ones where the data is absent."""
+    from tf_qa.squad import SQUAD_V1_PART, load_squad
+
+    if SQUAD_V1_PART.exists():
+        return [(q.question, q.context) for q in load_squad(SQUAD_V1_PART)[:count]]
+    import random
+
+    rng = random.Random(0)
+    words = "the city river museum was built in by people capital north south century king bridge".split()
+    cases = []
+    for _ in range(count):
+        context = " ".join(rng.choice(words) for _ in range(rng.randint(80, 220))) + "."
+        cases.append((" ".join(rng.choices(words, k=6)) + "?", context))
+    return cases
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def distilbert_flops(length: int, dim: int = 768, hidden: int = 3072, layers: int = 6) -> float:
+    """Multiply-add FLOPs (x2) of one DistilBERT forward pass over ``length`` tokens."""
+    per_layer = 2 * length * dim * dim * 4 + 2 * length * dim * hidden * 2 + 2 * 2 * length * length * dim
+    return layers * per_layer + 2 * length * dim * 2
+
+
+def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
+    """The base-size checkpoint (TF and PyTorch weights), its export and its opt-in bf16 export; reused when
+    present."""
+    from tf_qa.checkpoints import BASE, make_random_checkpoint
+
+    checkpoint = workdir / "checkpoint"
+    if not (checkpoint / "config.json").exists():
+        report("making a DistilBERT-base-sized checkpoint (seed 0)")
+        make_random_checkpoint(checkpoint, seed=0, size=BASE)
+    checkpoint_pt = workdir / "checkpoint-pt"
+    if not (checkpoint_pt / "config.json").exists():
+        report("converting it to PyTorch weights for the PyTorch pipeline")
+        # from_pretrained(from_tf=True) leaves every weight on the meta device in transformers 4.57.6, so
+        # the TF weights are copied into a normally built PyTorch model instead.
+        code = ("import sys; from transformers import AutoConfig, AutoTokenizer, DistilBertForQuestionAnswering,"
+                " TFDistilBertForQuestionAnswering;"
+                "from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model as load;"
+                "m = load(DistilBertForQuestionAnswering(AutoConfig.from_pretrained(sys.argv[1])),"
+                " TFDistilBertForQuestionAnswering.from_pretrained(sys.argv[1]));"
+                "m.save_pretrained(sys.argv[2]);"
+                " AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])")
+        subprocess.run([sys.executable, "-c", code, str(checkpoint), str(checkpoint_pt)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    repositories = []
+    for folder, matmul_dtype in (("repository", "float32"), ("repository-bf16", "bfloat16")):
+        repository = workdir / folder / MODEL_NAME
+        if not (repository / "1" / "saved_model.pb").exists():
+            from tf_qa.graph.options import ExportOptions
+            from tf_qa.saved_model.export import export_model
+
+            shutil.rmtree(repository, ignore_errors=True)
+            report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}")
+            export_model(str(checkpoint), repository, version=1, options=ExportOptions(matmul_dtype=matmul_dtype),
+                         report=report)
+        repositories.append(str(repository))
+    return str(checkpoint), str(checkpoint_pt), *repositories
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_server_rows(repository: str, cases, batching_args: list[str]) -> dict:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", repository, "--model-name", MODEL_NAME,
+         "--port", str(port), "--poll-seconds", "0", *batching_args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        started = time.monotonic()
+        for line in server.stdout:
+            if line.startswith("serving "):
+                break
+        load_seconds = time.monotonic() - started
+        result = run_worker("grpc", {"target": f"127.0.0.1:{port}", "cases": cases})
+        with open(f"/proc/{server.pid}/status") as status:
+            rss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        result["server_peak_rss_mb"] = rss / 1024
+        result["server_load_seconds"] = load_seconds
+        return result
+    finally:
+        server.terminate()
+        server.wait(30)

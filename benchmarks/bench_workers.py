@@ -1,0 +1,145 @@
+"""The benchmark's measurements, each run in a fresh process by ``run_worker`` (runtimes and thread pools never
+share one): the transformers pipeline, the SavedModel in-process, tf-qa over gRPC, the peak fp32 matmul.
+
+    python benchmarks/bench_workers.py --worker KIND CONFIG.json OUT.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tf_qa.defaults import TOP_K_SIGNATURE
+
+MODEL_NAME = "bench"
+
+
+def _timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def worker_peak_matmul(_config) -> dict:
+    import tensorflow as tf
+
+    # The model's own matmul shapes; the best of several repetitions, since the machine is noisy.
+    best = 0.0
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    for m, k, n in ((4096, 768, 3072), (4096, 3072, 768), (4096, 768, 768)):
+        a = tf.random.normal([m, k])
+        b = tf.random.normal([k, n])
+        matmul(a, b).numpy()
+        for _ in range(5):
+            seconds, _ = _timed(lambda: [matmul(a, b).numpy() for _ in range(5)])
+            best = max(best, 2 * m * k * n * 5 / seconds / 1e9)
+    return {"peak_gflops": best}
+
+
+def worker_pipeline(config) -> dict:
+    from transformers import pipeline
+
+    framework = config["framework"]
+    options = {"dtype": None} if framework == "tf" else {}
+    pipe = pipeline("question-answering", model=config["checkpoint"], tokenizer=config["checkpoint"],
+                    framework=framework, **options)
+    cases = config["cases"]
+    for question, context in cases[:3]:
+        pipe(question=question, context=context)
+    if config["batch_size"] == 1:
+        latencies = []
+        for question, context in cases:
+            seconds, _ = _timed(lambda: pipe(question=question, context=context))
+            latencies.append(seconds)
+        return {"latencies": latencies, "seconds": sum(latencies)}
+    seconds, _ = _timed(lambda: pipe(question=[q for q, _ in cases], context=[c for _, c in cases],
+                                     batch_size=config["batch_size"]))
+    return {"seconds": seconds}
+
+
+def worker_saved_model(config) -> dict:
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from tf_qa.graph.model import run_top_k_signature as answer
+
+    signature = tf.saved_model.load(config["saved_model"]).signatures[TOP_K_SIGNATURE]
+    cases = config["cases"]
+    questions, contexts = [q for q, _ in cases], [c for _, c in cases]
+    answer(signature, questions[:16], contexts[:16])
+    if config["batch_size"] == 1:
+        latencies, spans = [], []
+        for question, context in cases:
+            seconds, out = _timed(lambda: answer(signature, [question], [context]))
+            latencies.append(seconds)
+            spans.append([int(out["start"][0, 0]), int(out["end"][0, 0])])
+        return {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
+    size = config["batch_size"]
+    seconds, _ = _timed(lambda: [answer(signature, questions[i:i + size], contexts[i:i + size])
+                                 for i in range(0, len(cases), size)])
+    return {"seconds": seconds}
+
+
+def worker_grpc(config) -> dict:
+    from tf_qa.client import QAClient
+
+    target, cases = config["target"], config["cases"]
+    with QAClient(target, MODEL_NAME, timeout=600) as client:
+        first, _ = _timed(lambda: client.answer(*cases[0]))
+        result = {"first_request": first}
+        for question, context in cases[1:4]:
+            client.answer(question, context)
+        warm = [_timed(lambda: client.answer(*cases[0]))[0] for _ in range(5)]
+        result["warm_request"] = statistics.median(warm)
+        latencies = []
+        for question, context in cases:
+            seconds, _ = _timed(lambda: client.answer(question, context))
+            latencies.append(seconds)
+        result["bs1"] = {"latencies": latencies, "seconds": sum(latencies)}
+        questions, contexts = [q for q, _ in cases], [c for _, c in cases]
+        seconds, _ = _timed(lambda: [client.answer_batch(questions[i:i + 16], contexts[i:i + 16])
+                                     for i in range(0, len(cases), 16)])
+        result["bs16"] = {"seconds": seconds}
+
+    def one_client(chunk):
+        with QAClient(target, MODEL_NAME, timeout=600) as own:
+            for question, context in chunk:
+                own.answer(question, context)
+
+    chunks = [cases[i::8] for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        seconds, _ = _timed(lambda: list(pool.map(one_client, chunks)))
+    result["concurrent8"] = {"seconds": seconds}
+    return result
+
+
+WORKERS = {"peak_matmul": worker_peak_matmul, "pipeline": worker_pipeline, "saved_model": worker_saved_model,
+           "grpc": worker_grpc}
+
+
+def run_worker(kind: str, config: dict, env: dict | None = None) -> dict:
+    """Runs a worker in a fresh process (so runtimes and thread pools never share one)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(config, handle)
+    out = handle.name + ".out"
+    try:
+        subprocess.run([sys.executable, __file__, "--worker", kind, handle.name, out], check=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return json.loads(Path(out).read_text())
+    finally:
+        for path in (handle.name, out):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+if __name__ == "__main__":
+    _, _, kind, config_path, out_path = sys.argv
+    Path(out_path).write_text(json.dumps(WORKERS[kind](json.loads(Path(config_path).read_text()))))

@@ -1,0 +1,104 @@
+"""``ExportOptions``: what an export fixes in the serving graph, defined and validated once (no TensorFlow here).
+
+The model is built from them, ``tf-qa export`` makes one flag of each field that has a ``help`` (and of each
+request limit), and the export's metadata (``tf_qa_export.json``, "options") records them, from which
+``ExportOptions.from_dict`` builds them again.
+
+Example:
+
+>>> options = ExportOptions(max_seq_len=256, doc_stride=64)
+>>> options.max_answer_len, options.limits.max_windows
+(15, 512)
+>>> ExportOptions.from_dict(options.as_dict()) == options
+True
+>>> ExportOptions(max_seq_len=128, doc_stride=128)
+Traceback (most recent call last):
+...
+ValueError: doc_stride (128) must be in [0, max_seq_len=128)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tf_qa.defaults import (
+    DEFAULT_DOC_STRIDE,
+    DEFAULT_MAX_ANSWER_LEN,
+    DEFAULT_MAX_SEQ_LEN,
+    DEFAULT_WINDOW_GROUP_SIZE,
+    MATMUL_DTYPES,
+)
+from tf_qa.graph.limits import RequestLimits
+
+
+def _option(default, help_text: str | None = None, *, minimum: int | None = None, choices: tuple = ()):
+    """A field; ``help_text`` makes it a ``tf-qa export`` flag, ``minimum`` and ``choices`` bound its value."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "minimum": minimum, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """The options of one export; the defaults are the transformers pipeline's.
+
+    Attributes:
+        max_seq_len: tokens per window, special tokens included (None: the checkpoint's, at most 384).
+        doc_stride: tokens shared by consecutive windows.
+        max_answer_len: default longest answer, in tokens (a request may ask for another).
+        handle_impossible_answer: default for whether the empty answer may be returned.
+        align_to_words: answers start and end on word boundaries (the pipeline's default).
+        window_group_size: windows are sorted by length and run through the model in groups of this many,
+            each group padded only to its own longest window (0: one group padded to the batch's longest).
+        matmul_dtype: ``"float32"`` (the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers in the
+            encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``).
+        limits: bounds on the work of one call, checked in the graph before that work.
+    """
+
+    max_seq_len: int | None = _option(
+        None, f"tokens per window (default: the checkpoint's, at most {DEFAULT_MAX_SEQ_LEN})", minimum=1)
+    doc_stride: int = _option(DEFAULT_DOC_STRIDE, "tokens shared by consecutive windows (default %(default)s)",
+                              minimum=0)
+    max_answer_len: int = _option(DEFAULT_MAX_ANSWER_LEN, "default longest answer in tokens (default %(default)s)",
+                                  minimum=1)
+    handle_impossible_answer: bool = _option(False)
+    align_to_words: bool = _option(True)
+    window_group_size: int = _option(
+        DEFAULT_WINDOW_GROUP_SIZE,
+        "run windows through the model in groups of similar length (0: pad all to the longest; default %(default)s)",
+        minimum=0)
+    matmul_dtype: str = _option(
+        "float32", "bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ from the "
+        "pipeline's (tf-qa bench measures the agreement). Default %(default)s", choices=MATMUL_DTYPES)
+    limits: RequestLimits = dataclasses.field(default_factory=RequestLimits)
+
+    def __post_init__(self):
+        if isinstance(self.limits, dict):
+            object.__setattr__(self, "limits", RequestLimits(**self.limits))
+        for field in dataclasses.fields(self):
+            value, minimum = getattr(self, field.name), field.metadata.get("minimum")
+            choices = field.metadata.get("choices")
+            integer = isinstance(value, int) and not isinstance(value, bool)
+            if minimum is not None and value is not None and not (integer and value >= minimum):
+                raise ValueError(f"{field.name} must be an integer of at least {minimum}; got {value!r}")
+            if choices and value not in choices:
+                raise ValueError(f"{field.name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.max_seq_len is not None and not self.doc_stride < self.max_seq_len:
+            raise ValueError(f"doc_stride ({self.doc_stride}) must be in [0, max_seq_len={self.max_seq_len})")
+
+    def with_max_seq_len(self, model_max_length: int) -> ExportOptions:
+        """These options with ``max_seq_len`` set, when unset, from the checkpoint's longest input."""
+        if self.max_seq_len is not None:
+            return self
+        return dataclasses.replace(self, max_seq_len=min(model_max_length, DEFAULT_MAX_SEQ_LEN))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, options: dict) -> ExportOptions:
+        """The options recorded by ``as_dict`` (keys this version does not know are an error)."""
+        return cls(**options)
+
+
+def flag_fields() -> list[dataclasses.Field]:
+    """The fields that ``tf-qa export`` takes as flags, in order."""
+    return [field for field in dataclasses.fields(ExportOptions) if field.metadata.get("help")]
