@@ -65,11 +65,11 @@ def saved_model_dir(qa_model, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
-    """The seeded checkpoint exported once by ``export_model`` as model ``tiny-qa``; read-only (copy to change)."""
-    from tf_qa.saved_model.export import export_model
+    """The seeded checkpoint exported once by ``tf-qa export`` as model ``tiny-qa``; read-only (copy to change)."""
+    from tf_qa.cli import main
 
     repository = tmp_path_factory.mktemp("repository") / "tiny-qa"
-    export_model(checkpoint_dir, repository, report=lambda _: None)
+    assert main(["export", "--model", checkpoint_dir, "--output", str(repository)]) == 0
     return repository
 
 

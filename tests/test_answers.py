@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from tf_qa.graph.answers import _substrings, merge_answers
+from tf_qa.graph.answers import _substrings, lower_utf8, merge_answers
 
 
 @pytest.mark.parametrize("texts,rows,starts,ends,expected", [
@@ -44,3 +44,12 @@ def test_equal_texts_ignoring_case_merge_across_windows():
 def test_no_examples():
     merged = _merge([], [], [], [], [], [])
     assert merged.answer.shape.as_list() == [0, 1] and merged.score.dtype == tf.float32
+
+
+@pytest.mark.parametrize("a,b", [
+    ("Paris", "PARIS"), ("Éclair", "éCLAIR"), ("a\x00B", "A\x00b"), ("a\x00b", "a\x00c"), ("a\x00", "a\x01\x03"),
+    ("a\x01\x02", "a\x01"), ("x\x00\x00Y", "X\x00\x00y"), ("ΣΊΣΥΦΟΣ", "σίσυφοσ"), ("", "\x00"),
+])
+def test_lower_utf8_keys_are_equal_exactly_when_python_lower_is(a, b):
+    keys = lower_utf8(tf.constant([a, b])).numpy()
+    assert (keys[0] == keys[1]) == (a.lower() == b.lower())

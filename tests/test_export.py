@@ -12,17 +12,16 @@ import pytest
 
 from tf_qa.cli import main
 from tf_qa.graph.options import ExportOptions
-from tf_qa.saved_model.export import METADATA_FILE
+from tf_qa.saved_model.export import METADATA_FILE, check_output
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
 from tf_qa.server.repository import version_folders
 
 
 @pytest.fixture(scope="module")
-def repository(checkpoint_dir, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("repo") / "tiny"
-    assert main(["export", "--model", checkpoint_dir, "--output", str(repo)]) == 0
-    return repo
+def repository(tiny_repository):
+    """Made by ``tf-qa export`` (see conftest.py); read-only."""
+    return tiny_repository
 
 
 def test_layout_warmup_and_metadata(repository):
@@ -45,8 +44,9 @@ def test_layout_warmup_and_metadata(repository):
 def test_versions_increment_and_are_never_overwritten(repository, checkpoint_dir, capsys):
     assert main(["export", "--model", checkpoint_dir, "--output", str(repository), "--version", "1"]) == 1
     assert "already exists" in capsys.readouterr().err
-    assert main(["export", "--model", checkpoint_dir, "--output", str(repository)]) == 0
-    assert version_folders(str(repository)) == [1, 2]
+    assert version_folders(str(repository)) == [1]
+    assert check_output(repository, None, force=False) == 2
+    assert check_output(repository, 1, force=True) == 1
 
 
 @pytest.mark.parametrize("make_output,message", [
@@ -76,10 +76,12 @@ def test_killed_export_leaves_no_loadable_version(checkpoint_dir, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "tf_qa.cli", "export", "--model", checkpoint_dir, "--output", str(repo)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Wait until the save stage has begun, then stop it as a deployment system would.
+    # Wait until the SavedModel is being written, then stop the export as a deployment system would.
     for line in process.stdout:
         if line.startswith("[build] done"):
-            time.sleep(1.0)
+            deadline = time.monotonic() + 60
+            while not any(repo.glob(".tmp-*/model/variables")) and time.monotonic() < deadline:
+                time.sleep(0.01)
             process.send_signal(signal.SIGTERM)
             break
     process.wait(timeout=120)

@@ -93,29 +93,36 @@ def test_new_version_published_while_requests_are_in_flight(repository, tmp_path
     repo = tmp_path / NAME
     shutil.copytree(repository / "1", repo / "1")
     server = ModelServer(str(repo), NAME, port=0, poll_seconds=0.2).start()
-    failures, versions_seen, stop = [], set(), threading.Event()
+    failures, versions_seen, answered, stop = [], set(), [], threading.Event()
 
     def hammer():
         with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0) as client:
             while not stop.is_set():
                 try:
                     client.answer(QUESTION, CONTEXT)
+                    answered.append(1)
                     versions_seen.update(s["version"] for s in client.status())
                 except errors.TFQAError as error:
                     failures.append(error)
+
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     try:
         for thread in threads:
             thread.start()
-        time.sleep(1.0)
+        wait_for(lambda: len(answered) >= 8, "answers from version 1")
         # Publish as tf-qa export does: build beside, then one rename.
         shutil.copytree(repository / "1", repo / ".tmp-2")
         (repo / ".tmp-2").rename(repo / "2")
-        deadline = time.monotonic() + 60
-        while 2 not in versions_seen and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)
+        wait_for(lambda: 2 in versions_seen, "version 2 to be served")
+        wait_for(lambda: server.repository.statuses() == [2], "version 1 to be unloaded")
+        answered_before = len(answered)
+        wait_for(lambda: len(answered) >= answered_before + 8, "answers after version 1 was unloaded")
     finally:
         stop.set()
         for thread in threads:

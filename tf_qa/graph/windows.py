@@ -67,6 +67,32 @@ def windows_per_example(question_lengths: tf.Tensor, context_lengths: tf.Tensor,
     return tf.where(cut, 1 + (context_lengths - room + step - 1) // step, tf.ones_like(context_lengths))
 
 
+def _window_ids(question_ids, context_ids, example, position, context_index, c_begin, c_end, *, cls_id: int,
+               sep_id: int) -> tf.Tensor:
+    """[W, L] ids: ``[CLS] question [SEP] context [SEP]`` then 0, by position (question at 1..c_begin-2)."""
+    def gather_tokens(ids: tf.RaggedTensor, index: tf.Tensor) -> tf.Tensor:
+        # A trailing 0 keeps the clipped gather in range even for an empty batch.
+        values = tf.concat([tf.cast(ids.values, tf.int32), [0]], axis=0)
+        return tf.gather(values, tf.clip_by_value(index, 0, tf.size(values, out_type=tf.int64) - 1))
+
+    def row_start(ids: tf.RaggedTensor) -> tf.Tensor:
+        return tf.gather(ids.row_starts(), example)[:, tf.newaxis]
+
+    question_tokens = gather_tokens(question_ids, row_start(question_ids) + position - 1)
+    context_tokens = gather_tokens(context_ids, row_start(context_ids) + context_index)
+    q_end = c_begin - 2  # last question position
+    return tf.where(
+        position == 0,
+        cls_id,
+        tf.where(
+            position <= q_end,
+            question_tokens,
+            tf.where((position == q_end + 1) | (position == c_end), sep_id,
+                     tf.where((position >= c_begin) & (position < c_end), context_tokens, 0)),
+        ),
+    )
+
+
 def make_windows(
     question_ids: tf.RaggedTensor,
     context_ids: tf.RaggedTensor,
@@ -105,36 +131,12 @@ def make_windows(
     max_len = tf.reduce_max(tf.concat([seq_len, [0]], axis=0))
 
     position = tf.range(max_len)[tf.newaxis, :]
-    q_end = window_q_len[:, tf.newaxis]  # last question position
-    c_begin = q_end + 2
+    c_begin = window_q_len[:, tf.newaxis] + 2
     c_end = c_begin + window_len[:, tf.newaxis]  # position of the final [SEP]
-
-    def gather_tokens(ids: tf.RaggedTensor, index: tf.Tensor) -> tf.Tensor:
-        # A trailing 0 keeps the clipped gather in range even for an empty batch.
-        values = tf.concat([tf.cast(ids.values, tf.int32), [0]], axis=0)
-        return tf.gather(values, tf.clip_by_value(index, 0, tf.size(values, out_type=tf.int64) - 1))
-
-    def row_start(ids: tf.RaggedTensor) -> tf.Tensor:
-        return tf.gather(ids.row_starts(), example)[:, tf.newaxis]
-
-    question_tokens = gather_tokens(question_ids, row_start(question_ids) + position - 1)
     context_index = window_start[:, tf.newaxis] + position - c_begin
-    context_tokens = gather_tokens(context_ids, row_start(context_ids) + context_index)
-
+    input_ids = _window_ids(question_ids, context_ids, example, position, context_index, c_begin, c_end,
+                            cls_id=cls_id, sep_id=sep_id)
     is_context = (position >= c_begin) & (position < c_end)
-    input_ids = tf.where(
-        position == 0,
-        cls_id,
-        tf.where(
-            position <= q_end,
-            question_tokens,
-            tf.where(
-                (position == q_end + 1) | (position == c_end),
-                sep_id,
-                tf.where(is_context, context_tokens, 0),
-            ),
-        ),
-    )
     attention_mask = tf.cast(position < seq_len[:, tf.newaxis], tf.int32)
     return Windows(
         input_ids=input_ids,

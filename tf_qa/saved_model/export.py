@@ -119,41 +119,12 @@ def export_model(
     """
     output = Path(output)
     version = check_output(output, version, force)
-    model_name = model_name or output.name
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=output))
-    stage_started = time.monotonic()
-
-    def stage(name: str) -> None:
-        nonlocal stage_started
-        now = time.monotonic()
-        report(f"[{name}] done in {now - stage_started:.1f}s")
-        stage_started = now
-
+    stage = _stage_timer(report)
     try:
         with _sigterm_as_interrupt(), _heartbeat(report):
-            report(f"[load] {checkpoint}")
-            qa_model, tokenizer = _load(checkpoint, from_pt)
-            stage("load")
-            from tf_qa.graph.model import QuestionAnsweringModel
-
-            try:
-                model = QuestionAnsweringModel.from_transformers(qa_model, tokenizer, options)
-            except ValueError as error:
-                raise ExportError(str(error)) from None
-            vocab_dir = staging / "vocab"
-            tokenizer.save_vocabulary(str(vocab_dir.mkdir() or vocab_dir))
-            model.attach_vocabulary(next(vocab_dir.iterdir()))
-            stage("build")
-            saved = staging / "model"
-            model.save_for_serving(str(saved))
-            shutil.rmtree(vocab_dir)
-            stage("save")
-            requests = warmup_requests(model_name)
-            write_warmup(saved / "assets.extra" / WARMUP_FILE, requests)
-            _write_metadata(saved / "assets.extra" / METADATA_FILE, checkpoint, model)
-            stage("warmup")
-            _self_check(model, saved, requests)
-            stage("self-check")
+            saved = _build_and_check(checkpoint, staging, from_pt=from_pt, model_name=model_name or output.name,
+                                     options=options, report=report, stage=stage)
             final = output / str(version)
             if final.exists():  # only with force
                 shutil.rmtree(final)
@@ -163,6 +134,47 @@ def export_model(
             return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage_timer(report: Callable[[str], None]) -> Callable[[str], None]:
+    """``stage(name)`` reports how long the stage that just ended took."""
+    started = [time.monotonic()]
+
+    def stage(name: str) -> None:
+        now = time.monotonic()
+        report(f"[{name}] done in {now - started[0]:.1f}s")
+        started[0] = now
+
+    return stage
+
+
+def _build_and_check(checkpoint: str, staging: Path, *, from_pt: bool, model_name: str,
+                     options: ExportOptions | None, report, stage) -> Path:
+    """Loads, builds, saves, writes warmup and metadata, and self-checks ``staging/model``; returns it."""
+    report(f"[load] {checkpoint}")
+    qa_model, tokenizer = _load(checkpoint, from_pt)
+    stage("load")
+    from tf_qa.graph.model import QuestionAnsweringModel
+
+    try:
+        model = QuestionAnsweringModel.from_transformers(qa_model, tokenizer, options)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    vocab_dir = staging / "vocab"
+    tokenizer.save_vocabulary(str(vocab_dir.mkdir() or vocab_dir))
+    model.attach_vocabulary(next(vocab_dir.iterdir()))
+    stage("build")
+    saved = staging / "model"
+    model.save_for_serving(str(saved))
+    shutil.rmtree(vocab_dir)
+    stage("save")
+    requests = warmup_requests(model_name)
+    write_warmup(saved / "assets.extra" / WARMUP_FILE, requests)
+    _write_metadata(saved / "assets.extra" / METADATA_FILE, checkpoint, model)
+    stage("warmup")
+    _self_check(model, saved, requests)
+    stage("self-check")
+    return saved
 
 
 def _load(checkpoint: str, from_pt: bool):

@@ -90,7 +90,7 @@ def to_array(value, dtype) -> np.ndarray:
             return array
         array = np.array(value)
         kinds = "b" if dtype.is_bool else "iu" if dtype.is_integer else "iuf"
-        if array.dtype.kind not in kinds:
+        if array.size and array.dtype.kind not in kinds:  # an empty list has no kind: numpy calls it float
             raise ValueError(f"expected {dtype.name} values, got {json.dumps(value)[:50]}")
         if dtype.is_integer and array.size and not (dtype.min <= array.min() and array.max() <= dtype.max):
             raise ValueError(f"a value is outside the range of {dtype.name}")
