@@ -53,9 +53,20 @@ def window_lengths_of(checkpoint: str, cases) -> list[list[int]]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    return [[len(ids) for ids in tokenizer(question, context, truncation="only_second", max_length=DEFAULT_MAX_SEQ_LEN,
-                                           stride=DEFAULT_DOC_STRIDE, return_overflowing_tokens=True)["input_ids"]]
-            for question, context in cases]
+    return [
+        [
+            len(ids)
+            for ids in tokenizer(
+                question,
+                context,
+                truncation="only_second",
+                max_length=DEFAULT_MAX_SEQ_LEN,
+                stride=DEFAULT_DOC_STRIDE,
+                return_overflowing_tokens=True,
+            )["input_ids"]
+        ]
+        for question, context in cases
+    ]
 
 
 def pipeline_rows(checkpoint: str, checkpoint_pt: str, cases) -> dict[str, dict]:
@@ -66,12 +77,14 @@ def pipeline_rows(checkpoint: str, checkpoint_pt: str, cases) -> dict[str, dict]
         for batch in (1, 16):
             report(f"pipeline PyTorch bs{batch} ...")
             rows[f"pipeline PyTorch bs{batch}"] = run_worker(
-                "pipeline", {"framework": "pt", "checkpoint": checkpoint_pt, "cases": cases, "batch_size": batch})
+                "pipeline", {"framework": "pt", "checkpoint": checkpoint_pt, "cases": cases, "batch_size": batch}
+            )
     except ImportError:
         report("PyTorch is not installed (pip install 'tf-qa[bench]'): PyTorch pipeline rows skipped")
     report("pipeline TF bs1 ...")
     rows["pipeline TF bs1"] = run_worker(
-        "pipeline", {"framework": "tf", "checkpoint": checkpoint, "cases": cases, "batch_size": 1})
+        "pipeline", {"framework": "tf", "checkpoint": checkpoint, "cases": cases, "batch_size": 1}
+    )
     return rows
 
 
@@ -82,7 +95,8 @@ def tf_qa_rows(repositories: dict[str, str], cases) -> tuple[dict[str, dict], di
         for batch in (1, 16):
             report(f"{label} SavedModel in-process bs{batch} ...")
             rows[f"{label} in-process bs{batch}"] = run_worker(
-                "saved_model", {"saved_model": f"{repo}/1", "cases": cases, "batch_size": batch})
+                "saved_model", {"saved_model": f"{repo}/1", "cases": cases, "batch_size": batch}
+            )
         report(f"{label} over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
         grpc = grpc_by_export[label] = run_server_rows(repo, cases, BATCHING_ARGS)
         rows[f"{label} gRPC bs1"], rows[f"{label} gRPC bs16"] = grpc["bs1"], grpc["bs16"]
@@ -94,8 +108,12 @@ def table_rows(rows: dict[str, dict], n: int, useful_gflop: float, peak: float) 
     """One entry per row: q/s, latency percentiles, GFLOP/s and the ratios to the pipeline rows."""
     table = []
     for name, row in rows.items():
-        entry = {"row": name, "questions_per_s": n / row["seconds"],
-                 "gflops": useful_gflop / row["seconds"], "peak_fraction": useful_gflop / row["seconds"] / peak}
+        entry = {
+            "row": name,
+            "questions_per_s": n / row["seconds"],
+            "gflops": useful_gflop / row["seconds"],
+            "peak_fraction": useful_gflop / row["seconds"] / peak,
+        }
         if row.get("latencies"):
             entry.update(p50_ms=1000 * percentile(row["latencies"], 50), p99_ms=1000 * percentile(row["latencies"], 99))
         table.append(entry)
@@ -114,21 +132,30 @@ def batching_sweep(repository: str, cases) -> list[dict]:
     for setting, batching_args in BATCHING_SWEEP.items():
         report(f"batching sweep: {setting} ...")
         result = run_server_rows(repository, cases, batching_args)
-        sweep.append({
-            "setting": setting, "bs1_p50_ms": 1000 * percentile(result["bs1"]["latencies"], 50),
-            "bs1_questions_per_s": n / result["bs1"]["seconds"], "bs16_questions_per_s": n / result["bs16"]["seconds"],
-            "clients8_questions_per_s": n / result["concurrent8"]["seconds"]})
+        sweep.append(
+            {
+                "setting": setting,
+                "bs1_p50_ms": 1000 * percentile(result["bs1"]["latencies"], 50),
+                "bs1_questions_per_s": n / result["bs1"]["seconds"],
+                "bs16_questions_per_s": n / result["bs16"]["seconds"],
+                "clients8_questions_per_s": n / result["concurrent8"]["seconds"],
+            }
+        )
     return sweep
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--questions", type=positive_int, default=300)
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
-    parser.add_argument("--sweep-batching", action="store_true",
-                        help="also run the gRPC rows under each server batching setting in BATCHING_SWEEP")
+    parser.add_argument(
+        "--sweep-batching",
+        action="store_true",
+        help="also run the gRPC rows under each server batching setting in BATCHING_SWEEP",
+    )
     return parser.parse_args(argv)
 
 
@@ -152,11 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     grpc = grpc_by_export["tf-qa"]
     fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
     summary = {
-        "questions": n, "windows": sum(map(len, window_lengths)), "useful_gflop": useful_gflop,
-        "peak_matmul_gflops": peak, "rows": table_rows(rows, n, useful_gflop, peak),
-        "first_request_s": grpc["first_request"], "warm_request_s": grpc["warm_request"],
+        "questions": n,
+        "windows": sum(map(len, window_lengths)),
+        "useful_gflop": useful_gflop,
+        "peak_matmul_gflops": peak,
+        "rows": table_rows(rows, n, useful_gflop, peak),
+        "first_request_s": grpc["first_request"],
+        "warm_request_s": grpc["warm_request"],
         "first_over_warm": grpc["first_request"] / grpc["warm_request"],
-        "server_peak_rss_mb": grpc["server_peak_rss_mb"], "server_load_seconds": grpc["server_load_seconds"],
+        "server_peak_rss_mb": grpc["server_peak_rss_mb"],
+        "server_load_seconds": grpc["server_load_seconds"],
         "cpu_count": os.cpu_count(),
         "bf16_top1_agreement_with_fp32": sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n,
     }
@@ -171,29 +203,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"| row | q/s | p50 ms | p99 ms | GFLOP/s (% of peak {summary['peak_matmul_gflops']:.0f}) "
-             "| x PyTorch bs16 | x TF bs1 | p50 / PyTorch bs1 |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"| row | q/s | p50 ms | p99 ms | GFLOP/s (% of peak {summary['peak_matmul_gflops']:.0f}) "
+        "| x PyTorch bs16 | x TF bs1 | p50 / PyTorch bs1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     fmt = lambda value, spec: "" if value is None else format(value, spec)  # noqa: E731
     for row in summary["rows"]:
         lines.append(
             f"| {row['row']} | {row['questions_per_s']:.2f} | {fmt(row.get('p50_ms'), '.0f')} | "
             f"{fmt(row.get('p99_ms'), '.0f')} | {row['gflops']:.0f} ({100 * row['peak_fraction']:.0f}%) | "
             f"{fmt(row.get('x pipeline PyTorch bs16'), '.2f')} | {fmt(row.get('x pipeline TF bs1'), '.2f')} | "
-            f"{fmt(row.get('p50 / PyTorch bs1 p50'), '.2f')} |")
+            f"{fmt(row.get('p50 / PyTorch bs1 p50'), '.2f')} |"
+        )
     lines.append("")
-    lines.append(f"{summary['questions']} questions ({summary['windows']} windows); first gRPC request after start "
-                 f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
-                 f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
-                 f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs")
-    lines.append(f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
-                 f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions")
+    lines.append(
+        f"{summary['questions']} questions ({summary['windows']} windows); first gRPC request after start "
+        f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
+        f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
+        f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs"
+    )
+    lines.append(
+        f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
+        f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+    )
     if summary.get("batching_sweep"):
-        lines += ["", "| server batching | bs1 p50 ms | bs1 q/s | bs16 q/s | 8 clients q/s |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "| server batching | bs1 p50 ms | bs1 q/s | bs16 q/s | 8 clients q/s |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for row in summary["batching_sweep"]:
-            lines.append(f"| {row['setting']} | {row['bs1_p50_ms']:.1f} | {row['bs1_questions_per_s']:.2f} | "
-                         f"{row['bs16_questions_per_s']:.2f} | {row['clients8_questions_per_s']:.2f} |")
+            lines.append(
+                f"| {row['setting']} | {row['bs1_p50_ms']:.1f} | {row['bs1_questions_per_s']:.2f} | "
+                f"{row['bs16_questions_per_s']:.2f} | {row['clients8_questions_per_s']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -208,8 +252,13 @@ def plot(path: Path, window_lengths, rows) -> None:
         return
     tokens = [sum(lengths) for lengths in window_lengths]
     figure, axes = plt.subplots(figsize=(8, 5))
-    for name in ("pipeline PyTorch bs1", "pipeline TF bs1", "tf-qa gRPC bs1", "tf-qa in-process bs1",
-                 "tf-qa bf16 gRPC bs1"):
+    for name in (
+        "pipeline PyTorch bs1",
+        "pipeline TF bs1",
+        "tf-qa gRPC bs1",
+        "tf-qa in-process bs1",
+        "tf-qa bf16 gRPC bs1",
+    ):
         if name in rows and rows[name].get("latencies"):
             axes.scatter(tokens, [1000 * s for s in rows[name]["latencies"]], s=8, label=name, alpha=0.7)
     axes.set_xlabel("tokens in the question's windows")

@@ -15,8 +15,15 @@ from bench_workers import MODEL_NAME, run_worker
 
 def batching_args(timeout_micros: int, threads: int) -> list[str]:
     """``tf-qa serve`` options for server-side batching of up to 16 questions."""
-    return ["--enable-batching", "--max-batch-size", "16", "--batch-timeout-micros", str(timeout_micros),
-            "--num-batch-threads", str(threads)]
+    return [
+        "--enable-batching",
+        "--max-batch-size",
+        "16",
+        "--batch-timeout-micros",
+        str(timeout_micros),
+        "--num-batch-threads",
+        str(threads),
+    ]
 
 
 #: The server's batching settings, as in serving/batching_parameters.txt.
@@ -74,15 +81,21 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
         report("converting it to PyTorch weights for the PyTorch pipeline")
         # from_pretrained(from_tf=True) leaves every weight on the meta device in transformers 4.57.6, so
         # the TF weights are copied into a normally built PyTorch model instead.
-        code = ("import sys; from transformers import AutoConfig, AutoTokenizer, DistilBertForQuestionAnswering,"
-                " TFDistilBertForQuestionAnswering;"
-                "from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model as load;"
-                "m = load(DistilBertForQuestionAnswering(AutoConfig.from_pretrained(sys.argv[1])),"
-                " TFDistilBertForQuestionAnswering.from_pretrained(sys.argv[1]));"
-                "m.save_pretrained(sys.argv[2]);"
-                " AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])")
-        subprocess.run([sys.executable, "-c", code, str(checkpoint), str(checkpoint_pt)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        code = (
+            "import sys; from transformers import AutoConfig, AutoTokenizer, DistilBertForQuestionAnswering,"
+            " TFDistilBertForQuestionAnswering;"
+            "from transformers.modeling_tf_pytorch_utils import load_tf2_model_in_pytorch_model as load;"
+            "m = load(DistilBertForQuestionAnswering(AutoConfig.from_pretrained(sys.argv[1])),"
+            " TFDistilBertForQuestionAnswering.from_pretrained(sys.argv[1]));"
+            "m.save_pretrained(sys.argv[2]);"
+            " AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, str(checkpoint), str(checkpoint_pt)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     repositories = []
     for folder, matmul_dtype in (("repository", "float32"), ("repository-bf16", "bfloat16")):
         repository = workdir / folder / MODEL_NAME
@@ -92,8 +105,9 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
 
             shutil.rmtree(repository, ignore_errors=True)
             report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}")
-            export_model(str(checkpoint), repository, version=1, options=ExportOptions(matmul_dtype=matmul_dtype),
-                         report=report)
+            export_model(
+                str(checkpoint), repository, version=1, options=ExportOptions(matmul_dtype=matmul_dtype), report=report
+            )
         repositories.append(str(repository))
     return str(checkpoint), str(checkpoint_pt), *repositories
 
@@ -107,9 +121,26 @@ def _free_port() -> int:
 def run_server_rows(repository: str, cases, batching_args: list[str]) -> dict:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", repository, "--model-name", MODEL_NAME,
-         "--port", str(port), "--poll-seconds", "0", *batching_args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [
+            sys.executable,
+            "-m",
+            "tf_qa.cli",
+            "serve",
+            "--model-base-path",
+            repository,
+            "--model-name",
+            MODEL_NAME,
+            "--port",
+            str(port),
+            "--poll-seconds",
+            "0",
+            *batching_args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     try:
         started = time.monotonic()
         for line in server.stdout:

@@ -48,8 +48,9 @@ def worker_pipeline(config) -> dict:
 
     framework = config["framework"]
     options = {"dtype": None} if framework == "tf" else {}
-    pipe = pipeline("question-answering", model=config["checkpoint"], tokenizer=config["checkpoint"],
-                    framework=framework, **options)
+    pipe = pipeline(
+        "question-answering", model=config["checkpoint"], tokenizer=config["checkpoint"], framework=framework, **options
+    )
     cases = config["cases"]
     for question, context in cases[:3]:
         pipe(question=question, context=context)
@@ -59,8 +60,9 @@ def worker_pipeline(config) -> dict:
             seconds, _ = _timed(lambda: pipe(question=question, context=context))
             latencies.append(seconds)
         return {"latencies": latencies, "seconds": sum(latencies)}
-    seconds, _ = _timed(lambda: pipe(question=[q for q, _ in cases], context=[c for _, c in cases],
-                                     batch_size=config["batch_size"]))
+    seconds, _ = _timed(
+        lambda: pipe(question=[q for q, _ in cases], context=[c for _, c in cases], batch_size=config["batch_size"])
+    )
     return {"seconds": seconds}
 
 
@@ -82,8 +84,9 @@ def worker_saved_model(config) -> dict:
             spans.append([int(out["start"][0, 0]), int(out["end"][0, 0])])
         return {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
     size = config["batch_size"]
-    seconds, _ = _timed(lambda: [answer(signature, questions[i:i + size], contexts[i:i + size])
-                                 for i in range(0, len(cases), size)])
+    seconds, _ = _timed(
+        lambda: [answer(signature, questions[i : i + size], contexts[i : i + size]) for i in range(0, len(cases), size)]
+    )
     return {"seconds": seconds}
 
 
@@ -104,8 +107,9 @@ def worker_grpc(config) -> dict:
             latencies.append(seconds)
         result["bs1"] = {"latencies": latencies, "seconds": sum(latencies)}
         questions, contexts = [q for q, _ in cases], [c for _, c in cases]
-        seconds, _ = _timed(lambda: [client.answer_batch(questions[i:i + 16], contexts[i:i + 16])
-                                     for i in range(0, len(cases), 16)])
+        seconds, _ = _timed(
+            lambda: [client.answer_batch(questions[i : i + 16], contexts[i : i + 16]) for i in range(0, len(cases), 16)]
+        )
         result["bs16"] = {"seconds": seconds}
 
     def one_client(chunk):
@@ -120,8 +124,12 @@ def worker_grpc(config) -> dict:
     return result
 
 
-WORKERS = {"peak_matmul": worker_peak_matmul, "pipeline": worker_pipeline, "saved_model": worker_saved_model,
-           "grpc": worker_grpc}
+WORKERS = {
+    "peak_matmul": worker_peak_matmul,
+    "pipeline": worker_pipeline,
+    "saved_model": worker_saved_model,
+    "grpc": worker_grpc,
+}
 
 
 def run_worker(kind: str, config: dict, env: dict | None = None) -> dict:
@@ -130,9 +138,13 @@ def run_worker(kind: str, config: dict, env: dict | None = None) -> dict:
         json.dump(config, handle)
     out = handle.name + ".out"
     try:
-        subprocess.run([sys.executable, __file__, "--worker", kind, handle.name, out], check=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, __file__, "--worker", kind, handle.name, out],
+            check=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return json.loads(Path(out).read_text())
     finally:
         for path in (handle.name, out):

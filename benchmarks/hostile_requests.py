@@ -43,16 +43,33 @@ def _context(chars: int) -> bytes:
 def grpc_rows() -> list[tuple[str, predict_pb2.PredictRequest]]:
     one = lambda value, dtype: np.array([value], dtype)  # noqa: E731
     return [
-        ("answer_top_k with top_k = 2^31-1", _request(
-            "answer_top_k", question=one(QUESTION, object), context=one(b"Paris is nice.", object),
-            top_k=one(2**31 - 1, np.int32), max_answer_len=one(15, np.int32),
-            handle_impossible_answer=one(False, bool))),
-        ("token_spans with L = 100,000", _request("token_spans", input_ids=np.zeros([1, 100_000], np.int32),
-                                                  attention_mask=np.ones([1, 100_000], np.int32))),
-        ("one 1,000,000-character context", _request("serving_default", question=one(QUESTION, object),
-                                                     context=one(_context(1_000_000), object))),
-        ("one 250,000-character context (within the limits)", _request(
-            "serving_default", question=one(QUESTION, object), context=one(_context(250_000), object))),
+        (
+            "answer_top_k with top_k = 2^31-1",
+            _request(
+                "answer_top_k",
+                question=one(QUESTION, object),
+                context=one(b"Paris is nice.", object),
+                top_k=one(2**31 - 1, np.int32),
+                max_answer_len=one(15, np.int32),
+                handle_impossible_answer=one(False, bool),
+            ),
+        ),
+        (
+            "token_spans with L = 100,000",
+            _request(
+                "token_spans",
+                input_ids=np.zeros([1, 100_000], np.int32),
+                attention_mask=np.ones([1, 100_000], np.int32),
+            ),
+        ),
+        (
+            "one 1,000,000-character context",
+            _request("serving_default", question=one(QUESTION, object), context=one(_context(1_000_000), object)),
+        ),
+        (
+            "one 250,000-character context (within the limits)",
+            _request("serving_default", question=one(QUESTION, object), context=one(_context(250_000), object)),
+        ),
         ("an empty batch", _request("serving_default", question=np.array([], object), context=np.array([], object))),
     ]
 
@@ -69,8 +86,9 @@ def _post(port: int, body: bytes, headers: dict | None) -> str:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         # With headers given, the body is not sent: the request only claims its length.
-        connection.request("POST", f"/v1/models/{MODEL_NAME}:predict", body=None if headers else body,
-                           headers=headers or {})
+        connection.request(
+            "POST", f"/v1/models/{MODEL_NAME}:predict", body=None if headers else body, headers=headers or {}
+        )
         response = connection.getresponse()
         return f"HTTP {response.status} {json.loads(response.read()).get('error', 'answered')[:90]}"
     except (OSError, http.client.HTTPException) as error:
@@ -93,12 +111,29 @@ def cli_rows(repository: Path, workdir: Path) -> list[tuple[str, list[str]]]:
     not_json.write_text("this is not JSON")
     tf_qa = [sys.executable, "-m", "tf_qa.cli"]
     return [
-        ("tf-qa evaluate --squad MISSING", tf_qa + ["evaluate", "--squad", str(workdir / "missing.json"),
-                                                    "--saved-model", str(repository)]),
-        ("tf-qa evaluate --squad NOT-JSON", tf_qa + ["evaluate", "--squad", str(not_json),
-                                                     "--saved-model", str(repository)]),
-        ("tf-qa ask --context-file MISSING", tf_qa + ["ask", "--target", "127.0.0.1:1", "--model-name", "x",
-                                                      "--question", "q", "--context-file", str(workdir / "none")]),
+        (
+            "tf-qa evaluate --squad MISSING",
+            tf_qa + ["evaluate", "--squad", str(workdir / "missing.json"), "--saved-model", str(repository)],
+        ),
+        (
+            "tf-qa evaluate --squad NOT-JSON",
+            tf_qa + ["evaluate", "--squad", str(not_json), "--saved-model", str(repository)],
+        ),
+        (
+            "tf-qa ask --context-file MISSING",
+            tf_qa
+            + [
+                "ask",
+                "--target",
+                "127.0.0.1:1",
+                "--model-name",
+                "x",
+                "--question",
+                "q",
+                "--context-file",
+                str(workdir / "none"),
+            ],
+        ),
         ("tf-qa validate export/NAME (the model folder)", tf_qa + ["validate", str(repository)]),
         ("tf-qa bench --questions -5", tf_qa + ["bench", "--questions", "-5"]),
     ]
@@ -113,8 +148,10 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     repository = export_seeded(workdir, args.size)
     print(f"{'request':52} {'ms':>8} {'peak RSS +MB':>13}  outcome")
-    with Served(repository, rest=True) as served, grpc.insecure_channel(served.target, options=[
-            ("grpc.max_send_message_length", 256 << 20)]) as channel:
+    with (
+        Served(repository, rest=True) as served,
+        grpc.insecure_channel(served.target, options=[("grpc.max_send_message_length", 256 << 20)]) as channel,
+    ):
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
 
         def grpc_send(request):

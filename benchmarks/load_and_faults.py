@@ -27,14 +27,25 @@ from tf_qa import errors
 from tf_qa.client import QAClient
 
 #: Bad requests and what each must get: (question, context, top_k).
-BAD = [("   ", "Paris is nice.", 1), ("Where?", "", 1), (b"caf\xc3", "Paris.", 1), ("Where?", "Paris.", 0),
-       ("Where?", "Paris.", 5000), ("Where?", "a " * 140_000, 1)]
+BAD = [
+    ("   ", "Paris is nice.", 1),
+    ("Where?", "", 1),
+    (b"caf\xc3", "Paris.", 1),
+    ("Where?", "Paris.", 0),
+    ("Where?", "Paris.", 5000),
+    ("Where?", "a " * 140_000, 1),
+]
 
 
 def good_cases(count: int, seed: int = 7) -> list[tuple[str, str]]:
     rng = random.Random(seed)
-    return [(f"What {rng.choice(WORDS)} {rng.choice(WORDS)}?",
-             " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 900))) + ".") for _ in range(count)]
+    return [
+        (
+            f"What {rng.choice(WORDS)} {rng.choice(WORDS)}?",
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 900))) + ".",
+        )
+        for _ in range(count)
+    ]
 
 
 def expected_answers(version_dir: Path, cases) -> list[tuple]:
@@ -44,8 +55,9 @@ def expected_answers(version_dir: Path, cases) -> list[tuple]:
 
     signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     out = signature(question=tf.constant([q for q, _ in cases]), context=tf.constant([c for _, c in cases]))
-    return [(a.decode(), int(s), int(e)) for a, s, e in zip(out["answer"].numpy(), out["start"].numpy(),
-                                                             out["end"].numpy())]
+    return [
+        (a.decode(), int(s), int(e)) for a, s, e in zip(out["answer"].numpy(), out["start"].numpy(), out["end"].numpy())
+    ]
 
 
 class Tally:
@@ -82,8 +94,11 @@ def client_loop(target: str, cases, expected, tally: Tally, stop: threading.Even
                     continue
                 index = rng.randrange(len(cases))
                 result = client.answer(*cases[index])
-                tally.add(sent=1, latency=time.monotonic() - started,
-                          wrong=int((result["answer"], result["start"], result["end"]) != expected[index]))
+                tally.add(
+                    sent=1,
+                    latency=time.monotonic() - started,
+                    wrong=int((result["answer"], result["start"], result["end"]) != expected[index]),
+                )
             except errors.TFQAError as error:
                 tally.add(sent=1, failure=(time.monotonic(), f"{type(error).__name__}: {str(error)[:80]}"))
                 time.sleep(0.05)
@@ -106,8 +121,10 @@ def main() -> int:
     tally, stop, rss = Tally(), threading.Event(), []
     served = Served(repository, extra_args=("--poll-seconds", "1")).start()
     began = time.monotonic()
-    clients = [threading.Thread(target=client_loop, args=(served.target, cases, expected, tally, stop, i))
-               for i in range(args.clients)]
+    clients = [
+        threading.Thread(target=client_loop, args=(served.target, cases, expected, tally, stop, i))
+        for i in range(args.clients)
+    ]
     for thread in clients:
         thread.start()
     restart_window, published = None, False
@@ -115,14 +132,17 @@ def main() -> int:
         if served.alive():
             rss.append((elapsed, served.rss_mb()))
         if restart_window is None and elapsed > duration * 0.45:
-            print(f"[{elapsed:5.0f}s] kill -9 the server (RSS {served.rss_mb():.0f} MB), then start it again",
-                  flush=True)
+            print(
+                f"[{elapsed:5.0f}s] kill -9 the server (RSS {served.rss_mb():.0f} MB), then start it again", flush=True
+            )
             killed = time.monotonic()
             served.kill()
             served.start()
             restart_window = (killed, time.monotonic() + 1.0)
-            print(f"[{time.monotonic() - began:5.0f}s] serving again after {restart_window[1] - 1 - killed:.1f}s",
-                  flush=True)
+            print(
+                f"[{time.monotonic() - began:5.0f}s] serving again after {restart_window[1] - 1 - killed:.1f}s",
+                flush=True,
+            )
         if not published and elapsed > duration * 0.7:
             shutil.copytree(repository / "1", repository.parent / ".tmp-2")
             (repository.parent / ".tmp-2").rename(repository / "2")
@@ -144,18 +164,24 @@ def report(tally: Tally, rss, restart_window, duration: float, args) -> None:
     second = [mb for t, mb in rss if 60 <= t < 120]
     last = [mb for t, mb in rss if t >= duration - 60]
     print(f"{args.clients} clients, {duration / 60:.1f} min, {args.size} model")
-    print(f"requests sent {tally.sent}; good answered {len(latencies)}, wrong answers {tally.wrong}; bad refused as "
-          f"expected {tally.refused_as_expected}")
+    print(
+        f"requests sent {tally.sent}; good answered {len(latencies)}, wrong answers {tally.wrong}; bad refused as "
+        f"expected {tally.refused_as_expected}"
+    )
     print(f"failures in the restart window {len(in_window)}; other failures {len(other)}")
     for _, error in other[:5]:
         print(f"  {error}")
     if latencies:
-        print(f"latency of good requests: p50 {statistics.median(latencies) * 1000:.1f} ms, "
-              f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms")
+        print(
+            f"latency of good requests: p50 {statistics.median(latencies) * 1000:.1f} ms, "
+            f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms"
+        )
     if second and last:
         mean2, mean_last = statistics.mean(second), statistics.mean(last)
-        print(f"server RSS: minute 2 {mean2:.0f} MB, last minute {mean_last:.0f} MB "
-              f"({(mean_last / mean2 - 1) * 100:+.1f}%)")
+        print(
+            f"server RSS: minute 2 {mean2:.0f} MB, last minute {mean_last:.0f} MB "
+            f"({(mean_last / mean2 - 1) * 100:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

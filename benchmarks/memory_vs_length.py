@@ -48,8 +48,10 @@ def main() -> int:
                 seconds = time.monotonic() - started
                 grown = served.peak_rss_mb() - before
                 first = first or (grown, length)
-                print(f"  {length:>9,} chars: peak - before {grown:7.0f} MB  ({grown / max(first[0], 1):6.1f}x for "
-                      f"{length / first[1]:5.0f}x the length)  {seconds:6.2f} s  answer {answer['answer'][:30]!r}")
+                print(
+                    f"  {length:>9,} chars: peak - before {grown:7.0f} MB  ({grown / max(first[0], 1):6.1f}x for "
+                    f"{length / first[1]:5.0f}x the length)  {seconds:6.2f} s  answer {answer['answer'][:30]!r}"
+                )
     return 0
 
 

@@ -39,12 +39,27 @@ def export_seeded(workdir: str | os.PathLike, size: str, *extra_export_args: str
         return repository
     checkpoint = workdir / f"checkpoint-{size}"
     if not (checkpoint / "config.json").exists():
-        code = ("import sys; from tf_qa.checkpoints import BASE, make_random_checkpoint; "
-                "make_random_checkpoint(sys.argv[1], seed=1234, size=BASE if sys.argv[2] == 'base' else None)")
+        code = (
+            "import sys; from tf_qa.checkpoints import BASE, make_random_checkpoint; "
+            "make_random_checkpoint(sys.argv[1], seed=1234, size=BASE if sys.argv[2] == 'base' else None)"
+        )
         subprocess.run([sys.executable, "-c", code, str(checkpoint), size], check=True, stderr=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "tf_qa.cli", "export", "--model", str(checkpoint), "--output",
-                    str(repository), *extra_export_args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tf_qa.cli",
+            "export",
+            "--model",
+            str(checkpoint),
+            "--output",
+            str(repository),
+            *extra_export_args,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return repository
 
 
@@ -71,9 +86,24 @@ class Served:
     def start(self) -> Served:
         rest = ["--rest-api-port", str(self.rest_port)] if self.rest_port else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", self.repository, "--model-name",
-             MODEL_NAME, "--port", str(self.port), *rest, *self.extra_args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tf_qa.cli",
+                "serve",
+                "--model-base-path",
+                self.repository,
+                "--model-name",
+                MODEL_NAME,
+                "--port",
+                str(self.port),
+                *rest,
+                *self.extra_args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         line = self.process.stdout.readline()
         if not line.startswith("serving "):
             raise RuntimeError(f"tf-qa serve did not start: {line!r}")

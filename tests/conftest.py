@@ -45,8 +45,9 @@ def pipe(checkpoint_dir):
     from transformers import pipeline
 
     # dtype=None: without it transformers 4.57.6 needs torch even for framework="tf".
-    return forward_once(pipeline("question-answering", model=checkpoint_dir, tokenizer=checkpoint_dir,
-                                 framework="tf", dtype=None))
+    return forward_once(
+        pipeline("question-answering", model=checkpoint_dir, tokenizer=checkpoint_dir, framework="tf", dtype=None)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -64,8 +64,9 @@ def forward_once(pipe):
     def run_single(inputs, preprocess_params, forward_params, postprocess_params):
         key = (inputs.question_text, inputs.context_text, tuple(sorted(preprocess_params.items())))
         if key not in outputs_by_example:
-            outputs_by_example[key] = [pipe.forward(features, **forward_params)
-                                       for features in pipe.preprocess(inputs, **preprocess_params)]
+            outputs_by_example[key] = [
+                pipe.forward(features, **forward_params) for features in pipe.preprocess(inputs, **preprocess_params)
+            ]
         return pipe.postprocess(outputs_by_example[key], **postprocess_params)
 
     pipe.run_single = run_single
@@ -81,19 +82,26 @@ def saved_model_answers(signature, questions, contexts, *, top_k, handle_impossi
     results = []
     for begin in range(0, len(questions), batch_size):
         q = questions[begin : begin + batch_size]
-        out = run_top_k_signature(signature, q, contexts[begin : begin + batch_size], top_k=top_k,
-                                  handle_impossible_answer=handle_impossible_answer)
+        out = run_top_k_signature(
+            signature,
+            q,
+            contexts[begin : begin + batch_size],
+            top_k=top_k,
+            handle_impossible_answer=handle_impossible_answer,
+        )
         for row in range(len(q)):
             answers = []
             for rank in range(out["answer"].shape[1]):
                 if out["start"][row, rank] == -1:
                     break
-                answers.append({
-                    "answer": out["answer"][row, rank].decode("utf-8"),
-                    "score": float(out["score"][row, rank]),
-                    "start": int(out["start"][row, rank]),
-                    "end": int(out["end"][row, rank]),
-                })
+                answers.append(
+                    {
+                        "answer": out["answer"][row, rank].decode("utf-8"),
+                        "score": float(out["score"][row, rank]),
+                        "start": int(out["start"][row, rank]),
+                        "end": int(out["end"][row, rank]),
+                    }
+                )
             results.append(answers)
     return results
 
@@ -113,8 +121,9 @@ def compare(pipe, answer_fn, questions, contexts, *, top_k, handle_impossible_an
     ours_all = answer_fn(questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer)
     counts = ParityCounts()
     for question, context, ours in zip(questions, contexts, ours_all):
-        theirs = as_list(pipe(question=question, context=context, top_k=top_k,
-                              handle_impossible_answer=handle_impossible_answer))
+        theirs = as_list(
+            pipe(question=question, context=context, top_k=top_k, handle_impossible_answer=handle_impossible_answer)
+        )
         compared = [(rank, t) for rank, t in enumerate(theirs) if t["score"] > 0.0]
         counts.zero_artifacts += len(theirs) - len(compared)
         mismatched = [(rank, t) for rank, t in compared if rank >= len(ours) or not _same(ours[rank], t)]
@@ -122,13 +131,18 @@ def compare(pipe, answer_fn, questions, contexts, *, top_k, handle_impossible_an
             counts.identical += 1
             continue
         # A float tie: the pipeline scores our span (asked for more candidates) within tolerance of its own.
-        wider = as_list(pipe(question=question, context=context, top_k=top_k + 10,
-                             handle_impossible_answer=handle_impossible_answer))
+        wider = as_list(
+            pipe(
+                question=question, context=context, top_k=top_k + 10, handle_impossible_answer=handle_impossible_answer
+            )
+        )
+
         def pipeline_score(answer, wider=wider):
             for candidate in wider:
                 if (candidate["start"], candidate["end"]) == (answer["start"], answer["end"]):
                     return candidate["score"]
             return None
+
         tied = all(
             rank < len(ours)
             and (score := pipeline_score(ours[rank])) is not None

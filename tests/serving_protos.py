@@ -18,9 +18,12 @@ def _build():
     wrappers = descriptor_pb2.FileDescriptorProto()
     wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
     pool.Add(wrappers)
-    proto = descriptor_pb2.FileDescriptorProto(name="tf_qa_test_serving_configs.proto",
-                                               package="tensorflow.serving", syntax="proto3",
-                                               dependency=["google/protobuf/wrappers.proto"])
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="tf_qa_test_serving_configs.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
 
     def message(name, fields):
         msg = proto.message_type.add(name=name)
@@ -29,22 +32,31 @@ def _build():
 
     optional, repeated = _FIELD.LABEL_OPTIONAL, _FIELD.LABEL_REPEATED
     int64_value = (_FIELD.TYPE_MESSAGE, ".google.protobuf.Int64Value")
-    message("BatchingParameters", [
-        ("max_batch_size", *int64_value, optional),
-        ("batch_timeout_micros", *int64_value, optional),
-        ("max_enqueued_batches", *int64_value, optional),
-        ("num_batch_threads", *int64_value, optional),
-        ("thread_pool_name", _FIELD.TYPE_MESSAGE, ".google.protobuf.StringValue", optional),
-        ("allowed_batch_sizes", _FIELD.TYPE_INT64, None, repeated),
-        ("pad_variable_length_inputs", _FIELD.TYPE_BOOL, None, optional),
-    ])
-    message("PrometheusConfig", [
-        ("enable", _FIELD.TYPE_BOOL, None, optional),
-        ("path", _FIELD.TYPE_STRING, None, optional),
-    ])
-    message("MonitoringConfig", [
-        ("prometheus_config", _FIELD.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", optional),
-    ])
+    message(
+        "BatchingParameters",
+        [
+            ("max_batch_size", *int64_value, optional),
+            ("batch_timeout_micros", *int64_value, optional),
+            ("max_enqueued_batches", *int64_value, optional),
+            ("num_batch_threads", *int64_value, optional),
+            ("thread_pool_name", _FIELD.TYPE_MESSAGE, ".google.protobuf.StringValue", optional),
+            ("allowed_batch_sizes", _FIELD.TYPE_INT64, None, repeated),
+            ("pad_variable_length_inputs", _FIELD.TYPE_BOOL, None, optional),
+        ],
+    )
+    message(
+        "PrometheusConfig",
+        [
+            ("enable", _FIELD.TYPE_BOOL, None, optional),
+            ("path", _FIELD.TYPE_STRING, None, optional),
+        ],
+    )
+    message(
+        "MonitoringConfig",
+        [
+            ("prometheus_config", _FIELD.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig", optional),
+        ],
+    )
     pool.Add(proto)
     get = lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))  # noqa: E731
     return get("BatchingParameters"), get("MonitoringConfig")

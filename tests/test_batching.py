@@ -21,6 +21,7 @@ def _doubler(calls):
         if (feeds["x"] < 0).any():
             raise InvalidInput("negative input")
         return [feeds["x"] * 2, feeds["x"] + key]
+
     return run
 
 
@@ -48,9 +49,11 @@ def test_requests_of_different_keys_or_shapes_are_not_merged():
     batcher = RequestBatcher(_doubler(calls), max_batch_size=16, timeout=0.2, num_threads=1)
     try:
         with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(batcher.submit, 1, {"x": np.zeros([1, 3])}),
-                       pool.submit(batcher.submit, 1, {"x": np.zeros([1, 5])}),
-                       pool.submit(batcher.submit, 2, {"x": np.zeros([1, 3])})]
+            futures = [
+                pool.submit(batcher.submit, 1, {"x": np.zeros([1, 3])}),
+                pool.submit(batcher.submit, 1, {"x": np.zeros([1, 5])}),
+                pool.submit(batcher.submit, 2, {"x": np.zeros([1, 3])}),
+            ]
             shapes = [f.result()[0].shape for f in futures]
     finally:
         batcher.close()
@@ -59,8 +62,13 @@ def test_requests_of_different_keys_or_shapes_are_not_merged():
 
 def test_a_bad_request_fails_alone():
     calls = []
-    batcher = RequestBatcher(_doubler(calls), max_batch_size=8, timeout=0.3, num_threads=1,
-                             is_invalid_argument=lambda e: isinstance(e, InvalidInput))
+    batcher = RequestBatcher(
+        _doubler(calls),
+        max_batch_size=8,
+        timeout=0.3,
+        num_threads=1,
+        is_invalid_argument=lambda e: isinstance(e, InvalidInput),
+    )
     outcomes = {}
     barrier = threading.Barrier(3)
 
@@ -94,8 +102,9 @@ def test_batching_server_answers_as_unbatched(tiny_repository):
     repo = tiny_repository
     cases = non_ascii_cases()[:24]
     plain = ModelServer(str(repo), "tiny", port=0, poll_seconds=0).start()
-    batched = ModelServer(str(repo), "tiny", port=0, poll_seconds=0,
-                          batching={"max_batch_size": 8, "timeout": 0.05, "num_threads": 2}).start()
+    batched = ModelServer(
+        str(repo), "tiny", port=0, poll_seconds=0, batching={"max_batch_size": 8, "timeout": 0.05, "num_threads": 2}
+    ).start()
     try:
         with QAClient(f"127.0.0.1:{plain.port}", "tiny") as client:
             expected = [client.answer(q, c, top_k=2) for q, c in cases]

@@ -11,11 +11,14 @@ from tf_qa import cli
 BENCH_SCRIPT = Path(cli.__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
-@pytest.mark.parametrize("argv", [
-    ["--questions", "3", "--skip-pipelines"],
-    ["--questions", "3", "--output", "out", "--sweep-batching"],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--questions", "3", "--skip-pipelines"],
+        ["--questions", "3", "--output", "out", "--sweep-batching"],
+        [],
+    ],
+)
 def test_bench_receives_its_own_options(monkeypatch, argv):
     received = []
     monkeypatch.setattr("subprocess.call", lambda command: received.append(command[1:]) or 0)

@@ -12,21 +12,28 @@ from tf_qa.console import _CPP_LOG_LINE
 NOISE = ("port.cc", "cudart_stub", "cuda_platform", "absl::InitializeLog", "WARNING:tensorflow", "deprecated")
 
 
-@pytest.mark.parametrize("line,dropped", [
-    (b"I0000 00:00:1795754579.616074   15195 port.cc:153] oneDNN custom operations are on.\n", True),
-    (b"E0000 00:00:1795754515.210284   14773 cuda_platform.cc:52] failed call to cuInit\n", True),
-    (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n", True),
-    (b"F0000 00:00:1795754515.210284   14773 check.cc:1] a fatal error still shows\n", False),
-    (b"tf-qa export: cannot load checkpoint 'x'\n", False),
-    (b"[load] done in 0.1s\n", False),
-])
+@pytest.mark.parametrize(
+    "line,dropped",
+    [
+        (b"I0000 00:00:1795754579.616074   15195 port.cc:153] oneDNN custom operations are on.\n", True),
+        (b"E0000 00:00:1795754515.210284   14773 cuda_platform.cc:52] failed call to cuInit\n", True),
+        (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n", True),
+        (b"F0000 00:00:1795754515.210284   14773 check.cc:1] a fatal error still shows\n", False),
+        (b"tf-qa export: cannot load checkpoint 'x'\n", False),
+        (b"[load] done in 0.1s\n", False),
+    ],
+)
 def test_cpp_log_lines_are_recognised(line, dropped):
     assert bool(_CPP_LOG_LINE.match(line)) == dropped
 
 
 def _validate(repository, *flags) -> list[str]:
-    done = subprocess.run([sys.executable, "-m", "tf_qa.cli", "validate", str(repository / "1"), *flags],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tf_qa.cli", "validate", str(repository / "1"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return (done.stdout + done.stderr).splitlines()
 

@@ -69,16 +69,25 @@ def test_served_session_runs_the_fused_onednn_kernels(saved_model_dir, transform
     layer norm. Guards the graph shapes the fusions depend on (``_layer_norm``'s ensure_shape, 2-D rows)."""
     session, signatures = load_session(saved_model_dir)
     signature = signatures[SERVING_DEFAULT]
-    feeds = {signature.inputs["question"].name: [b"where is it?"],
-             signature.inputs["context"].name: [b"It is in Paris, the capital of France."]}
+    feeds = {
+        signature.inputs["question"].name: [b"where is it?"],
+        signature.inputs["context"].name: [b"It is in Paris, the capital of France."],
+    }
     fetches = [output.name for output in signature.outputs.values()]
     session.run(fetches, feeds)
     metadata = tf.compat.v1.RunMetadata()
-    session.run(fetches, feeds, options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
-                run_metadata=metadata)
+    session.run(
+        fetches,
+        feeds,
+        options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+        run_metadata=metadata,
+    )
     session.close()
-    kernels = collections.Counter(node.timeline_label.split(" = ")[-1].split("(")[0]
-                                  for device in metadata.step_stats.dev_stats for node in device.node_stats)
+    kernels = collections.Counter(
+        node.timeline_label.split(" = ")[-1].split("(")[0]
+        for device in metadata.step_stats.dev_stats
+        for node in device.node_stats
+    )
     if not any(kernel.startswith("_Mkl") for kernel in kernels):
         pytest.skip("oneDNN is off in this TensorFlow (TF_ENABLE_ONEDNN_OPTS=0 or a build without it)")
     n_layers = transformers_qa_model.config.n_layers

@@ -46,8 +46,12 @@ def client(target):
 def _client_answers(client, questions, contexts, *, top_k, handle_impossible_answer, batch_size=16):
     results = []
     for begin in range(0, len(questions), batch_size):
-        batch = client.answer_batch(questions[begin:begin + batch_size], contexts[begin:begin + batch_size],
-                                    top_k=top_k, handle_impossible_answer=handle_impossible_answer)
+        batch = client.answer_batch(
+            questions[begin : begin + batch_size],
+            contexts[begin : begin + batch_size],
+            top_k=top_k,
+            handle_impossible_answer=handle_impossible_answer,
+        )
         results.extend(r if isinstance(r, list) else [r] for r in batch)
     return results
 
@@ -59,8 +63,9 @@ def test_answers_over_grpc_equal_the_pipeline(client, pipe, hf_tokenizer, top_k,
         sets["squad-v1.1[:300]"] = squad_pairs(SQUAD_V1, 300)
     answer_fn = lambda q, c, **options: _client_answers(client, q, c, **options)  # noqa: E731
     for name, cases in sets.items():
-        counts = compare(pipe, answer_fn, [q for q, _ in cases], [c for _, c in cases],
-                         top_k=top_k, handle_impossible_answer=handle)
+        counts = compare(
+            pipe, answer_fn, [q for q, _ in cases], [c for _, c in cases], top_k=top_k, handle_impossible_answer=handle
+        )
         print(counts.summary(f"gRPC {name} top_k={top_k} handle_impossible_answer={handle}"))
         assert counts.agreement >= REQUIRED_AGREEMENT, counts.summary(name)
 
@@ -95,11 +100,14 @@ def test_metadata_describes_signatures(client):
     assert set(top_k["outputs"]) == {"answer", "score", "start", "end"}
 
 
-@pytest.mark.parametrize("question,context,message", [
-    ("   ", "Paris is nice.", "question is empty"),
-    ("Where?", "", "context is empty"),
-    (b"caf\xc3", "Paris is nice.", "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "question,context,message",
+    [
+        ("   ", "Paris is nice.", "question is empty"),
+        ("Where?", "", "context is empty"),
+        (b"caf\xc3", "Paris is nice.", "not valid UTF-8"),
+    ],
+)
 def test_bad_requests_are_invalid_argument(client, question, context, message):
     with pytest.raises(errors.InvalidRequest, match=message):
         client.answer(question, context)
@@ -141,8 +149,17 @@ def test_unreachable_server_fails_within_deadline_naming_the_target():
 def test_ask_command_prints_the_answer(target, capsys):
     from tf_qa.cli import main
 
-    args = ["ask", "--target", target, "--model-name", MODEL_NAME, "--question", "What is the capital?",
-            "--context", "Paris is the capital of France."]
+    args = [
+        "ask",
+        "--target",
+        target,
+        "--model-name",
+        MODEL_NAME,
+        "--question",
+        "What is the capital?",
+        "--context",
+        "Paris is the capital of France.",
+    ]
     assert main(args + ["--json", "--top-k", "2"]) == 0
     answers = __import__("json").loads(capsys.readouterr().out)
     assert len(answers) == 2 and {"answer", "score", "start", "end"} <= set(answers[0])
@@ -160,8 +177,22 @@ def test_serve_command_stops_cleanly_on_sigterm(tiny_repository):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", str(tiny_repository), "--model-name",
-         MODEL_NAME, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tf_qa.cli",
+            "serve",
+            "--model-base-path",
+            str(tiny_repository),
+            "--model-name",
+            MODEL_NAME,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert process.stdout.readline().startswith(f"serving {MODEL_NAME}")
         with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=60) as client:

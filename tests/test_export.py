@@ -49,9 +49,12 @@ def test_versions_increment_and_are_never_overwritten(repository, checkpoint_dir
     assert check_output(repository, 1, force=True) == 1
 
 
-@pytest.mark.parametrize("make_output,message", [
-    (lambda tmp: (tmp / "file").write_text("x") and tmp / "file", "is not a folder"),
-])
+@pytest.mark.parametrize(
+    "make_output,message",
+    [
+        (lambda tmp: (tmp / "file").write_text("x") and tmp / "file", "is not a folder"),
+    ],
+)
 def test_bad_output(tmp_path, checkpoint_dir, capsys, make_output, message):
     assert main(["export", "--model", checkpoint_dir, "--output", str(make_output(tmp_path))]) == 1
     assert message in capsys.readouterr().err
@@ -75,7 +78,10 @@ def test_killed_export_leaves_no_loadable_version(checkpoint_dir, tmp_path):
     repo = tmp_path / "repo"
     process = subprocess.Popen(
         [sys.executable, "-m", "tf_qa.cli", "export", "--model", checkpoint_dir, "--output", str(repo)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # Wait until the SavedModel is being written, then stop the export as a deployment system would.
     for line in process.stdout:
         if line.startswith("[build] done"):
@@ -110,8 +116,9 @@ def _validate_model(path, serve, capsys) -> tuple[int, str]:
 def test_validate_flags_an_op_tf_serving_lacks(tmp_path, capsys):
     import tensorflow as tf
 
-    code, out = _validate_model(tmp_path / "1", lambda x: {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)},
-                                capsys)
+    code, out = _validate_model(
+        tmp_path / "1", lambda x: {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)}, capsys
+    )
     assert code == 1 and "EagerPyFunc" in out and "does NOT fit" in out
 
 
@@ -128,8 +135,9 @@ def test_unwritable_output_and_bert_style_models(tmp_path, checkpoint_dir, capsy
     assert main(["export", "--model", checkpoint_dir, "--output", "/proc/tf-qa-cannot-write/model"]) == 1
     assert "cannot write to output folder" in capsys.readouterr().err
     bert = tmp_path / "bert"
-    model = TFBertForQuestionAnswering(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                                  intermediate_size=64))
+    model = TFBertForQuestionAnswering(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    )
     model(model.dummy_inputs)
     model.save_pretrained(bert)
     assert main(["export", "--model", str(bert), "--output", str(tmp_path / "out")]) == 1
@@ -158,6 +166,7 @@ def test_bfloat16_export_is_opt_in_and_agrees_with_float32(repository, checkpoin
         signature = tf.saved_model.load(str(repo / "1")).signatures["answer_top_k"]
         answers[name] = run_top_k_signature(signature, questions, contexts)
     same = (answers["float32"]["start"][:, 0] == answers["bfloat16"]["start"][:, 0]) & (
-        answers["float32"]["end"][:, 0] == answers["bfloat16"]["end"][:, 0])
+        answers["float32"]["end"][:, 0] == answers["bfloat16"]["end"][:, 0]
+    )
     assert same.mean() >= 0.98, f"bf16 top answers agree with fp32 on only {same.mean():.1%}"
     assert not np.array_equal(answers["float32"]["score"], answers["bfloat16"]["score"])  # really bf16

@@ -41,8 +41,12 @@ QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and 
 RSS_GROWTH_BOUND_MB = 400
 #: Two version swaps; before unloading returned memory, each swap of this model kept about 90 MB.
 SWAPS_GROWTH_BOUND_MB = 120
-GRPC_ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-                grpc.StatusCode.RESOURCE_EXHAUSTED}
+GRPC_ALLOWED = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 REST_ALLOWED = {200, 400, 404, 411, 413}
 
 
@@ -64,13 +68,31 @@ def repository(tiny_repository, tmp_path_factory):
 def served(repository):
     grpc_port, rest_port = _free_port(), _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", str(repository), "--model-name", NAME,
-         "--port", str(grpc_port), "--rest-api-port", str(rest_port), "--poll-seconds", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tf_qa.cli",
+            "serve",
+            "--model-base-path",
+            str(repository),
+            "--model-name",
+            NAME,
+            "--port",
+            str(grpc_port),
+            "--rest-api-port",
+            str(rest_port),
+            "--poll-seconds",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert process.stdout.readline().startswith(f"serving {NAME}")
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[
-                ("grpc.max_send_message_length", 64 << 20)]) as channel:
+        with grpc.insecure_channel(
+            f"127.0.0.1:{grpc_port}", options=[("grpc.max_send_message_length", 64 << 20)]
+        ) as channel:
             yield process, channel, rest_port
     finally:
         process.send_signal(signal.SIGTERM)
@@ -98,8 +120,9 @@ def _request(signature: str = "serving_default", model: str = NAME, **inputs) ->
     request.model_spec.name = model
     request.model_spec.signature_name = signature
     for key, value in inputs.items():
-        request.inputs[key].CopyFrom(value if isinstance(value, type(request.inputs[key]))
-                                     else tf.make_tensor_proto(value))
+        request.inputs[key].CopyFrom(
+            value if isinstance(value, type(request.inputs[key])) else tf.make_tensor_proto(value)
+        )
     return request
 
 
@@ -110,10 +133,13 @@ def _texts(values) -> np.ndarray:
 def _top_k_request(n: int, *, top_k=1, max_answer_len=15, contexts=None, sizes=None) -> predict_pb2.PredictRequest:
     sizes = sizes or [n] * 5
     return _request(
-        "answer_top_k", question=_texts([QUESTION.encode()] * sizes[0]),
-        context=_texts(contexts or [CONTEXT.encode()] * sizes[1]), top_k=np.full([sizes[2]], top_k, np.int32),
+        "answer_top_k",
+        question=_texts([QUESTION.encode()] * sizes[0]),
+        context=_texts(contexts or [CONTEXT.encode()] * sizes[1]),
+        top_k=np.full([sizes[2]], top_k, np.int32),
         max_answer_len=np.full([sizes[3]], max_answer_len, np.int32),
-        handle_impossible_answer=np.zeros([sizes[4]], bool))
+        handle_impossible_answer=np.zeros([sizes[4]], bool),
+    )
 
 
 def _windows_past_the_limit() -> bytes:
@@ -127,19 +153,32 @@ def _grpc_cases(rng: random.Random) -> list[tuple[str, object]]:
     huge.inputs["context"].tensor_shape.dim[0].size = rng.randrange(10**9, 10**13)
     cases = [
         ("past max_examples", _top_k_request(LIMITS.max_examples + 1)),
-        ("past max_text_bytes", _request(question=_texts([b"q?"]),
-                                         context=_texts([b"a" * (LIMITS.max_text_bytes - 1)]))),
+        (
+            "past max_text_bytes",
+            _request(question=_texts([b"q?"]), context=_texts([b"a" * (LIMITS.max_text_bytes - 1)])),
+        ),
         ("past max_windows", _request(question=_texts([b"q?"]), context=_texts([_windows_past_the_limit()]))),
         ("past max_top_k", _top_k_request(1, top_k=LIMITS.max_top_k + 1)),
         ("top_k 2^31-1", _top_k_request(1, top_k=2**31 - 1)),
-        ("token_spans past max_windows", _request("token_spans", input_ids=np.full([LIMITS.max_windows + 1, 4], 101,
-                                                                                   np.int32),
-                                                  attention_mask=np.ones([LIMITS.max_windows + 1, 4], np.int32))),
-        ("token_spans past positions", _request("token_spans", input_ids=np.full([1, 513], 101, np.int32),
-                                                attention_mask=np.ones([1, 513], np.int32))),
+        (
+            "token_spans past max_windows",
+            _request(
+                "token_spans",
+                input_ids=np.full([LIMITS.max_windows + 1, 4], 101, np.int32),
+                attention_mask=np.ones([LIMITS.max_windows + 1, 4], np.int32),
+            ),
+        ),
+        (
+            "token_spans past positions",
+            _request(
+                "token_spans", input_ids=np.full([1, 513], 101, np.int32), attention_mask=np.ones([1, 513], np.int32)
+            ),
+        ),
         ("declared huge shape", huge),
-        ("message past max_request_bytes", _request(question=_texts([b"q"]),
-                                                    context=_texts([b"a" * (DEFAULT_MAX_REQUEST_BYTES + 1)]))),
+        (
+            "message past max_request_bytes",
+            _request(question=_texts([b"q"]), context=_texts([b"a" * (DEFAULT_MAX_REQUEST_BYTES + 1)])),
+        ),
         ("empty batch", _request(question=_texts([]), context=_texts([]))),
         ("unknown model", _request(model="nope", question=_texts([b"q"]), context=_texts([b"c"]))),
         ("unknown signature", _request("nope", question=_texts([b"q"]), context=_texts([b"c"]))),
@@ -148,8 +187,10 @@ def _grpc_cases(rng: random.Random) -> list[tuple[str, object]]:
         kind = i % 6
         n = rng.randrange(1, 5)
         if kind == 0:
-            request = _request(question=_texts([_random_bytes(rng) for _ in range(n)]),
-                               context=_texts([_random_bytes(rng) for _ in range(n)]))
+            request = _request(
+                question=_texts([_random_bytes(rng) for _ in range(n)]),
+                context=_texts([_random_bytes(rng) for _ in range(n)]),
+            )
         elif kind == 1:
             shape = rng.choice([[], [n, 2], [1, 1, n]])
             request = _request(question=_texts(np.full(shape, b"q?", object)), context=_texts([CONTEXT.encode()]))
@@ -157,17 +198,22 @@ def _grpc_cases(rng: random.Random) -> list[tuple[str, object]]:
             dtype = rng.choice([np.int32, np.float32, bool, np.int64])
             request = _request(question=np.zeros([n], dtype), context=_texts([CONTEXT.encode()] * n))
         elif kind == 3:
-            request = _top_k_request(n, top_k=rng.choice([0, -1, -(2**31), LIMITS.max_top_k + rng.randrange(1, 10**6)]),
-                                     max_answer_len=rng.choice([0, -5, 15, 2**31 - 1]))
+            request = _top_k_request(
+                n,
+                top_k=rng.choice([0, -1, -(2**31), LIMITS.max_top_k + rng.randrange(1, 10**6)]),
+                max_answer_len=rng.choice([0, -5, 15, 2**31 - 1]),
+            )
         elif kind == 4:
             sizes = [n] * 5
             sizes[rng.randrange(1, 5)] = n + rng.randrange(1, 3)
             request = _top_k_request(n, sizes=sizes)
         else:
             length = rng.randrange(1, 40)
-            request = _request("token_spans",
-                               input_ids=np.array([[rng.randrange(-5, 40000) for _ in range(length)]] * n, np.int32),
-                               attention_mask=np.array([[rng.randrange(-1, 3) for _ in range(length)]] * n, np.int32))
+            request = _request(
+                "token_spans",
+                input_ids=np.array([[rng.randrange(-5, 40000) for _ in range(length)]] * n, np.int32),
+                attention_mask=np.array([[rng.randrange(-1, 3) for _ in range(length)]] * n, np.int32),
+            )
         cases.append((f"random {['bytes', 'shape', 'dtype', 'options', 'batch sizes', 'token_spans'][kind]}", request))
     return cases
 
@@ -207,8 +253,9 @@ def _rest_cases(rng: random.Random) -> list[tuple[str, bytes, dict | None]]:
             body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
         elif kind == 2:
             instance = dict(good, signature_name="answer_top_k")
-            instance[rng.choice(["question", "context", "top_k", "max_answer_len", "handle_impossible_answer"])] = \
+            instance[rng.choice(["question", "context", "top_k", "max_answer_len", "handle_impossible_answer"])] = (
                 _random_json(rng)
+            )
             body = json.dumps({"signature_name": "answer_top_k", "instances": [instance]}).encode()
         else:
             body = json.dumps({"inputs": {"question": _random_json(rng), "context": _random_json(rng)}}).encode()
@@ -258,9 +305,11 @@ def test_the_server_survives_every_hostile_request(served):
     after = predict(good, timeout=30)
     rss_after = _rss_mb(process.pid)
     refusals = [seconds for _, _, outcome, seconds in outcomes if outcome not in ("OK", 200)]
-    print(f"\n{len(outcomes)} hostile requests ({sum(o[0] == 'gRPC' for o in outcomes)} gRPC); "
-          f"{len(refusals)} refused, slowest refusal {max(refusals) * 1000:.0f} ms; "
-          f"server RSS {rss_before:.0f} -> {rss_after:.0f} MB")
+    print(
+        f"\n{len(outcomes)} hostile requests ({sum(o[0] == 'gRPC' for o in outcomes)} gRPC); "
+        f"{len(refusals)} refused, slowest refusal {max(refusals) * 1000:.0f} ms; "
+        f"server RSS {rss_before:.0f} -> {rss_after:.0f} MB"
+    )
     for protocol, name, outcome, seconds in outcomes:
         if seconds > 0.1:
             print(f"  over 100 ms: {protocol} {name}: {outcome} in {seconds * 1000:.0f} ms")

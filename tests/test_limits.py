@@ -31,9 +31,12 @@ def signatures(checkpoint_dir):
 def _top_k(signatures, questions, contexts, top_k=1, max_answer_len=15):
     n = len(questions)
     return signatures[TOP_K_SIGNATURE](
-        question=tf.constant(questions, tf.string), context=tf.constant(contexts, tf.string),
-        top_k=tf.fill([n], top_k), max_answer_len=tf.fill([n], max_answer_len),
-        handle_impossible_answer=tf.fill([n], False))
+        question=tf.constant(questions, tf.string),
+        context=tf.constant(contexts, tf.string),
+        top_k=tf.fill([n], top_k),
+        max_answer_len=tf.fill([n], max_answer_len),
+        handle_impossible_answer=tf.fill([n], False),
+    )
 
 
 def _spans(signatures, shape):
@@ -43,20 +46,31 @@ def _spans(signatures, shape):
 
 # Each request is over exactly one limit; without the check its work would take seconds and gigabytes.
 OVER_LIMIT = {
-    "examples": (lambda s: _top_k(s, ["q?"] * 5, ["c"] * 5),
-                 "request has 5 examples, over the limit max_examples=4 (raise it with tf-qa export --max-examples)"),
-    "text bytes": (lambda s: _top_k(s, ["q?"], ["word " * 4000]),
-                   "request has 20002 bytes of question and context text, over the limit max_text_bytes=20000 "
-                   "(raise it with tf-qa export --max-text-bytes)"),
-    "windows": (lambda s: _top_k(s, ["q?"], [WORDS * 150]),
-                "windows of up to 384 tokens, over the limit max_windows=6 (raise it with tf-qa export --max-windows)"),
-    "top_k": (lambda s: _top_k(s, ["q?"], ["c"], top_k=2**31 - 1),
-              "top_k must be between 1 and 50 (raise the limit with tf-qa export --max-top-k); got] [2147483647"),
-    "token_spans windows": (lambda s: _spans(s, [7, 8]),
-                            "request has 7 windows, over the limit max_windows=6 (raise it with tf-qa export "
-                            "--max-windows)"),
-    "token_spans positions": (lambda s: _spans(s, [1, 100_000]),
-                              "input_ids has 100000 positions, more than the model's max_position_embeddings=512"),
+    "examples": (
+        lambda s: _top_k(s, ["q?"] * 5, ["c"] * 5),
+        "request has 5 examples, over the limit max_examples=4 (raise it with tf-qa export --max-examples)",
+    ),
+    "text bytes": (
+        lambda s: _top_k(s, ["q?"], ["word " * 4000]),
+        "request has 20002 bytes of question and context text, over the limit max_text_bytes=20000 "
+        "(raise it with tf-qa export --max-text-bytes)",
+    ),
+    "windows": (
+        lambda s: _top_k(s, ["q?"], [WORDS * 150]),
+        "windows of up to 384 tokens, over the limit max_windows=6 (raise it with tf-qa export --max-windows)",
+    ),
+    "top_k": (
+        lambda s: _top_k(s, ["q?"], ["c"], top_k=2**31 - 1),
+        "top_k must be between 1 and 50 (raise the limit with tf-qa export --max-top-k); got] [2147483647",
+    ),
+    "token_spans windows": (
+        lambda s: _spans(s, [7, 8]),
+        "request has 7 windows, over the limit max_windows=6 (raise it with tf-qa export --max-windows)",
+    ),
+    "token_spans positions": (
+        lambda s: _spans(s, [1, 100_000]),
+        "input_ids has 100000 positions, more than the model's max_position_embeddings=512",
+    ),
 }
 
 
@@ -92,24 +106,46 @@ def test_token_spans_needs_a_position(signatures, shape):
         _spans(signatures, shape)
 
 
-@pytest.mark.parametrize("name,inputs,expected", [
-    (SERVING_DEFAULT, {"question": tf.zeros([0], tf.string), "context": tf.zeros([0], tf.string)},
-     {"answer": ([0], tf.string), "score": ([0], tf.float32), "start": ([0], tf.int64), "end": ([0], tf.int64)}),
-    (TOP_K_SIGNATURE, {"question": tf.zeros([0], tf.string), "context": tf.zeros([0], tf.string),
-                       "top_k": tf.zeros([0], tf.int32), "max_answer_len": tf.zeros([0], tf.int32),
-                       "handle_impossible_answer": tf.zeros([0], tf.bool)},
-     {"answer": ([0, 1], tf.string), "score": ([0, 1], tf.float32), "start": ([0, 1], tf.int64),
-      "end": ([0, 1], tf.int64)}),
-    (TOKEN_SPANS_SIGNATURE, {"input_ids": tf.zeros([0, 0], tf.int32), "attention_mask": tf.zeros([0, 0], tf.int32)},
-     {"start": ([0], tf.int64), "end": ([0], tf.int64), "score": ([0], tf.float32)}),
-])
+@pytest.mark.parametrize(
+    "name,inputs,expected",
+    [
+        (
+            SERVING_DEFAULT,
+            {"question": tf.zeros([0], tf.string), "context": tf.zeros([0], tf.string)},
+            {"answer": ([0], tf.string), "score": ([0], tf.float32), "start": ([0], tf.int64), "end": ([0], tf.int64)},
+        ),
+        (
+            TOP_K_SIGNATURE,
+            {
+                "question": tf.zeros([0], tf.string),
+                "context": tf.zeros([0], tf.string),
+                "top_k": tf.zeros([0], tf.int32),
+                "max_answer_len": tf.zeros([0], tf.int32),
+                "handle_impossible_answer": tf.zeros([0], tf.bool),
+            },
+            {
+                "answer": ([0, 1], tf.string),
+                "score": ([0, 1], tf.float32),
+                "start": ([0, 1], tf.int64),
+                "end": ([0, 1], tf.int64),
+            },
+        ),
+        (
+            TOKEN_SPANS_SIGNATURE,
+            {"input_ids": tf.zeros([0, 0], tf.int32), "attention_mask": tf.zeros([0, 0], tf.int32)},
+            {"start": ([0], tf.int64), "end": ([0], tf.int64), "score": ([0], tf.float32)},
+        ),
+    ],
+)
 def test_an_empty_batch_gets_empty_outputs(signatures, name, inputs, expected):
     out = signatures[name](**inputs)
     assert {k: (v.shape.as_list(), v.dtype) for k, v in out.items()} == expected
 
 
-@pytest.mark.parametrize("field,value", [("max_examples", 0), ("max_windows", -1), ("max_top_k", True),
-                                         ("max_text_bytes", 2.5), ("max_windows", 2**31)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("max_examples", 0), ("max_windows", -1), ("max_top_k", True), ("max_text_bytes", 2.5), ("max_windows", 2**31)],
+)
 def test_limits_must_be_positive_integers(field, value):
     with pytest.raises(ValueError, match=field):
         RequestLimits(**{field: value})

@@ -6,20 +6,23 @@ import dataclasses
 
 import pytest
 
-from tf_qa.cli import build_parser
+from tf_qa.arguments import build_parser
 from tf_qa.graph.limits import RequestLimits, export_flag
 from tf_qa.graph.options import ExportOptions, flag_fields
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"max_seq_len": 64, "doc_stride": 64}, "doc_stride (64) must be in [0, max_seq_len=64)"),
-    ({"doc_stride": -1}, "doc_stride must be an integer of at least 0; got -1"),
-    ({"max_answer_len": 0}, "max_answer_len must be an integer of at least 1; got 0"),
-    ({"max_answer_len": True}, "max_answer_len must be an integer of at least 1; got True"),
-    ({"window_group_size": 1.5}, "window_group_size must be an integer of at least 0; got 1.5"),
-    ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16; got 'float16'"),
-    ({"limits": {"max_top_k": 0}}, "max_top_k must be an integer from 1 to 2^31-1; got 0"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_seq_len": 64, "doc_stride": 64}, "doc_stride (64) must be in [0, max_seq_len=64)"),
+        ({"doc_stride": -1}, "doc_stride must be an integer of at least 0; got -1"),
+        ({"max_answer_len": 0}, "max_answer_len must be an integer of at least 1; got 0"),
+        ({"max_answer_len": True}, "max_answer_len must be an integer of at least 1; got True"),
+        ({"window_group_size": 1.5}, "window_group_size must be an integer of at least 0; got 1.5"),
+        ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16; got 'float16'"),
+        ({"limits": {"max_top_k": 0}}, "max_top_k must be an integer from 1 to 2^31-1; got 0"),
+    ],
+)
 def test_bad_options_are_refused_by_name(options, message):
     with pytest.raises(ValueError) as raised:
         ExportOptions(**options)
@@ -33,8 +36,13 @@ def test_max_seq_len_defaults_to_the_checkpoints_at_most_384():
 
 
 def test_metadata_round_trip_keeps_every_option():
-    options = ExportOptions(max_seq_len=256, doc_stride=32, window_group_size=0, matmul_dtype="bfloat16",
-                            limits=RequestLimits(max_examples=8))
+    options = ExportOptions(
+        max_seq_len=256,
+        doc_stride=32,
+        window_group_size=0,
+        matmul_dtype="bfloat16",
+        limits=RequestLimits(max_examples=8),
+    )
     assert ExportOptions.from_dict(options.as_dict()) == options
     with pytest.raises(TypeError):
         ExportOptions.from_dict({**options.as_dict(), "unknown_option": 1})
@@ -46,13 +54,19 @@ def test_export_flags_are_the_options_fields_and_limits():
         assert getattr(args, field.name) == field.default
     for name, default in RequestLimits().as_dict().items():
         assert getattr(args, name) == default
-    flags = {action.option_strings[0] for action in build_parser()._subparsers._group_actions[0].choices["export"]
-             ._actions if action.option_strings}
+    flags = {
+        action.option_strings[0]
+        for action in build_parser()._subparsers._group_actions[0].choices["export"]._actions
+        if action.option_strings
+    }
     expected = {export_flag(f.name) for f in flag_fields()} | {export_flag(n) for n in RequestLimits().as_dict()}
     assert expected <= flags
     # Options without a flag keep the pipeline's defaults (they are set through the Python API).
     assert {f.name for f in dataclasses.fields(ExportOptions)} - {f.name for f in flag_fields()} == {
-        "handle_impossible_answer", "align_to_words", "limits"}
+        "handle_impossible_answer",
+        "align_to_words",
+        "limits",
+    }
 
 
 def test_export_refuses_bad_options_as_usage_errors(capsys):

@@ -33,8 +33,14 @@ def test_squad_v1_first_1000(pipe, saved_model, top_k, handle):
 @pytest.mark.parametrize("top_k,handle", CONFIGS)
 def test_long_contexts(pipe, saved_model, hf_tokenizer, top_k, handle):
     cases = long_context_cases(hf_tokenizer)
-    windows = {len(hf_tokenizer(q, c, truncation="only_second", max_length=384, stride=128,
-                                return_overflowing_tokens=True)["input_ids"]) for q, c in cases}
+    windows = {
+        len(
+            hf_tokenizer(q, c, truncation="only_second", max_length=384, stride=128, return_overflowing_tokens=True)[
+                "input_ids"
+            ]
+        )
+        for q, c in cases
+    }
     assert windows == set(range(2, 11)), windows
     _check(pipe, saved_model, cases, "long contexts (2-10 windows)", top_k, handle)
 

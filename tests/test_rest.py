@@ -41,27 +41,45 @@ def test_status_and_metadata(rest):
 def test_row_and_columnar_predict_agree(rest):
     questions = ["What is the capital?", "Who wrote it?"]
     contexts = ["Paris is the capital of France.", "Adam Mickiewicz wrote Pan Tadeusz — café 中文."]
-    status, rows = _call(f"{rest}/v1/models/{NAME}:predict", {
-        "instances": [{"question": q, "context": c} for q, c in zip(questions, contexts)]})
+    status, rows = _call(
+        f"{rest}/v1/models/{NAME}:predict",
+        {"instances": [{"question": q, "context": c} for q, c in zip(questions, contexts)]},
+    )
     assert status == 200 and len(rows["predictions"]) == 2
-    status, columns = _call(f"{rest}/v1/models/{NAME}:predict",
-                            {"inputs": {"question": questions, "context": contexts}})
+    status, columns = _call(
+        f"{rest}/v1/models/{NAME}:predict", {"inputs": {"question": questions, "context": contexts}}
+    )
     assert status == 200
     for i, row in enumerate(rows["predictions"]):
         assert row["answer"] == columns["outputs"]["answer"][i]
-        assert contexts[i][row["start"]:row["end"]] == row["answer"]
-    status, top = _call(f"{rest}/v1/models/{NAME}:predict", {"signature_name": "answer_top_k", "instances": [
-        {"question": questions[0], "context": contexts[0], "top_k": 2, "max_answer_len": 15,
-         "handle_impossible_answer": False}]})
+        assert contexts[i][row["start"] : row["end"]] == row["answer"]
+    status, top = _call(
+        f"{rest}/v1/models/{NAME}:predict",
+        {
+            "signature_name": "answer_top_k",
+            "instances": [
+                {
+                    "question": questions[0],
+                    "context": contexts[0],
+                    "top_k": 2,
+                    "max_answer_len": 15,
+                    "handle_impossible_answer": False,
+                }
+            ],
+        },
+    )
     assert status == 200 and len(top["predictions"][0]["answer"]) == 2
 
 
-@pytest.mark.parametrize("body,message", [
-    ({"instances": [{"question": "   ", "context": "Paris."}]}, "question is empty"),
-    ({"instances": [{"question": "What?"}]}, "missing"),
-    ({"inputs": {"question": ["a?"], "context": [1]}}, "expected a string"),
-    ({"instances": [], "inputs": {}}, "exactly one"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"instances": [{"question": "   ", "context": "Paris."}]}, "question is empty"),
+        ({"instances": [{"question": "What?"}]}, "missing"),
+        ({"inputs": {"question": ["a?"], "context": [1]}}, "expected a string"),
+        ({"instances": [], "inputs": {}}, "exactly one"),
+    ],
+)
 def test_bad_requests_are_400(rest, body, message):
     status, reply = _call(f"{rest}/v1/models/{NAME}:predict", body)
     assert status == 400 and message in reply["error"]

@@ -13,47 +13,57 @@ from tf_qa.server.predictor import RequestError
 from tf_qa.server.rest import _column_inputs, _row_inputs, parse_body, to_array, to_json
 
 
-@pytest.mark.parametrize("value,dtype,expected", [
-    (["café", "中文"], tf.string, np.array(["café".encode(), "中文".encode()], dtype=object)),
-    ([{"b64": "/w=="}], tf.string, np.array([b"\xff"], dtype=object)),
-    ([[1, 2], [3, 4]], tf.int32, np.array([[1, 2], [3, 4]], np.int32)),
-    ([True, False], tf.bool, np.array([True, False])),
-    ([1, 2.5], tf.float32, np.array([1, 2.5], np.float32)),
-    ([], tf.int32, np.zeros([0], np.int32)),
-])
+@pytest.mark.parametrize(
+    "value,dtype,expected",
+    [
+        (["café", "中文"], tf.string, np.array(["café".encode(), "中文".encode()], dtype=object)),
+        ([{"b64": "/w=="}], tf.string, np.array([b"\xff"], dtype=object)),
+        ([[1, 2], [3, 4]], tf.int32, np.array([[1, 2], [3, 4]], np.int32)),
+        ([True, False], tf.bool, np.array([True, False])),
+        ([1, 2.5], tf.float32, np.array([1, 2.5], np.float32)),
+        ([], tf.int32, np.zeros([0], np.int32)),
+    ],
+)
 def test_to_array_reads_exactly_the_signatures_dtype(value, dtype, expected):
     array = to_array(value, dtype)
     assert array.dtype == expected.dtype and array.tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("value,dtype,message", [
-    ([1.5], tf.int32, "expected int32 values"),
-    ([True], tf.int32, "expected int32 values"),
-    ([1], tf.bool, "expected bool values"),
-    ([2**31], tf.int32, "outside the range of int32"),
-    ([["a", "b"], ["c"]], tf.string, "not rectangular"),
-    ([1], tf.string, "expected a string, got 1"),
-    ([{"b64": "not base64!"}], tf.string, "cannot read a string tensor"),
-    ([[1, 2], [3]], tf.int32, "cannot read a int32 tensor"),
-])
+@pytest.mark.parametrize(
+    "value,dtype,message",
+    [
+        ([1.5], tf.int32, "expected int32 values"),
+        ([True], tf.int32, "expected int32 values"),
+        ([1], tf.bool, "expected bool values"),
+        ([2**31], tf.int32, "outside the range of int32"),
+        ([["a", "b"], ["c"]], tf.string, "not rectangular"),
+        ([1], tf.string, "expected a string, got 1"),
+        ([{"b64": "not base64!"}], tf.string, "cannot read a string tensor"),
+        ([[1, 2], [3]], tf.int32, "cannot read a int32 tensor"),
+    ],
+)
 def test_to_array_refuses_other_kinds_naming_them(value, dtype, message):
     with pytest.raises(RequestError) as raised:
         to_array(value, dtype)
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT and message in str(raised.value)
 
 
-@pytest.mark.parametrize("value,expected", [
-    (np.array([b"caf\xc3\xa9", b"\xff"], dtype=object), ["café", {"b64": "/w=="}]),
-    (np.array([[1, 2]], np.int64), [[1, 2]]),
-    (np.float32(0.5), 0.5),
-    (np.array([True]), [True]),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (np.array([b"caf\xc3\xa9", b"\xff"], dtype=object), ["café", {"b64": "/w=="}]),
+        (np.array([[1, 2]], np.int64), [[1, 2]]),
+        (np.float32(0.5), 0.5),
+        (np.array([True]), [True]),
+    ],
+)
 def test_to_json_gives_text_or_base64(value, expected):
     assert to_json(value) == expected
 
 
-SIGNATURE = types.SimpleNamespace(inputs={"question": tf.TensorSpec([None], tf.string),
-                                          "top_k": tf.TensorSpec([None], tf.int32)})
+SIGNATURE = types.SimpleNamespace(
+    inputs={"question": tf.TensorSpec([None], tf.string), "top_k": tf.TensorSpec([None], tf.int32)}
+)
 
 
 def test_row_and_column_formats_read_the_same_arrays():
@@ -64,23 +74,29 @@ def test_row_and_column_formats_read_the_same_arrays():
         assert rows[name].tolist() == columns[name].tolist() and rows[name].dtype == columns[name].dtype
 
 
-@pytest.mark.parametrize("instances,message", [
-    ([], "'instances' must be a non-empty list"),
-    ({"question": "a"}, "'instances' must be a non-empty list"),
-    ([{"question": "a", "top_k": 1}, {"question": "b"}], "input 'top_k' is missing from some instances"),
-    (["a"], "every instance must be an object of named inputs"),
-])
+@pytest.mark.parametrize(
+    "instances,message",
+    [
+        ([], "'instances' must be a non-empty list"),
+        ({"question": "a"}, "'instances' must be a non-empty list"),
+        ([{"question": "a", "top_k": 1}, {"question": "b"}], "input 'top_k' is missing from some instances"),
+        (["a"], "every instance must be an object of named inputs"),
+    ],
+)
 def test_bad_row_bodies(instances, message):
     with pytest.raises(RequestError, match=message):
         _row_inputs(instances, SIGNATURE)
 
 
-@pytest.mark.parametrize("raw,message", [
-    (b"\xff", "body is not UTF-8"),
-    (b"{", "body is not JSON"),
-    (b"[1]", "body must be a JSON object"),
-    (b"[" * 100_000, "body is nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        (b"\xff", "body is not UTF-8"),
+        (b"{", "body is not JSON"),
+        (b"[1]", "body must be a JSON object"),
+        (b"[" * 100_000, "body is nested too deeply"),
+    ],
+)
 def test_parse_body_refuses_what_is_not_a_json_object(raw, message):
     with pytest.raises(RequestError, match=message):
         parse_body(raw)

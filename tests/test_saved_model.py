@@ -29,8 +29,10 @@ def test_signatures_and_batched_outputs(saved_model):
 def test_top_k_pads_past_the_real_answers(saved_model):
     # A one-word context has exactly one valid span: the other rows are padding.
     out = saved_model.signatures[TOP_K_SIGNATURE](
-        question=tf.constant(["what?", "what?"]), context=tf.constant(["Paris", "Paris is nice"]),
-        top_k=tf.constant([4, 2]), max_answer_len=tf.constant([15, 15]),
+        question=tf.constant(["what?", "what?"]),
+        context=tf.constant(["Paris", "Paris is nice"]),
+        top_k=tf.constant([4, 2]),
+        max_answer_len=tf.constant([15, 15]),
         handle_impossible_answer=tf.constant([False, False]),
     )
     assert out["answer"].shape.as_list() == [2, 4]
@@ -44,16 +46,22 @@ def test_top_k_pads_past_the_real_answers(saved_model):
 
 def test_null_answer_with_handle_impossible_answer(saved_model, pipe):
     out = saved_model.signatures[TOP_K_SIGNATURE](
-        question=tf.constant(QUESTIONS), context=tf.constant(CONTEXTS), top_k=tf.constant([1000, 1000]),
-        max_answer_len=tf.constant([15, 15]), handle_impossible_answer=tf.constant([True, True]),
+        question=tf.constant(QUESTIONS),
+        context=tf.constant(CONTEXTS),
+        top_k=tf.constant([1000, 1000]),
+        max_answer_len=tf.constant([15, 15]),
+        handle_impossible_answer=tf.constant([True, True]),
     )
     for i in range(2):
         # The null answer is the only one with an empty text and start = end = 0 (padding has -1).
         nulls = [r for r, s in enumerate(out["start"][i].numpy()) if s == 0 and out["end"][i, r] == 0]
         assert len(nulls) == 1 and out["answer"][i, nulls[0]] == b""
         null_rank = nulls[0]
-        expected = [a for a in pipe(question=QUESTIONS[i], context=CONTEXTS[i], top_k=1000,
-                                    handle_impossible_answer=True) if a["answer"] == ""][0]
+        expected = [
+            a
+            for a in pipe(question=QUESTIONS[i], context=CONTEXTS[i], top_k=1000, handle_impossible_answer=True)
+            if a["answer"] == ""
+        ][0]
         assert out["score"][i, null_rank].numpy() == pytest.approx(expected["score"], abs=1e-4)
 
 
@@ -83,8 +91,9 @@ def test_token_spans_match_pipeline_decode_spans(saved_model, hf_tokenizer, pipe
     pairs = (squad_pairs(SQUAD_V1, 40) if SQUAD_V1.exists() else []) + long_context_cases(hf_tokenizer)[:10]
     windows = []
     for question, context in pairs:
-        enc = hf_tokenizer(question, context, truncation="only_second", max_length=384, stride=128,
-                           return_overflowing_tokens=True)
+        enc = hf_tokenizer(
+            question, context, truncation="only_second", max_length=384, stride=128, return_overflowing_tokens=True
+        )
         for i in range(len(enc["input_ids"])):
             windows.append((enc["input_ids"][i], [int(s != 1) for s in enc.sequence_ids(i)]))
     width = max(len(ids) for ids, _ in windows)
@@ -93,16 +102,21 @@ def test_token_spans_match_pipeline_decode_spans(saved_model, hf_tokenizer, pipe
     for row, (ids, _) in enumerate(windows):
         input_ids[row, : len(ids)] = ids
         attention[row, : len(ids)] = 1
-    out = saved_model.signatures[TOKEN_SPANS_SIGNATURE](input_ids=tf.constant(input_ids),
-                                                        attention_mask=tf.constant(attention))
+    out = saved_model.signatures[TOKEN_SPANS_SIGNATURE](
+        input_ids=tf.constant(input_ids), attention_mask=tf.constant(attention)
+    )
     compared = 0
     for row, (ids, p_mask) in enumerate(windows):
         logits = pipe.model(input_ids=tf.constant([ids]), attention_mask=tf.ones([1, len(ids)], tf.int32))
         p_mask = np.array([p_mask])
         p_mask[0, 0] = 0  # the pipeline keeps [CLS] unmasked
         starts, ends, scores, _ = select_starts_ends(
-            logits.start_logits.numpy(), logits.end_logits.numpy(), p_mask, np.ones([1, len(ids)], np.int64),
-            top_k=1, max_answer_len=15,
+            logits.start_logits.numpy(),
+            logits.end_logits.numpy(),
+            p_mask,
+            np.ones([1, len(ids)], np.int64),
+            top_k=1,
+            max_answer_len=15,
         )
         if scores[0] <= 0.0:
             continue  # a score-0 artifact of the pipeline's [CLS] handling
@@ -114,8 +128,13 @@ def test_token_spans_match_pipeline_decode_spans(saved_model, hf_tokenizer, pipe
 
 def _answer(saved_model, question, context, **overrides):
     n = len(question)
-    args = dict(question=tf.constant(question), context=tf.constant(context), top_k=tf.fill([n], 1),
-                max_answer_len=tf.fill([n], 15), handle_impossible_answer=tf.fill([n], False))
+    args = dict(
+        question=tf.constant(question),
+        context=tf.constant(context),
+        top_k=tf.fill([n], 1),
+        max_answer_len=tf.fill([n], 15),
+        handle_impossible_answer=tf.fill([n], False),
+    )
     args.update({k: tf.constant(v) for k, v in overrides.items()})
     return saved_model.signatures[TOP_K_SIGNATURE](**args)
 

@@ -30,16 +30,18 @@ def repository(checkpoint_dir, tmp_path_factory):
     from tf_qa.saved_model.export import export_model
 
     repo = tmp_path_factory.mktemp("limits") / NAME
-    export_model(checkpoint_dir, repo,
-                 options=ExportOptions(limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192)),
-                 report=lambda _: None)
+    export_model(
+        checkpoint_dir,
+        repo,
+        options=ExportOptions(limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192)),
+        report=lambda _: None,
+    )
     return repo
 
 
 @pytest.fixture(scope="module")
 def server(repository):
-    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, rest_port=0,
-                         max_request_bytes=1 << 20).start()
+    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, rest_port=0, max_request_bytes=1 << 20).start()
     yield server
     server.stop(0)
 
@@ -51,8 +53,9 @@ def _heavy_context(n_bytes: int) -> str:
 
 @pytest.mark.parametrize("batching", [None, {"max_batch_size": 16, "timeout": 0.0, "num_threads": 2}])
 def test_a_passed_deadline_stops_the_work(repository, batching):
-    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, batching=batching,
-                         max_request_bytes=16 << 20).start()
+    server = ModelServer(
+        str(repository), NAME, port=0, poll_seconds=0, batching=batching, max_request_bytes=16 << 20
+    ).start()
     heavy = _heavy_context(4_000_000)
     try:
         with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=120, retries=0) as client:
@@ -72,8 +75,10 @@ def test_a_passed_deadline_stops_the_work(repository, batching):
             next_latency = time.monotonic() - started
     finally:
         server.stop(0)
-    print(f"full run {full:.2f}s; work stopped {stopped_after:.3f}s after the deadline; next request "
-          f"{next_latency * 1000:.0f} ms")
+    print(
+        f"full run {full:.2f}s; work stopped {stopped_after:.3f}s after the deadline; next request "
+        f"{next_latency * 1000:.0f} ms"
+    )
     # Without the run timeout the session would run on for the rest of the full run.
     assert stopped_after < full / 3
     assert next_latency < full / 3
@@ -91,8 +96,11 @@ def test_requests_past_max_in_flight_are_refused_at_once(repository):
 
     server.predictor.run = held_run
     first = {}
-    thread = threading.Thread(target=lambda: first.update(
-        answer=QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0).answer(QUESTION, CONTEXT)))
+    thread = threading.Thread(
+        target=lambda: first.update(
+            answer=QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0).answer(QUESTION, CONTEXT)
+        )
+    )
     try:
         thread.start()
         assert entered.wait(30)
@@ -101,8 +109,9 @@ def test_requests_past_max_in_flight_are_refused_at_once(repository):
             with pytest.raises(errors.ResourceExhausted, match="RESOURCE_EXHAUSTED.*max-in-flight"):
                 client.answer(QUESTION, CONTEXT)
             assert time.monotonic() - started < 1.0
-            status, body = _post(server.rest_port, json.dumps({"instances": [{"question": QUESTION,
-                                                                                "context": CONTEXT}]}).encode())
+            status, body = _post(
+                server.rest_port, json.dumps({"instances": [{"question": QUESTION, "context": CONTEXT}]}).encode()
+            )
             assert status == 429 and "max-in-flight" in body["error"]
             release.set()
             thread.join(30)
@@ -132,34 +141,46 @@ def _post(port: int, body: bytes, headers: dict | None = None):
 
 
 def _instances(**fields) -> bytes:
-    instance = {"question": QUESTION, "context": CONTEXT, "top_k": 1, "max_answer_len": 15,
-                "handle_impossible_answer": False}
+    instance = {
+        "question": QUESTION,
+        "context": CONTEXT,
+        "top_k": 1,
+        "max_answer_len": 15,
+        "handle_impossible_answer": False,
+    }
     instance.update(fields)
     return json.dumps({"signature_name": "answer_top_k", "instances": [instance]}).encode()
 
 
-@pytest.mark.parametrize("body,headers,status,message", [
-    (b"[" * 100_000, None, 400, "nested too deeply"),
-    (b"\xff\xfe{}", None, 400, "not UTF-8"),
-    (b"{not json", None, 400, "not JSON"),
-    (b"[1, 2]", None, 400, "JSON object"),
-    (b"", {"Content-Length": str(200 << 20)}, 413, "over the limit of 1048576 bytes"),
-    (b"", {"Content-Length": "-5"}, 400, "Content-Length"),
-    (b"", {"Content-Length": "many"}, 400, "Content-Length"),
-    (b"", {"Transfer-Encoding": "chunked"}, 411, "Content-Length"),
-    (_instances(top_k=1.5), None, 400, "expected int32"),
-    (_instances(top_k="3"), None, 400, "expected int32"),
-    (_instances(top_k=True), None, 400, "expected int32"),
-    (_instances(top_k=2**40), None, 400, "outside the range of int32"),
-    (_instances(handle_impossible_answer=1), None, 400, "expected bool"),
-    (_instances(question=5), None, 400, "expected a string"),
-    (_instances(question=["a", ["b"]]), None, 400, "not rectangular"),
-    (_instances(context={"b64": "%%%"}), None, 400, "cannot read a string tensor"),
-    (json.dumps({"signature_name": 5, "instances": []}).encode(), None, 400, "signature_name"),
-    (json.dumps({"instances": {"question": "a"}}).encode(), None, 400, "non-empty list"),
-    (json.dumps({"inputs": {"question": [["a", "b"], ["c"]], "context": ["x"]}}).encode(), None, 400,
-     "not rectangular"),
-])
+@pytest.mark.parametrize(
+    "body,headers,status,message",
+    [
+        (b"[" * 100_000, None, 400, "nested too deeply"),
+        (b"\xff\xfe{}", None, 400, "not UTF-8"),
+        (b"{not json", None, 400, "not JSON"),
+        (b"[1, 2]", None, 400, "JSON object"),
+        (b"", {"Content-Length": str(200 << 20)}, 413, "over the limit of 1048576 bytes"),
+        (b"", {"Content-Length": "-5"}, 400, "Content-Length"),
+        (b"", {"Content-Length": "many"}, 400, "Content-Length"),
+        (b"", {"Transfer-Encoding": "chunked"}, 411, "Content-Length"),
+        (_instances(top_k=1.5), None, 400, "expected int32"),
+        (_instances(top_k="3"), None, 400, "expected int32"),
+        (_instances(top_k=True), None, 400, "expected int32"),
+        (_instances(top_k=2**40), None, 400, "outside the range of int32"),
+        (_instances(handle_impossible_answer=1), None, 400, "expected bool"),
+        (_instances(question=5), None, 400, "expected a string"),
+        (_instances(question=["a", ["b"]]), None, 400, "not rectangular"),
+        (_instances(context={"b64": "%%%"}), None, 400, "cannot read a string tensor"),
+        (json.dumps({"signature_name": 5, "instances": []}).encode(), None, 400, "signature_name"),
+        (json.dumps({"instances": {"question": "a"}}).encode(), None, 400, "non-empty list"),
+        (
+            json.dumps({"inputs": {"question": [["a", "b"], ["c"]], "context": ["x"]}}).encode(),
+            None,
+            400,
+            "not rectangular",
+        ),
+    ],
+)
 def test_rest_refuses_bad_bodies_with_a_message(server, body, headers, status, message):
     got, reply = _post(server.rest_port, body, headers)
     assert (got, message in reply["error"]) == (status, True), reply

@@ -33,8 +33,9 @@ def _free_port() -> int:
 def test_retry_succeeds_when_the_server_comes_back(repository):
     port = _free_port()
     servers = []
-    starter = threading.Timer(1.5, lambda: servers.append(
-        ModelServer(str(repository), NAME, port=port, poll_seconds=0).start()))
+    starter = threading.Timer(
+        1.5, lambda: servers.append(ModelServer(str(repository), NAME, port=port, poll_seconds=0).start())
+    )
     starter.start()
     try:
         with QAClient(f"127.0.0.1:{port}", NAME, timeout=60, retries=12, backoff=0.25) as client:
@@ -142,25 +143,41 @@ def _self_signed_certificate():
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def test_tls_with_a_self_signed_certificate(repository):
     key_pem, cert_pem = _self_signed_certificate()
-    server = ModelServer(str(repository), NAME, port=0, host="localhost", poll_seconds=0,
-                         credentials=grpc.ssl_server_credentials([(key_pem, cert_pem)])).start()
+    server = ModelServer(
+        str(repository),
+        NAME,
+        port=0,
+        host="localhost",
+        poll_seconds=0,
+        credentials=grpc.ssl_server_credentials([(key_pem, cert_pem)]),
+    ).start()
     try:
         trusted = grpc.ssl_channel_credentials(root_certificates=cert_pem)
-        with QAClient(f"localhost:{server.port}", NAME, credentials=trusted, timeout=30,
-                      metadata=[("authorization", "Bearer test-token")]) as client:
+        with QAClient(
+            f"localhost:{server.port}",
+            NAME,
+            credentials=trusted,
+            timeout=30,
+            metadata=[("authorization", "Bearer test-token")],
+        ) as client:
             assert client.answer(QUESTION, CONTEXT)["answer"]
         # A plaintext client cannot talk to the TLS port.
         with QAClient(f"localhost:{server.port}", NAME, timeout=3, retries=0) as plain:

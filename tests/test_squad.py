@@ -9,17 +9,20 @@ from tf_qa import squad
 from tf_qa.cli import main
 
 
-@pytest.mark.parametrize("prediction,gold,em,f1", [
-    ("the Eiffel Tower", ["Eiffel Tower"], 1.0, 1.0),             # articles
-    ("Eiffel Tower!!", ["eiffel tower"], 1.0, 1.0),               # punctuation and case
-    ("  Eiffel \n Tower ", ["Eiffel Tower"], 1.0, 1.0),           # whitespace
-    ("in Paris", ["Paris, France"], 0.0, 0.5),                    # 1 common token: P=1/2, R=1/2
-    ("Paris", ["Lyon", "paris", "France"], 1.0, 1.0),             # best over several gold answers
-    ("Paris France", ["Paris"], 0.0, 2 / 3),                      # P=1/2, R=1: F1=2/3
-    ("", [], 1.0, 1.0),                                           # unanswerable, empty prediction
-    ("Paris", [], 0.0, 0.0),                                      # unanswerable, an answer given
-    ("the", ["a"], 1.0, 1.0),                                     # both normalize to nothing
-])
+@pytest.mark.parametrize(
+    "prediction,gold,em,f1",
+    [
+        ("the Eiffel Tower", ["Eiffel Tower"], 1.0, 1.0),  # articles
+        ("Eiffel Tower!!", ["eiffel tower"], 1.0, 1.0),  # punctuation and case
+        ("  Eiffel \n Tower ", ["Eiffel Tower"], 1.0, 1.0),  # whitespace
+        ("in Paris", ["Paris, France"], 0.0, 0.5),  # 1 common token: P=1/2, R=1/2
+        ("Paris", ["Lyon", "paris", "France"], 1.0, 1.0),  # best over several gold answers
+        ("Paris France", ["Paris"], 0.0, 2 / 3),  # P=1/2, R=1: F1=2/3
+        ("", [], 1.0, 1.0),  # unanswerable, empty prediction
+        ("Paris", [], 0.0, 0.0),  # unanswerable, an answer given
+        ("the", ["a"], 1.0, 1.0),  # both normalize to nothing
+    ],
+)
 def test_metric_hand_worked(prediction, gold, em, f1):
     assert squad.exact_match(prediction, gold) == em
     assert squad.f1(prediction, gold) == pytest.approx(f1)

@@ -30,7 +30,8 @@ def test_ids_and_offsets_equal_the_fast_tokenizers(tokenize, hf_tokenizer, text)
     tokens = tokenize(tf.constant([text]))
     assert tokens.token_ids.to_list()[0] == expected["input_ids"]
     assert list(zip(tokens.starts.to_list()[0], tokens.ends.to_list()[0])) == [
-        tuple(span) for span in expected["offset_mapping"]]
+        tuple(span) for span in expected["offset_mapping"]
+    ]
 
 
 def test_word_offsets_cover_each_tokens_word(tokenize):

@@ -24,7 +24,8 @@ def test_grouped_logits_equal_each_window_alone(qa_model):
         input_ids[row, length:] = 0
     starts, ends = qa_model.grouped_logits(tf.constant(input_ids), tf.constant(attention_mask))
     for row, length in enumerate(lengths):
-        alone_start, alone_end = qa_model.logits(input_ids[row : row + 1, :length],
-                                                 attention_mask[row : row + 1, :length])
+        alone_start, alone_end = qa_model.logits(
+            input_ids[row : row + 1, :length], attention_mask[row : row + 1, :length]
+        )
         np.testing.assert_allclose(starts[row, :length], alone_start[0], atol=1e-5)
         np.testing.assert_allclose(ends[row, :length], alone_end[0], atol=1e-5)

@@ -1,4 +1,5 @@
-"""Command-line value types: a value out of range is a usage error naming the value, never a traceback.
+"""The command line's arguments: each command's parser (``build_parser``) and the value types it uses, which refuse
+a value out of range with a usage error naming the value, never a traceback.
 
 Example:
 
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 import argparse
 
+from tf_qa import defaults
+from tf_qa.graph.limits import RequestLimits, export_flag
+from tf_qa.graph.options import flag_fields
+
 
 def _number(kind, minimum):
     """An argparse type: a ``kind`` (int or float) of at least ``minimum``, refused with a usage error otherwise."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -39,3 +45,133 @@ def port_number(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535; got {value}")
     return value
+
+
+def _add_export(commands, common) -> None:
+    export = commands.add_parser("export", parents=[common], help="export a DistilBERT QA checkpoint for TF Serving")
+    export.add_argument("--model", help="hub name or local folder of the checkpoint")
+    export.add_argument("--demo", action="store_true", help="export a small random-weights demo model instead")
+    export.add_argument("--output", required=True, help="model repository folder, e.g. export/NAME")
+    export.add_argument("--model-name", help="model name in the warmup requests (default: the output folder's name)")
+    export.add_argument("--version", type=positive_int, help="version number (default: the next one)")
+    export.add_argument("--force", action="store_true", help="overwrite an existing version")
+    export.add_argument("--from-pt", action="store_true", help="the checkpoint has PyTorch weights")
+    for field in flag_fields():  # one flag per export option (tf_qa.graph.options)
+        minimum, choices = field.metadata["minimum"], field.metadata["choices"]
+        export.add_argument(
+            export_flag(field.name),
+            default=field.default,
+            help=field.metadata["help"],
+            choices=choices or None,
+            type={0: non_negative_int, 1: positive_int}.get(minimum) if minimum is not None else str,
+        )
+    for name, default in RequestLimits().as_dict().items():
+        export.add_argument(
+            export_flag(name),
+            type=positive_int,
+            default=default,
+            help=f"request limit checked in the graph (default {default}; see README, Limits)",
+        )
+
+
+def _add_validate(commands, common) -> None:
+    validate = commands.add_parser("validate", parents=[common], help="check that a SavedModel fits TensorFlow Serving")
+    validate.add_argument("path", help="a version folder, e.g. export/NAME/1")
+
+
+def _add_serve(commands, common) -> None:
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve an exported model over TF Serving's gRPC and REST APIs (development)"
+    )
+    serve.add_argument("--model-base-path", required=True)
+    serve.add_argument("--model-name", required=True)
+    serve.add_argument("--port", type=port_number, default=8500)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--rest-api-port", type=port_number, help="also serve TF Serving's REST API on this port")
+    serve.add_argument("--versions", type=positive_int, nargs="*", help="versions to serve (default: the newest)")
+    serve.add_argument(
+        "--poll-seconds", type=non_negative_float, default=2.0, help="how often to look for new versions"
+    )
+    serve.add_argument(
+        "--enable-batching",
+        action="store_true",
+        help="merge concurrent requests into batches (as TF Serving's --enable_batching)",
+    )
+    serve.add_argument("--max-batch-size", type=positive_int, default=16)
+    serve.add_argument(
+        "--batch-timeout-micros",
+        type=non_negative_int,
+        default=0,
+        help="how long a request waits for others to join its batch (default 0, as in serving/batching_parameters.txt)",
+    )
+    serve.add_argument("--num-batch-threads", type=positive_int, default=2)
+    serve.add_argument(
+        "--max-in-flight",
+        type=positive_int,
+        default=defaults.DEFAULT_MAX_IN_FLIGHT,
+        help="Predict requests at once (gRPC and REST); more are refused at once with "
+        "RESOURCE_EXHAUSTED / HTTP 429 (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-request-bytes",
+        type=positive_int,
+        default=defaults.DEFAULT_MAX_REQUEST_BYTES,
+        help="largest gRPC request message and REST body (default %(default)s)",
+    )
+    serve.add_argument(
+        "--rest-api-timeout-in-ms",
+        type=positive_int,
+        default=int(defaults.DEFAULT_REST_TIMEOUT * 1000),
+        help="time a REST request may run, as TF Serving's flag (default %(default)s); gRPC requests "
+        "run until their own deadline",
+    )
+    serve.add_argument("--ssl-cert", help="PEM certificate chain: serve TLS")
+    serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
+
+
+def _add_ask(commands, common) -> None:
+    ask = commands.add_parser("ask", parents=[common], help="ask a served model a question")
+    ask.add_argument("--target", required=True, help="host:port (comma-separated for several)")
+    ask.add_argument("--model-name", required=True)
+    ask.add_argument("--question", required=True)
+    source = ask.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context")
+    source.add_argument("--context-file")
+    ask.add_argument("--top-k", type=positive_int, default=1)
+    ask.add_argument("--max-answer-len", type=positive_int, default=defaults.DEFAULT_MAX_ANSWER_LEN)
+    ask.add_argument("--handle-impossible-answer", action="store_true")
+    ask.add_argument("--timeout", type=positive_float, default=30.0)
+    ask.add_argument("--json", action="store_true", help="print the raw result as JSON")
+
+
+def _add_evaluate(commands, common) -> None:
+    evaluate = commands.add_parser("evaluate", parents=[common], help="exact match and F1 on a SQuAD-format file")
+    evaluate.add_argument("--squad", required=True, help="SQuAD v1.1 or v2.0 JSON file")
+    where = evaluate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="host:port of a server (with --model-name)")
+    where.add_argument("--saved-model", help="a SavedModel version folder, run in-process")
+    evaluate.add_argument("--model-name", help="the served model's name")
+    evaluate.add_argument("--batch-size", type=positive_int, default=16)
+    evaluate.add_argument("--limit", type=positive_int, help="only the first N questions")
+    evaluate.add_argument("--timeout", type=positive_float, default=120.0)
+    evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The ``tf-qa`` parser; ``args.command`` names the command to run."""
+    parser = argparse.ArgumentParser(
+        prog="tf-qa", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", action="store_true", help="also show TensorFlow's, Keras' and transformers' own messages"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_export, _add_validate, _add_serve, _add_ask, _add_evaluate):
+        add(commands, common)
+    bench = commands.add_parser(
+        "bench", help="benchmark against the transformers pipeline (see benchmarks/)", add_help=False
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(verbose=False)
+    return parser

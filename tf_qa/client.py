@@ -80,14 +80,17 @@ class _RequestBuilder:
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec)
         request.model_spec.signature_name = TOP_K_SIGNATURE
-        encode = lambda texts: np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts],  # noqa: E731
-                                        dtype=object)
+
+        def encode(texts):
+            return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
+
         request.inputs["question"].CopyFrom(make_tensor_proto(encode(questions)))
         request.inputs["context"].CopyFrom(make_tensor_proto(encode(contexts)))
         request.inputs["top_k"].CopyFrom(make_tensor_proto(np.full([n], top_k, np.int32)))
         request.inputs["max_answer_len"].CopyFrom(make_tensor_proto(np.full([n], max_answer_len, np.int32)))
         request.inputs["handle_impossible_answer"].CopyFrom(
-            make_tensor_proto(np.full([n], handle_impossible_answer, bool)))
+            make_tensor_proto(np.full([n], handle_impossible_answer, bool))
+        )
         return request
 
     @staticmethod
@@ -157,8 +160,19 @@ class _RequestBuilder:
 
 
 class _ClientBase:
-    def __init__(self, target, model_name, *, version=None, version_label=None, timeout=30.0, credentials=None,
-                 metadata=None, retries=3, backoff=0.1):
+    def __init__(
+        self,
+        target,
+        model_name,
+        *,
+        version=None,
+        version_label=None,
+        timeout=30.0,
+        credentials=None,
+        metadata=None,
+        retries=3,
+        backoff=0.1,
+    ):
         self.targets = _targets(target)
         self.builder = _RequestBuilder(model_name, version, version_label)
         self.timeout = timeout
@@ -175,8 +189,11 @@ class _ClientBase:
         """Seconds to wait before the next attempt; raises the tf-qa error when the call must not be retried
         (only UNAVAILABLE is retried, within ``retries`` and the call's deadline)."""
         pause = self._delay(attempt)
-        if (error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries
-                or time.monotonic() + pause >= deadline):
+        if (
+            error.code() != grpc.StatusCode.UNAVAILABLE
+            or attempt >= self.retries
+            or time.monotonic() + pause >= deadline
+        ):
             raise errors.from_grpc(error, target=self.targets[index], elapsed=time.monotonic() - started) from None
         return pause
 
@@ -197,8 +214,11 @@ class QAClient(_ClientBase):
 
     def __init__(self, target: str | Sequence[str], model_name: str, **options: Any):
         super().__init__(target, model_name, **options)
-        make = (lambda t: grpc.secure_channel(t, self.credentials, _channel_options())) if self.credentials else (
-            lambda t: grpc.insecure_channel(t, _channel_options()))
+        make = (
+            (lambda t: grpc.secure_channel(t, self.credentials, _channel_options()))
+            if self.credentials
+            else (lambda t: grpc.insecure_channel(t, _channel_options()))
+        )
         self._channels = [make(t) for t in self.targets]
         self._predict = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
         self._models = [model_service_pb2_grpc.ModelServiceStub(c) for c in self._channels]
@@ -210,18 +230,38 @@ class QAClient(_ClientBase):
             index = next(self._next)
             try:
                 return getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata)
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata
+                )
             except grpc.RpcError as error:
                 time.sleep(self._retry_pause(error, attempt, index, started, deadline))
 
-    def answer(self, question: str, context: str, *, top_k: int = 1, max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-               handle_impossible_answer: bool = False) -> dict | list[dict]:
+    def answer(
+        self,
+        question: str,
+        context: str,
+        *,
+        top_k: int = 1,
+        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool = False,
+    ) -> dict | list[dict]:
         """The pipeline's result: ``{"answer", "score", "start", "end"}``, a list of them when top_k > 1."""
-        return self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
-                                 handle_impossible_answer=handle_impossible_answer)[0]
+        return self.answer_batch(
+            [question],
+            [context],
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+        )[0]
 
-    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], *, top_k: int = 1,
-                     max_answer_len: int = DEFAULT_MAX_ANSWER_LEN, handle_impossible_answer: bool = False) -> list:
+    def answer_batch(
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str],
+        *,
+        top_k: int = 1,
+        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool = False,
+    ) -> list:
         """Answers many (question, context) pairs in one request; results in order."""
         request = self.builder.answer_request(questions, contexts, top_k, max_answer_len, handle_impossible_answer)
         return self.builder.answers(self._call(self._predict, "Predict", request), top_k)
@@ -255,8 +295,11 @@ class AsyncQAClient(_ClientBase):
 
     def __init__(self, target: str | Sequence[str], model_name: str, **options: Any):
         super().__init__(target, model_name, **options)
-        make = (lambda t: grpc.aio.secure_channel(t, self.credentials, _channel_options())) if self.credentials else (
-            lambda t: grpc.aio.insecure_channel(t, _channel_options()))
+        make = (
+            (lambda t: grpc.aio.secure_channel(t, self.credentials, _channel_options()))
+            if self.credentials
+            else (lambda t: grpc.aio.insecure_channel(t, _channel_options()))
+        )
         self._channels = [make(t) for t in self.targets]
         self._predict = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
         self._models = [model_service_pb2_grpc.ModelServiceStub(c) for c in self._channels]
@@ -268,17 +311,39 @@ class AsyncQAClient(_ClientBase):
             index = next(self._next)
             try:
                 return await getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata)
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata
+                )
             except grpc.RpcError as error:
                 await asyncio.sleep(self._retry_pause(error, attempt, index, started, deadline))
 
-    async def answer(self, question: str, context: str, *, top_k: int = 1,
-                     max_answer_len: int = DEFAULT_MAX_ANSWER_LEN, handle_impossible_answer: bool = False):
-        return (await self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
-                                        handle_impossible_answer=handle_impossible_answer))[0]
+    async def answer(
+        self,
+        question: str,
+        context: str,
+        *,
+        top_k: int = 1,
+        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool = False,
+    ):
+        return (
+            await self.answer_batch(
+                [question],
+                [context],
+                top_k=top_k,
+                max_answer_len=max_answer_len,
+                handle_impossible_answer=handle_impossible_answer,
+            )
+        )[0]
 
-    async def answer_batch(self, questions, contexts, *, top_k: int = 1, max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-                           handle_impossible_answer: bool = False) -> list:
+    async def answer_batch(
+        self,
+        questions,
+        contexts,
+        *,
+        top_k: int = 1,
+        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool = False,
+    ) -> list:
         request = self.builder.answer_request(questions, contexts, top_k, max_answer_len, handle_impossible_answer)
         return self.builder.answers(await self._call(self._predict, "Predict", request), top_k)
 

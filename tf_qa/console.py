@@ -22,8 +22,10 @@ import threading
 import warnings
 
 #: An absl/glog line below FATAL, and absl's notice that it is not initialized.
-_CPP_LOG_LINE = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] |"
-                           rb"WARNING: All log messages before absl::InitializeLog\(\) is called)")
+_CPP_LOG_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] |"
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
 _LIBRARY_LOGGERS = ("tensorflow", "absl", "h5py", "transformers", "huggingface_hub", "urllib3")
 
 

@@ -59,8 +59,9 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
                     answers = () if qa.get("is_impossible") else tuple(a["text"] for a in qa["answers"])
                     questions.append(SquadQuestion(qa["id"], qa["question"], paragraph["context"], answers))
     except (KeyError, TypeError, AttributeError) as error:
-        raise SquadFormatError(f"{path} is not in SQuAD format (data / paragraphs / qas): missing or wrong {error}") \
-            from None
+        raise SquadFormatError(
+            f"{path} is not in SQuAD format (data / paragraphs / qas): missing or wrong {error}"
+        ) from None
     return questions
 
 

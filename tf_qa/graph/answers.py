@@ -107,8 +107,13 @@ def merge_answers(
     span_example = tf.boolean_mask(tf.repeat(example[:, tf.newaxis], k, axis=1), valid)
     span_start = tf.boolean_mask(char_starts, valid)
     span_end = tf.boolean_mask(char_ends, valid)
-    spans = _Candidates(example=span_example, text=_substrings(contexts, span_example, span_start, span_end),
-                        start=span_start, end=span_end, score=tf.boolean_mask(scores, valid))
+    spans = _Candidates(
+        example=span_example,
+        text=_substrings(contexts, span_example, span_start, span_end),
+        start=span_start,
+        end=span_end,
+        score=tf.boolean_mask(scores, valid),
+    )
     candidates = _with_null_answers(_merge_equal_texts(spans), example, null_scores, handle_impossible_answer)
     return _best_first(candidates, tf.cast(top_k, tf.int64), num_examples)
 
@@ -129,20 +134,29 @@ def _merge_equal_texts(spans: _Candidates) -> _Candidates:
     _, group = tf.unique(key, out_idx=tf.int64)
     num_groups = tf.reduce_max(tf.concat([group + 1, [0]], axis=0))
     first = tf.math.unsorted_segment_min(tf.range(tf.size(group, out_type=tf.int64)), group, num_groups)
-    return _Candidates(example=tf.gather(spans.example, first), text=tf.gather(spans.text, first),
-                       start=tf.gather(spans.start, first), end=tf.gather(spans.end, first),
-                       score=tf.math.unsorted_segment_sum(spans.score, group, num_groups))
+    return _Candidates(
+        example=tf.gather(spans.example, first),
+        text=tf.gather(spans.text, first),
+        start=tf.gather(spans.start, first),
+        end=tf.gather(spans.end, first),
+        score=tf.math.unsorted_segment_sum(spans.score, group, num_groups),
+    )
 
 
-def _with_null_answers(answers: _Candidates, example: tf.Tensor, null_scores: tf.Tensor,
-                       handle_impossible_answer: tf.Tensor) -> _Candidates:
+def _with_null_answers(
+    answers: _Candidates, example: tf.Tensor, null_scores: tf.Tensor, handle_impossible_answer: tf.Tensor
+) -> _Candidates:
     """The null answer comes last, scored with the smallest null score of the example's windows."""
     num_examples = tf.size(handle_impossible_answer, out_type=tf.int64)
     null_example = tf.boolean_mask(tf.range(num_examples), handle_impossible_answer)
     min_null = tf.math.unsorted_segment_min(null_scores, example, num_examples)
-    nulls = _Candidates(example=null_example, text=tf.fill(tf.shape(null_example), ""),
-                        start=tf.zeros_like(null_example), end=tf.zeros_like(null_example),
-                        score=tf.gather(min_null, null_example))
+    nulls = _Candidates(
+        example=null_example,
+        text=tf.fill(tf.shape(null_example), ""),
+        start=tf.zeros_like(null_example),
+        end=tf.zeros_like(null_example),
+        score=tf.gather(min_null, null_example),
+    )
     return _Candidates(*(tf.concat([mine, theirs], axis=0) for mine, theirs in zip(answers, nulls)))
 
 
@@ -150,8 +164,9 @@ def _best_first(answers: _Candidates, top_k: tf.Tensor, num_examples: tf.Tensor)
     """Each example's ``top_k`` best answers, [B, max(top_k)]; stable sorts keep the found order between ties."""
     by_score = tf.argsort(-answers.score, stable=True)
     order = tf.gather(by_score, tf.argsort(tf.gather(answers.example, by_score), stable=True))
-    counts = tf.math.bincount(tf.gather(answers.example, order), minlength=num_examples, maxlength=num_examples,
-                              dtype=tf.int64)
+    counts = tf.math.bincount(
+        tf.gather(answers.example, order), minlength=num_examples, maxlength=num_examples, dtype=tf.int64
+    )
     first_of_example = tf.cumsum(counts, exclusive=True)
     width = tf.reduce_max(tf.concat([top_k, [1]], axis=0))  # at least 1, also for an empty batch
     rank = tf.range(width)[tf.newaxis, :]
@@ -164,5 +179,9 @@ def _best_first(answers: _Candidates, top_k: tf.Tensor, num_examples: tf.Tensor)
         padded = tf.concat([tf.gather(values, order), [missing]], axis=0)
         return tf.where(present, tf.gather(padded, source), missing)
 
-    return Answers(answer=take(answers.text, ""), score=take(answers.score, 0.0), start=take(answers.start, -1),
-                   end=take(answers.end, -1))
+    return Answers(
+        answer=take(answers.text, ""),
+        score=take(answers.score, 0.0),
+        start=take(answers.start, -1),
+        end=take(answers.end, -1),
+    )

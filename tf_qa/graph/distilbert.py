@@ -82,16 +82,27 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         if matmul_dtype == "bfloat16":
             for slot, layer in enumerate(self._encoder_dense_layers()):
                 self._bf16_slot[id(layer)] = slot
-                self.bf16_weights.append((
-                    tf.Variable(tf.cast(layer.kernel, tf.bfloat16), trainable=False, name=f"{layer.name}_kernel_bf16"),
-                    tf.Variable(tf.cast(layer.bias, tf.bfloat16), trainable=False, name=f"{layer.name}_bias_bf16")))
+                self.bf16_weights.append(
+                    (
+                        tf.Variable(
+                            tf.cast(layer.kernel, tf.bfloat16), trainable=False, name=f"{layer.name}_kernel_bf16"
+                        ),
+                        tf.Variable(tf.cast(layer.bias, tf.bfloat16), trainable=False, name=f"{layer.name}_bias_bf16"),
+                    )
+                )
 
     def _encoder_dense_layers(self) -> list[tf_keras.layers.Dense]:
         layers = []
         for block in self.qa_model.distilbert.transformer.layer:
             attention = block.attention
-            layers += [attention.q_lin, attention.k_lin, attention.v_lin, attention.out_lin, block.ffn.lin1,
-                       block.ffn.lin2]
+            layers += [
+                attention.q_lin,
+                attention.k_lin,
+                attention.v_lin,
+                attention.out_lin,
+                block.ffn.lin1,
+                block.ffn.lin2,
+            ]
         return layers
 
     def _dense(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
@@ -133,9 +144,14 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         count = tf.shape(rows)[:1]
         normalized, *_ = tf.raw_ops.FusedBatchNormV3(
             x=tf.reshape(rows, tf.concat([[1], count, [-1, 1]], axis=0)),
-            scale=tf.fill(count, 1.0), offset=tf.fill(count, 0.0),
-            mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
-            epsilon=norm.epsilon, data_format="NCHW", is_training=True)
+            scale=tf.fill(count, 1.0),
+            offset=tf.fill(count, 0.0),
+            mean=tf.constant([], tf.float32),
+            variance=tf.constant([], tf.float32),
+            epsilon=norm.epsilon,
+            data_format="NCHW",
+            is_training=True,
+        )
         gamma, beta = tf.ensure_shape(norm.gamma, dim), tf.ensure_shape(norm.beta, dim)
         return tf.reshape(normalized, tf.shape(rows)) * gamma + beta
 
@@ -146,7 +162,8 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
 
         embeddings = distilbert.embeddings
         hidden = tf.gather(embeddings.weight, input_ids) + tf.gather(
-            embeddings.position_embeddings, tf.range(length)[tf.newaxis, :])
+            embeddings.position_embeddings, tf.range(length)[tf.newaxis, :]
+        )
         hidden = self._layer_norm(embeddings.LayerNorm, as_rows(hidden))
 
         # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
@@ -170,4 +187,3 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         weights = tf.nn.softmax(scores + 1e-9, axis=-1)  # transformers' stable_softmax
         context = tf.reshape(tf.transpose(tf.matmul(weights, value), [0, 2, 1, 3]), [-1, self.dim])
         return self._dense(attention.out_lin, context)
-

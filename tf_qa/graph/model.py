@@ -22,26 +22,36 @@ import tf_keras
 
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.graph import answers as answers_lib
-from tf_qa.graph import checks, window_groups
+from tf_qa.graph import inputs as inputs_lib
+from tf_qa.graph import window_groups
 from tf_qa.graph import windows as windows_lib
 from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
-from tf_qa.graph.limits import export_flag
 from tf_qa.graph.options import ExportOptions
 from tf_qa.graph.spans import SpanExtractor
-from tf_qa.graph.tokenization import WordPieceTokenizer, invalid_utf8
+from tf_qa.graph.tokenization import WordPieceTokenizer
 
 
-def run_top_k_signature(signature, questions, contexts, *, top_k: int = 1,
-                        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-                        handle_impossible_answer: bool = False) -> dict:
+def run_top_k_signature(
+    signature,
+    questions,
+    contexts,
+    *,
+    top_k: int = 1,
+    max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+    handle_impossible_answer: bool = False,
+) -> dict:
     """Calls a loaded SavedModel's ``answer_top_k`` signature with one setting for every example.
 
     Returns the outputs (``answer``, ``score``, ``start``, ``end``) as [B, K] numpy arrays.
     """
     n = len(questions)
-    out = signature(question=tf.constant(questions), context=tf.constant(contexts), top_k=tf.fill([n], top_k),
-                    max_answer_len=tf.fill([n], max_answer_len),
-                    handle_impossible_answer=tf.fill([n], handle_impossible_answer))
+    out = signature(
+        question=tf.constant(questions),
+        context=tf.constant(contexts),
+        top_k=tf.fill([n], top_k),
+        max_answer_len=tf.fill([n], max_answer_len),
+        handle_impossible_answer=tf.fill([n], handle_impossible_answer),
+    )
     return {key: value.numpy() for key, value in out.items()}
 
 
@@ -56,8 +66,16 @@ class QuestionAnsweringModel(tf_keras.Model):
         options: what the export fixes (``tf_qa.graph.options.ExportOptions``; ``max_seq_len`` must be set).
     """
 
-    def __init__(self, qa_model: tf_keras.Model, tokenizer: WordPieceTokenizer, *, cls_id: int, sep_id: int,
-                 options: ExportOptions, **kwargs):
+    def __init__(
+        self,
+        qa_model: tf_keras.Model,
+        tokenizer: WordPieceTokenizer,
+        *,
+        cls_id: int,
+        sep_id: int,
+        options: ExportOptions,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if options.max_seq_len is None:
             raise ValueError("options.max_seq_len must be set (ExportOptions.with_max_seq_len)")
@@ -77,8 +95,9 @@ class QuestionAnsweringModel(tf_keras.Model):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, from_pt: bool = False,
-                        options: ExportOptions | None = None) -> QuestionAnsweringModel:
+    def from_pretrained(
+        cls, name_or_path: str, *, from_pt: bool = False, options: ExportOptions | None = None
+    ) -> QuestionAnsweringModel:
         """Loads a transformers QA checkpoint (hub name or local folder) and its fast tokenizer."""
         from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
 
@@ -99,8 +118,13 @@ class QuestionAnsweringModel(tf_keras.Model):
                 "(input_ids + attention_mask) are supported"
             )
         options = (options or ExportOptions()).with_max_seq_len(tokenizer.model_max_length)
-        return cls(qa_model, WordPieceTokenizer.from_transformers(tokenizer), cls_id=tokenizer.cls_token_id,
-                   sep_id=tokenizer.sep_token_id, options=options)
+        return cls(
+            qa_model,
+            WordPieceTokenizer.from_transformers(tokenizer),
+            cls_id=tokenizer.cls_token_id,
+            sep_id=tokenizer.sep_token_id,
+            options=options,
+        )
 
     def get_config(self) -> dict:
         """The export options, as recorded in the export's metadata."""
@@ -142,21 +166,24 @@ class QuestionAnsweringModel(tf_keras.Model):
         Raises:
             tf.errors.InvalidArgumentError naming the problem for bad input or a request over ``limits``.
         """
-        question, context, top_k, max_answer_len, handle_impossible_answer = self._checked_inputs(
-            question, context, top_k, max_answer_len, handle_impossible_answer)
+        question, context, top_k, max_answer_len, handle_impossible_answer = inputs_lib.checked_texts(
+            self.options, question, context, top_k, max_answer_len, handle_impossible_answer
+        )
         batch = tf.shape(question)[0]
         tokens = self.tokenizer(tf.concat([question, context], axis=0))
-        question_ids, context_ids = self._checked_token_ids(tokens.token_ids[:batch], tokens.token_ids[batch:])
-        windows = windows_lib.make_windows(question_ids, context_ids, max_seq_len=self.options.max_seq_len,
-                                           doc_stride=self.options.doc_stride, cls_id=self.cls_id, sep_id=self.sep_id)
-        start_logits, end_logits = self.grouped_logits(windows.input_ids, windows.attention_mask)
-
-        quota = tf.gather(answers_lib.candidates_per_window(top_k, self.options.align_to_words), windows.example)
-        spans = self.span_extractor(
-            start_logits, end_logits, windows.context_mask, windows.attention_mask,
-            tf.gather(max_answer_len, windows.example), tf.reduce_max(tf.concat([quota, [0]], axis=0)),
+        question_ids, context_ids = inputs_lib.checked_token_ids(
+            self.options, tokens.token_ids[:batch], tokens.token_ids[batch:]
         )
-        within_quota = tf.range(tf.shape(spans.scores)[1])[tf.newaxis, :] < quota[:, tf.newaxis]
+        windows = windows_lib.make_windows(
+            question_ids,
+            context_ids,
+            max_seq_len=self.options.max_seq_len,
+            doc_stride=self.options.doc_stride,
+            cls_id=self.cls_id,
+            sep_id=self.sep_id,
+        )
+        start_logits, end_logits = self.grouped_logits(windows.input_ids, windows.attention_mask)
+        spans, valid = self._candidate_spans(start_logits, end_logits, windows, top_k, max_answer_len)
         char_starts, char_ends = self._character_spans(spans, windows, tokens, context_ids, batch)
         return answers_lib.merge_answers(
             contexts=context,
@@ -164,84 +191,26 @@ class QuestionAnsweringModel(tf_keras.Model):
             char_starts=char_starts,
             char_ends=char_ends,
             scores=spans.scores,
-            valid=spans.valid & within_quota,
+            valid=valid,
             null_scores=spans.null_scores,
             top_k=top_k,
             handle_impossible_answer=handle_impossible_answer,
         )
 
-    def _checked_inputs(self, question, context, top_k, max_answer_len, handle_impossible_answer) -> list:
-        """The inputs with their defaults, released only after the checks that bound the work on them.
-
-        Cheapest first: shapes, then one value per example (options, byte lengths), then UTF-8 (one pass
-        over the bytes); each wave waits for the one before, so no check runs on an input over a limit.
-        """
-        question = tf.convert_to_tensor(question, tf.string)
-        context = tf.convert_to_tensor(context, tf.string)
-        batch = tf.shape(question)[0]
-        top_k = tf.ones([batch], tf.int32) if top_k is None else tf.cast(top_k, tf.int32)
-        if max_answer_len is None:
-            max_answer_len = tf.fill([batch], self.options.max_answer_len)
-        if handle_impossible_answer is None:
-            handle_impossible_answer = tf.fill([batch], self.options.handle_impossible_answer)
-        inputs = [question, context, top_k, tf.cast(max_answer_len, tf.int32),
-                  tf.cast(handle_impossible_answer, tf.bool)]
-
-        sizes = tf.stack([tf.size(x) for x in inputs[1:]])
-        inputs = checks.gate(inputs, [
-            checks.check(
-                tf.reduce_all(sizes == batch),
-                "question, context, top_k, max_answer_len and handle_impossible_answer must all have the same "
-                "batch size; got question batch and then the others:", batch, sizes),
-            checks.check_at_most(self.options.limits, "max_examples", batch, "examples"),
-        ])
-        question, context, top_k, max_answer_len, _ = inputs
-        # Byte lengths are read off the strings' headers; concatenating the texts first would copy them all.
-        text_bytes = sum(tf.reduce_sum(tf.cast(tf.strings.length(texts), tf.int64)) for texts in (question, context))
-        max_top_k = self.options.limits.max_top_k
-        inputs = checks.gate(inputs, [
-            checks.check(tf.reduce_all(top_k >= 1) & tf.reduce_all(top_k <= max_top_k),
-                         f"top_k must be between 1 and {max_top_k} (raise the limit with tf-qa export "
-                         f"{export_flag('max_top_k')}); got", top_k),
-            checks.check(tf.reduce_all(max_answer_len >= 1), "max_answer_len must be at least 1; got",
-                         max_answer_len),
-            checks.check_at_most(self.options.limits, "max_text_bytes", text_bytes,
-                                 "bytes of question and context text"),
-        ])
-        question, context = inputs[:2]
-        bad_question, bad_context = invalid_utf8(question), invalid_utf8(context)
-        return checks.gate(inputs, [
-            checks.check(~tf.reduce_any(bad_question), "question is not valid UTF-8 at batch index",
-                         checks.bad_rows(bad_question)),
-            checks.check(~tf.reduce_any(bad_context), "context is not valid UTF-8 at batch index",
-                         checks.bad_rows(bad_context)),
-        ])
-
-    def _checked_token_ids(self, question_ids: tf.RaggedTensor, context_ids: tf.RaggedTensor) -> list:
-        """Question and context token ids, released once each example can make windows within the limits."""
-        question_lengths, context_lengths = question_ids.row_lengths(), context_ids.row_lengths()
-        empty_question, empty_context = question_lengths == 0, context_lengths == 0
-        max_seq_len, doc_stride = self.options.max_seq_len, self.options.doc_stride
-        too_long = windows_lib.question_too_long(question_ids, context_ids, max_seq_len=max_seq_len,
-                                                 doc_stride=doc_stride)
-        windows = windows_lib.windows_per_example(question_lengths, context_lengths, max_seq_len=max_seq_len,
-                                                  doc_stride=doc_stride)
-        total_windows = tf.reduce_sum(tf.where(too_long, tf.zeros_like(windows), windows))
-        return checks.gate([question_ids, context_ids], [
-            checks.check(~tf.reduce_any(empty_question),
-                         "question is empty or whitespace-only (no tokens) at batch index",
-                         checks.bad_rows(empty_question)),
-            checks.check(~tf.reduce_any(empty_context),
-                         "context is empty or whitespace-only (no tokens) at batch index",
-                         checks.bad_rows(empty_context)),
-            checks.check(~tf.reduce_any(too_long),
-                         f"question is too long: with max_seq_len={max_seq_len} and doc_stride="
-                         f"{doc_stride} no window has room for more than doc_stride context tokens; "
-                         "question tokens at batch index", checks.bad_rows(too_long),
-                         tf.boolean_mask(question_lengths, too_long)),
-            checks.check_at_most(self.options.limits, "max_windows", total_windows,
-                                 f"windows of up to {max_seq_len} tokens"),
-        ])
+    def _candidate_spans(self, start_logits, end_logits, windows, top_k, max_answer_len):
+        """Each window's best spans, as many as the pipeline takes from it for its example's ``top_k``; with
+        [W, k] bool, True where a span is valid and within that number."""
+        quota = tf.gather(answers_lib.candidates_per_window(top_k, self.options.align_to_words), windows.example)
+        spans = self.span_extractor(
+            start_logits,
+            end_logits,
+            windows.context_mask,
+            windows.attention_mask,
+            tf.gather(max_answer_len, windows.example),
+            tf.reduce_max(tf.concat([quota, [0]], axis=0)),
+        )
+        within_quota = tf.range(tf.shape(spans.scores)[1])[tf.newaxis, :] < quota[:, tf.newaxis]
+        return spans, spans.valid & within_quota
 
     def _character_spans(self, spans, windows, tokens, context_ids, batch) -> tuple[tf.Tensor, tf.Tensor]:
         """[W, k] int64 character start and end (exclusive) in the original context of each token span."""
@@ -264,43 +233,33 @@ class QuestionAnsweringModel(tf_keras.Model):
         ``start`` and ``end`` [B] int64 token positions (end inclusive; -1 when the window has no context)
         and ``score`` [B] float32, as the pipeline's ``decode_spans`` with the model's ``max_answer_len``.
         """
-        input_ids, attention_mask = self._checked_windows(input_ids, attention_mask)
+        input_ids, attention_mask = inputs_lib.checked_windows(
+            self.options,
+            input_ids,
+            attention_mask,
+            vocab_size=len(self.tokenizer.vocabulary),
+            max_positions=self.max_positions,
+        )
         sep_seen = tf.cumsum(tf.cast(input_ids == self.sep_id, tf.int32), axis=1, exclusive=True)
         context_mask = (sep_seen == 1) & (input_ids != self.sep_id) & (attention_mask != 0)
         start_logits, end_logits = self.logits(input_ids, attention_mask)
         spans = self.span_extractor(
-            start_logits, end_logits, context_mask, attention_mask,
-            tf.fill(tf.shape(input_ids)[:1], self.options.max_answer_len), 1,
+            start_logits,
+            end_logits,
+            context_mask,
+            attention_mask,
+            tf.fill(tf.shape(input_ids)[:1], self.options.max_answer_len),
+            1,
         )
         return {"start": spans.starts[:, 0], "end": spans.ends[:, 0], "score": spans.scores[:, 0]}
-
-    def _checked_windows(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> list:
-        """``token_spans``' inputs, released after the shape checks and then the value checks."""
-        input_ids = tf.cast(input_ids, tf.int32)
-        attention_mask = tf.cast(attention_mask, tf.int32)
-        ids_shape, mask_shape = tf.shape(input_ids), tf.shape(attention_mask)
-        inputs = checks.gate([input_ids, attention_mask], [
-            checks.check(tf.reduce_all(ids_shape == mask_shape),
-                         "input_ids and attention_mask must have the same shape; got", ids_shape, mask_shape),
-            checks.check_at_most(self.options.limits, "max_windows", ids_shape[0], "windows"),
-            checks.check((ids_shape[0] == 0) | (ids_shape[1] >= 1), "input_ids must have at least one position"),
-            checks.check(ids_shape[1] <= self.max_positions,
-                         tf.strings.format("input_ids has {} positions, more than the model's "
-                                           f"max_position_embeddings={self.max_positions} (fixed by the checkpoint)",
-                                           [ids_shape[1]])),
-        ])
-        input_ids, attention_mask = inputs
-        vocab_size = len(self.tokenizer.vocabulary)
-        return checks.gate(inputs, [
-            checks.check(tf.reduce_all((attention_mask == 0) | (attention_mask == 1)), "attention_mask must be 0 or 1"),
-            checks.check(tf.reduce_all(input_ids >= 0) & tf.reduce_all(input_ids < vocab_size),
-                         f"input_ids must be in [0, {vocab_size})"),
-        ])
 
     def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Keras entry point: ``{"question", "context"}`` (optionally ``top_k``, ...) to [B, K] answers."""
         result = self.answer(
-            inputs["question"], inputs["context"], inputs.get("top_k"), inputs.get("max_answer_len"),
+            inputs["question"],
+            inputs["context"],
+            inputs.get("top_k"),
+            inputs.get("max_answer_len"),
             inputs.get("handle_impossible_answer"),
         )
         return result._asdict()
@@ -322,8 +281,15 @@ class QuestionAnsweringModel(tf_keras.Model):
             result = self.answer(question, context)
             return {name: value[:, 0] for name, value in result._asdict().items()}
 
-        @tf.function(input_signature=[text, text, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
-                                      tf.TensorSpec([None], tf.bool)])
+        @tf.function(
+            input_signature=[
+                text,
+                text,
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None], tf.bool),
+            ]
+        )
         def answer_top_k(question, context, top_k, max_answer_len, handle_impossible_answer):
             return self.answer(question, context, top_k, max_answer_len, handle_impossible_answer)._asdict()
 

@@ -54,20 +54,27 @@ class ExportOptions:
     """
 
     max_seq_len: int | None = _option(
-        None, f"tokens per window (default: the checkpoint's, at most {DEFAULT_MAX_SEQ_LEN})", minimum=1)
-    doc_stride: int = _option(DEFAULT_DOC_STRIDE, "tokens shared by consecutive windows (default %(default)s)",
-                              minimum=0)
-    max_answer_len: int = _option(DEFAULT_MAX_ANSWER_LEN, "default longest answer in tokens (default %(default)s)",
-                                  minimum=1)
+        None, f"tokens per window (default: the checkpoint's, at most {DEFAULT_MAX_SEQ_LEN})", minimum=1
+    )
+    doc_stride: int = _option(
+        DEFAULT_DOC_STRIDE, "tokens shared by consecutive windows (default %(default)s)", minimum=0
+    )
+    max_answer_len: int = _option(
+        DEFAULT_MAX_ANSWER_LEN, "default longest answer in tokens (default %(default)s)", minimum=1
+    )
     handle_impossible_answer: bool = _option(False)
     align_to_words: bool = _option(True)
     window_group_size: int = _option(
         DEFAULT_WINDOW_GROUP_SIZE,
         "run windows through the model in groups of similar length (0: pad all to the longest; default %(default)s)",
-        minimum=0)
+        minimum=0,
+    )
     matmul_dtype: str = _option(
-        "float32", "bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ from the "
-        "pipeline's (tf-qa bench measures the agreement). Default %(default)s", choices=MATMUL_DTYPES)
+        "float32",
+        "bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ from the "
+        "pipeline's (tf-qa bench measures the agreement). Default %(default)s",
+        choices=MATMUL_DTYPES,
+    )
     limits: RequestLimits = dataclasses.field(default_factory=RequestLimits)
 
     def __post_init__(self):

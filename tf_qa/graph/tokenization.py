@@ -170,17 +170,13 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         source_rows = code_points.value_rowids()
         source_local = tf.range(tf.size(source, out_type=tf.int64)) - tf.gather(code_points.row_starts(), source_rows)
         source_class = _run_length_lookup(self._source_starts, self._source_values, source)
-        map_index = tf.minimum(
-            tf.searchsorted(self._map_keys, source, side="left"), tf.size(self._map_keys) - 1
-        )
+        map_index = tf.minimum(tf.searchsorted(self._map_keys, source, side="left"), tf.size(self._map_keys) - 1)
         mapped = tf.gather(self._map_keys, map_index) == source
         lengths = tf.where(mapped, tf.gather(self._map_lengths, map_index), 1)
         lengths = tf.where(source_class == normalization.REMOVED, 0, lengths)
         origin = tf.repeat(tf.range(tf.size(source)), lengths)  # original char of each normalized char
         within = tf.range(tf.size(origin)) - tf.gather(_exclusive_cumsum(lengths), origin)
-        replacement = tf.gather_nd(
-            self._map_values, tf.stack([tf.gather(map_index, origin), within], axis=1)
-        )
+        replacement = tf.gather_nd(self._map_values, tf.stack([tf.gather(map_index, origin), within], axis=1))
         return _NormalizedChars(
             chars=tf.where(tf.gather(mapped, origin), replacement, tf.gather(source, origin)),
             rows=tf.gather(source_rows, origin),
@@ -211,8 +207,16 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
             tf.RaggedTensor.from_value_rowids(chars, tf.cast(word_of_char, tf.int64), tf.cast(num_words, tf.int64)),
             "UTF-8",
         )
-        return _Words(chars=chars, local=local, first=first, last=last, rows=tf.gather(rows, first),
-                      starts=tf.gather(local, first), ends=tf.gather(local, last) + 1, text=text)
+        return _Words(
+            chars=chars,
+            local=local,
+            first=first,
+            last=last,
+            rows=tf.gather(rows, first),
+            starts=tf.gather(local, first),
+            ends=tf.gather(local, last) + 1,
+            text=text,
+        )
 
     def _word_pieces(self, words: _Words) -> tuple[tf.RaggedTensor, tf.Tensor, tf.Tensor]:
         """WordPiece ids [words, (pieces)], with each piece's character span in the original string."""
@@ -220,16 +224,23 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         # Offsets come back in bytes within the word; turn them into characters of the original.
         char_byte_starts = _exclusive_cumsum(_utf8_length(words.chars))
         piece_base = tf.gather(tf.gather(char_byte_starts, words.first), pieces.value_rowids())
-        first_char = tf.searchsorted(
-            char_byte_starts, piece_base + tf.cast(piece_byte_starts.values, tf.int32), side="right"
-        ) - 1
-        last_char = tf.searchsorted(
-            char_byte_starts, piece_base + tf.cast(piece_byte_ends.values, tf.int32), side="left"
-        ) - 1
+        first_char = (
+            tf.searchsorted(char_byte_starts, piece_base + tf.cast(piece_byte_starts.values, tf.int32), side="right")
+            - 1
+        )
+        last_char = (
+            tf.searchsorted(char_byte_starts, piece_base + tf.cast(piece_byte_ends.values, tf.int32), side="left") - 1
+        )
         return pieces, tf.gather(words.local, first_char), tf.gather(words.local, last_char) + 1
 
-    def _tokens(self, words: _Words, pieces: tf.RaggedTensor, piece_starts: tf.Tensor, piece_ends: tf.Tensor,
-                num_texts: tf.Tensor) -> TokenizedText:
+    def _tokens(
+        self,
+        words: _Words,
+        pieces: tf.RaggedTensor,
+        piece_starts: tf.Tensor,
+        piece_ends: tf.Tensor,
+        num_texts: tf.Tensor,
+    ) -> TokenizedText:
         """Pieces as tokens per text; transformers counts the word limit in characters, and such words become a
         single unknown token."""
         too_long = (words.last - words.first + 1) > self.max_chars_per_word

@@ -23,8 +23,9 @@ from tf_qa.defaults import WINDOW_GROUP_MAX_GROWTH
 LogitsFunction = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
-def grouped_logits(logits: LogitsFunction, input_ids: tf.Tensor, attention_mask: tf.Tensor,
-                   group_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+def grouped_logits(
+    logits: LogitsFunction, input_ids: tf.Tensor, attention_mask: tf.Tensor, group_size: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """``logits`` of W windows [W, L], run group by group; positions past a window's length are padding."""
     lengths = tf.reduce_sum(attention_mask, axis=1)
     order = tf.argsort(lengths, stable=True)
@@ -39,26 +40,32 @@ def grouped_logits(logits: LogitsFunction, input_ids: tf.Tensor, attention_mask:
         length = lengths[end - 1]  # sorted: the group's longest
         start_logits, end_logits = logits(input_ids[begin:end, :length], attention_mask[begin:end, :length])
         padding = [[0, 0], [0, width - length]]
-        return (index + 1, starts.write(index, tf.pad(tf.cast(start_logits, tf.float32), padding)),
-                ends.write(index, tf.pad(tf.cast(end_logits, tf.float32), padding)))
+        return (
+            index + 1,
+            starts.write(index, tf.pad(tf.cast(start_logits, tf.float32), padding)),
+            ends.write(index, tf.pad(tf.cast(end_logits, tf.float32), padding)),
+        )
 
     def new_array():
         # One empty [0, width] entry past the groups, so that concat has a shape even with no groups.
         array = tf.TensorArray(tf.float32, size=num_groups + 1, infer_shape=False, element_shape=[None, None])
         return array.write(num_groups, tf.zeros([0, width]))
 
-    _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group,
-                                    [tf.constant(0), new_array(), new_array()])
+    _, starts, ends = tf.while_loop(
+        lambda index, *_: index < num_groups, run_group, [tf.constant(0), new_array(), new_array()]
+    )
     restore = tf.argsort(order)
     return tf.gather(starts.concat(), restore), tf.gather(ends.concat(), restore)
 
 
 def starts_group(sorted_lengths: tf.Tensor, group_size: int) -> tf.Tensor:
     """[W] bool: which of the windows (sorted by length) begins a new group."""
+
     def step(state, length):
         first, count, _ = state
         starts = (count >= group_size) | (
-            tf.cast(length, tf.float32) > WINDOW_GROUP_MAX_GROWTH * tf.cast(first, tf.float32))
+            tf.cast(length, tf.float32) > WINDOW_GROUP_MAX_GROWTH * tf.cast(first, tf.float32)
+        )
         return tf.where(starts, length, first), tf.where(starts, 1, count + 1), starts
 
     # The first window always starts a group: the initial count is already full.

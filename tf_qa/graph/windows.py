@@ -56,8 +56,9 @@ def question_too_long(
     return (context_ids.row_lengths() > room) & (room <= doc_stride)
 
 
-def windows_per_example(question_lengths: tf.Tensor, context_lengths: tf.Tensor, *, max_seq_len: int,
-                        doc_stride: int) -> tf.Tensor:
+def windows_per_example(
+    question_lengths: tf.Tensor, context_lengths: tf.Tensor, *, max_seq_len: int, doc_stride: int
+) -> tf.Tensor:
     """[B] int64: how many windows each example makes, from its token counts alone (nothing is allocated).
 
     Meaningful where ``question_too_long`` is False.
@@ -67,9 +68,11 @@ def windows_per_example(question_lengths: tf.Tensor, context_lengths: tf.Tensor,
     return tf.where(cut, 1 + (context_lengths - room + step - 1) // step, tf.ones_like(context_lengths))
 
 
-def _window_ids(question_ids, context_ids, example, position, context_index, c_begin, c_end, *, cls_id: int,
-               sep_id: int) -> tf.Tensor:
+def _window_ids(
+    question_ids, context_ids, example, position, context_index, c_begin, c_end, *, cls_id: int, sep_id: int
+) -> tf.Tensor:
     """[W, L] ids: ``[CLS] question [SEP] context [SEP]`` then 0, by position (question at 1..c_begin-2)."""
+
     def gather_tokens(ids: tf.RaggedTensor, index: tf.Tensor) -> tf.Tensor:
         # A trailing 0 keeps the clipped gather in range even for an empty batch.
         values = tf.concat([tf.cast(ids.values, tf.int32), [0]], axis=0)
@@ -87,8 +90,11 @@ def _window_ids(question_ids, context_ids, example, position, context_index, c_b
         tf.where(
             position <= q_end,
             question_tokens,
-            tf.where((position == q_end + 1) | (position == c_end), sep_id,
-                     tf.where((position >= c_begin) & (position < c_end), context_tokens, 0)),
+            tf.where(
+                (position == q_end + 1) | (position == c_end),
+                sep_id,
+                tf.where((position >= c_begin) & (position < c_end), context_tokens, 0),
+            ),
         ),
     )
 
@@ -134,8 +140,9 @@ def make_windows(
     c_begin = window_q_len[:, tf.newaxis] + 2
     c_end = c_begin + window_len[:, tf.newaxis]  # position of the final [SEP]
     context_index = window_start[:, tf.newaxis] + position - c_begin
-    input_ids = _window_ids(question_ids, context_ids, example, position, context_index, c_begin, c_end,
-                            cls_id=cls_id, sep_id=sep_id)
+    input_ids = _window_ids(
+        question_ids, context_ids, example, position, context_index, c_begin, c_end, cls_id=cls_id, sep_id=sep_id
+    )
     is_context = (position >= c_begin) & (position < c_end)
     attention_mask = tf.cast(position < seq_len[:, tf.newaxis], tf.int32)
     return Windows(

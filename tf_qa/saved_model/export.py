@@ -86,8 +86,10 @@ def _heartbeat(report: Callable[[str], None], every: float = 15.0):
 @contextmanager
 def _sigterm_as_interrupt():
     """Lets SIGTERM unwind like Ctrl-C, so the temporary folder is removed."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
+
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
@@ -123,8 +125,15 @@ def export_model(
     stage = _stage_timer(report)
     try:
         with _sigterm_as_interrupt(), _heartbeat(report):
-            saved = _build_and_check(checkpoint, staging, from_pt=from_pt, model_name=model_name or output.name,
-                                     options=options, report=report, stage=stage)
+            saved = _build_and_check(
+                checkpoint,
+                staging,
+                from_pt=from_pt,
+                model_name=model_name or output.name,
+                options=options,
+                report=report,
+                stage=stage,
+            )
             final = output / str(version)
             if final.exists():  # only with force
                 shutil.rmtree(final)
@@ -148,8 +157,9 @@ def _stage_timer(report: Callable[[str], None]) -> Callable[[str], None]:
     return stage
 
 
-def _build_and_check(checkpoint: str, staging: Path, *, from_pt: bool, model_name: str,
-                     options: ExportOptions | None, report, stage) -> Path:
+def _build_and_check(
+    checkpoint: str, staging: Path, *, from_pt: bool, model_name: str, options: ExportOptions | None, report, stage
+) -> Path:
     """Loads, builds, saves, writes warmup and metadata, and self-checks ``staging/model``; returns it."""
     report(f"[load] {checkpoint}")
     qa_model, tokenizer = _load(checkpoint, from_pt)
@@ -187,7 +197,8 @@ def _load(checkpoint: str, from_pt: bool):
     if config.model_type != "distilbert":
         raise ExportError(
             f"{checkpoint!r} is a {config.model_type!r} model; tf-qa exports DistilBERT question-answering "
-            "checkpoints (models that take token_type_ids, like BERT, are not supported)")
+            "checkpoints (models that take token_type_ids, like BERT, are not supported)"
+        )
     architectures = config.architectures or []
     if architectures and not any(a.endswith("ForQuestionAnswering") for a in architectures):
         raise ExportError(f"{checkpoint!r} is not a question-answering model (architectures: {architectures})")
@@ -206,8 +217,11 @@ def _write_metadata(path: Path, checkpoint: str, model) -> None:
 
     metadata = {
         "source_checkpoint": checkpoint,
-        "versions": {"tensorflow": tf.__version__, "tensorflow_text": tensorflow_text.__version__,
-                     "transformers": transformers.__version__},
+        "versions": {
+            "tensorflow": tf.__version__,
+            "tensorflow_text": tensorflow_text.__version__,
+            "transformers": transformers.__version__,
+        },
         "options": model.get_config(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -226,5 +240,6 @@ def _self_check(model, saved: Path, requests: list) -> None:
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         expected = model.token_spans(inputs["input_ids"], inputs["attention_mask"])
         if not np.allclose(result["score"], expected["score"].numpy(), atol=1e-4) or not np.array_equal(
-                result["start"], expected["start"].numpy()):
+            result["start"], expected["start"].numpy()
+        ):
             raise ExportError("self-check failed: the SavedModel's spans differ from the source model's")

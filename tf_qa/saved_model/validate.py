@@ -122,8 +122,9 @@ def _check_ops(meta_graph, report: ValidationReport) -> None:
     python_ops = sorted(ops & PYTHON_OPS)
     text_used = sorted(ops & text - core)
     unknown = sorted(ops - core - text)
-    report.say(f"ops: {len(ops)} kinds; TF Text ops (linked by tensorflow_model_server): "
-               f"{', '.join(text_used) or 'none'}")
+    report.say(
+        f"ops: {len(ops)} kinds; TF Text ops (linked by tensorflow_model_server): {', '.join(text_used) or 'none'}"
+    )
     if python_ops:
         report.problem(f"ops that need Python, which tensorflow_model_server does not have: {', '.join(python_ops)}")
     if unknown:
@@ -160,9 +161,11 @@ def _check_metadata(path: Path, report: ValidationReport) -> None:
         versions = metadata.get("versions", {})
         tf_version = versions.get("tensorflow", "?")
         major_minor = ".".join(tf_version.split(".")[:2])
-        report.say(f"made with TensorFlow {tf_version}, TF Text {versions.get('tensorflow_text', '?')}, "
-                   f"transformers {versions.get('transformers', '?')}: needs TF Serving {major_minor} or newer "
-                   f"(tensorflow/serving:{major_minor}.0 or later)")
+        report.say(
+            f"made with TensorFlow {tf_version}, TF Text {versions.get('tensorflow_text', '?')}, "
+            f"transformers {versions.get('transformers', '?')}: needs TF Serving {major_minor} or newer "
+            f"(tensorflow/serving:{major_minor}.0 or later)"
+        )
         limits = metadata.get("options", {}).get("limits")
         if limits:
             report.say("limits per call (set at export): " + ", ".join(f"{k} {v}" for k, v in limits.items()))

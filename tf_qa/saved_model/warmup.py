@@ -33,17 +33,22 @@ def warmup_requests(model_name: str) -> list:
     requests = []
     for batch in (1, 8):
         questions = np.array([_WARMUP_QUESTION.encode()] * batch, dtype=object)
-        contexts = np.array([(long_context if i == batch - 1 else _WARMUP_CONTEXT).encode() for i in range(batch)],
-                            dtype=object)
+        contexts = np.array(
+            [(long_context if i == batch - 1 else _WARMUP_CONTEXT).encode() for i in range(batch)], dtype=object
+        )
         inputs_by_signature = {
             SERVING_DEFAULT: {"question": questions, "context": contexts},
-            TOP_K_SIGNATURE: {"question": questions, "context": contexts,
-                              "top_k": np.full([batch], 3, np.int32),
-                              "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
-                              "handle_impossible_answer": np.full([batch], True)},
-            TOKEN_SPANS_SIGNATURE: {"input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32),
-                                                         [batch, 1]),
-                                    "attention_mask": np.ones([batch, 6], np.int32)},
+            TOP_K_SIGNATURE: {
+                "question": questions,
+                "context": contexts,
+                "top_k": np.full([batch], 3, np.int32),
+                "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
+                "handle_impossible_answer": np.full([batch], True),
+            },
+            TOKEN_SPANS_SIGNATURE: {
+                "input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32), [batch, 1]),
+                "attention_mask": np.ones([batch, 6], np.int32),
+            },
         }
         for signature, inputs in inputs_by_signature.items():
             request = predict_pb2.PredictRequest()

@@ -65,8 +65,15 @@ class RequestBatcher:
         is_invalid_argument: tells whether an exception is the caller's fault (then requests are retried alone).
     """
 
-    def __init__(self, run: RunFunction, *, max_batch_size: int = 16, timeout: float = 0.002, num_threads: int = 2,
-                 is_invalid_argument: Callable[[BaseException], bool] = lambda error: False):
+    def __init__(
+        self,
+        run: RunFunction,
+        *,
+        max_batch_size: int = 16,
+        timeout: float = 0.002,
+        num_threads: int = 2,
+        is_invalid_argument: Callable[[BaseException], bool] = lambda error: False,
+    ):
         if max_batch_size < 1 or num_threads < 1 or timeout < 0:
             raise ValueError("max_batch_size and num_threads must be at least 1, timeout at least 0")
         self.run = run
@@ -76,8 +83,9 @@ class RequestBatcher:
         self._queue: collections.deque[_Task] = collections.deque()
         self._condition = threading.Condition()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
-                         for i in range(num_threads)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True) for i in range(num_threads)
+        ]
         for thread in self._threads:
             thread.start()
 

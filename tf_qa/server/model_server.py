@@ -59,7 +59,6 @@ from tf_qa.server.rest import RestServer
 log = logging.getLogger("tf_qa.server")
 
 
-
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
     context.abort(code, message)
 
@@ -85,10 +84,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             with self.predictor.admit():
                 loaded = self._version(request.model_spec, context)
                 try:
-                    inputs = {key: tensor_from_proto(key, tensor, self.predictor.max_request_bytes)
-                              for key, tensor in request.inputs.items()}
-                    outputs, values = self.predictor.predict(loaded, request.model_spec.signature_name, inputs,
-                                                             list(request.output_filter), deadline)
+                    inputs = {
+                        key: tensor_from_proto(key, tensor, self.predictor.max_request_bytes)
+                        for key, tensor in request.inputs.items()
+                    }
+                    outputs, values = self.predictor.predict(
+                        loaded, request.model_spec.signature_name, inputs, list(request.output_filter), deadline
+                    )
                 finally:
                     loaded.release()
         except RequestError as error:
@@ -155,11 +157,22 @@ class ModelServer:
             ``--rest_api_timeout_in_ms``.
     """
 
-    def __init__(self, model_base_path: str, model_name: str, *, port: int = 8500, host: str = "127.0.0.1",
-                 versions: list[int] | None = None, poll_seconds: float = 2.0,
-                 credentials: grpc.ServerCredentials | None = None, batching: dict | None = None,
-                 rest_port: int | None = None, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, rest_timeout: float = DEFAULT_REST_TIMEOUT):
+    def __init__(
+        self,
+        model_base_path: str,
+        model_name: str,
+        *,
+        port: int = 8500,
+        host: str = "127.0.0.1",
+        versions: list[int] | None = None,
+        poll_seconds: float = 2.0,
+        credentials: grpc.ServerCredentials | None = None,
+        batching: dict | None = None,
+        rest_port: int | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        rest_timeout: float = DEFAULT_REST_TIMEOUT,
+    ):
         self.repository = ModelRepository(model_base_path, model_name, versions)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -167,13 +180,15 @@ class ModelServer:
         self.health = health.HealthServicer()
         self.batcher = None
         if batching is not None:
-            self.batcher = RequestBatcher(Predictor.run, **batching,
-                                          is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError))
+            self.batcher = RequestBatcher(
+                Predictor.run, **batching, is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError)
+            )
         self.predictor = Predictor(self.repository, self.batcher, max_in_flight, max_request_bytes)
         self.server = self._grpc_server(max_in_flight, max_request_bytes)
         address = f"{host}:{port}"
-        self.port = (self.server.add_secure_port(address, credentials) if credentials
-                     else self.server.add_insecure_port(address))
+        self.port = (
+            self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
+        )
         if self.port == 0:
             raise OSError(f"could not bind {host}:{port}")
         self.rest = RestServer(self.predictor, host, rest_port, rest_timeout) if rest_port is not None else None
@@ -183,15 +198,24 @@ class ModelServer:
         """The gRPC server with its services; one thread per admitted call, more calls refused, never queued."""
         # Room beyond the Predict slots for health checks, status and metadata calls.
         max_calls = max_in_flight + 8
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_calls), maximum_concurrent_rpcs=max_calls,
-                             options=[("grpc.max_receive_message_length", max_request_bytes),
-                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_calls),
+            maximum_concurrent_rpcs=max_calls,
+            options=[
+                ("grpc.max_receive_message_length", max_request_bytes),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.predictor), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.predictor), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            ["tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
-             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [
+                "tensorflow.serving.PredictionService",
+                "tensorflow.serving.ModelService",
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             server,
         )
         return server

@@ -40,9 +40,11 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} has a negative dimension: {sizes}")
     elements = int(np.prod(sizes, dtype=object))
     if elements > max_elements:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"input {name!r} declares {elements} elements (shape {sizes}), more than a request may "
-                           f"carry ({max_elements}, tf-qa serve --max-request-bytes)")
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input {name!r} declares {elements} elements (shape {sizes}), more than a request may "
+            f"carry ({max_elements}, tf-qa serve --max-request-bytes)",
+        )
     try:
         return tf.make_ndarray(tensor)
     except Exception as error:  # noqa: BLE001  any malformed TensorProto
@@ -53,7 +55,7 @@ def graph_error_message(message: str) -> str:
     """The graph's own assertion message (which names the problem), without TF's node trace around it."""
     marker = "assertion failed: "
     if marker in message:
-        message = message[message.index(marker) + len(marker):]
+        message = message[message.index(marker) + len(marker) :]
     return message.split("\n\t [[")[0].strip()
 
 
@@ -76,8 +78,13 @@ class Predictor:
         max_request_bytes: the largest request message or REST body.
     """
 
-    def __init__(self, repository: ModelRepository, batcher: RequestBatcher | None = None, max_in_flight: int = 32,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+    def __init__(
+        self,
+        repository: ModelRepository,
+        batcher: RequestBatcher | None = None,
+        max_in_flight: int = 32,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    ):
         self.repository = repository
         self.batcher = batcher
         self.max_in_flight = max_in_flight
@@ -88,9 +95,11 @@ class Predictor:
     def admit(self):
         """Holds one of the ``max_in_flight`` slots for a request; RequestError RESOURCE_EXHAUSTED when none is free."""
         if not self._slots.acquire(blocking=False):
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
-                               "tf-qa serve --max-in-flight; retry later")
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
+                "tf-qa serve --max-in-flight; retry later",
+            )
         try:
             yield
         finally:
@@ -136,9 +145,14 @@ class Predictor:
             signature_map.signature_def[key].CopyFrom(value)
         return signature_map
 
-    def predict(self, loaded: LoadedVersion, signature_name: str, inputs: dict[str, np.ndarray],
-                output_filter: list[str] | None = None, deadline: float | None = None,
-                ) -> tuple[list[str], list[np.ndarray]]:
+    def predict(
+        self,
+        loaded: LoadedVersion,
+        signature_name: str,
+        inputs: dict[str, np.ndarray],
+        output_filter: list[str] | None = None,
+        deadline: float | None = None,
+    ) -> tuple[list[str], list[np.ndarray]]:
         """Checks the inputs against the signature, runs it, returns (output names, values).
 
         ``deadline`` (``time.monotonic()`` seconds): past it the work stops and DEADLINE_EXCEEDED is raised.
@@ -146,8 +160,9 @@ class Predictor:
         name = signature_name or SERVING_DEFAULT
         signature = loaded.signatures.get(name)
         if signature is None:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Serving signature name: \"{name}\" not found in signature def")
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, f'Serving signature name: "{name}" not found in signature def'
+            )
         feeds = self._feeds(name, signature, inputs)
         outputs = sorted(output_filter or signature.outputs)
         unknown = [o for o in outputs if o not in signature.outputs]
@@ -163,9 +178,10 @@ class Predictor:
         except tf.errors.InvalidArgumentError as error:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
         except (tf.errors.DeadlineExceededError, DeadlineExpired):
-            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                               f"the request's deadline passed; its work was stopped after "
-                               f"{time.monotonic() - started:.2f}s") from None
+            raise RequestError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request's deadline passed; its work was stopped after {time.monotonic() - started:.2f}s",
+            ) from None
         except ValueError as error:  # e.g. a feed of the wrong rank
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         except tf.errors.OpError as error:
@@ -178,20 +194,25 @@ class Predictor:
         missing = sorted(set(signature.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(signature.inputs))
         if missing or extra:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
-                               f"expected {sorted(signature.inputs)}")
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
+                f"expected {sorted(signature.inputs)}",
+            )
         feeds = {}
         for key, value in inputs.items():
             expected = tf.dtypes.as_dtype(signature.inputs[key].dtype)
             got = tf.string if value.dtype == object else tf.dtypes.as_dtype(value.dtype)
             if got != expected:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input {key!r} has dtype {got.name}, signature {name!r} expects {expected.name}")
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input {key!r} has dtype {got.name}, signature {name!r} expects {expected.name}",
+                )
             rank = len(signature.inputs[key].tensor_shape.dim)
             if not signature.inputs[key].tensor_shape.unknown_rank and value.ndim != rank:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input {key!r} has shape {list(value.shape)}, signature {name!r} expects "
-                                   f"rank {rank}")
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input {key!r} has shape {list(value.shape)}, signature {name!r} expects rank {rank}",
+                )
             feeds[signature.inputs[key].name] = value
         return feeds

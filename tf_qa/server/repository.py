@@ -51,14 +51,16 @@ def resolve_version_dir(path: str | os.PathLike) -> tuple[str, str | None]:
         return path, None
     versions = version_folders(path)
     if versions:
-        return os.path.join(path, str(versions[-1])), f"{path} is a model folder; using its newest version, " \
-            f"{versions[-1]} (of {', '.join(map(str, versions))})"
+        return os.path.join(
+            path, str(versions[-1])
+        ), f"{path} is a model folder; using its newest version, {versions[-1]} (of {', '.join(map(str, versions))})"
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path} is a file, not a SavedModel folder")
-    raise FileNotFoundError(f"no SavedModel in {path}: it holds no saved_model.pb and no numeric version folder "
-                            "with one")
+    raise FileNotFoundError(
+        f"no SavedModel in {path}: it holds no saved_model.pb and no numeric version folder with one"
+    )
 
 
 @dataclass(eq=False)  # hashed by identity: a batching key

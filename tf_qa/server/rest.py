@@ -142,8 +142,10 @@ def _column_inputs(columns, signature) -> dict[str, np.ndarray]:
         if len(names) != 1:
             raise _invalid("'inputs' must be an object of named inputs")
         columns = {names[0]: columns}
-    return {k: (to_array(v, signature.inputs[k].dtype) if k in signature.inputs else np.zeros([0]))
-            for k, v in columns.items()}
+    return {
+        k: (to_array(v, signature.inputs[k].dtype) if k in signature.inputs else np.zeros([0]))
+        for k, v in columns.items()
+    }
 
 
 def predict(predictor: Predictor, loaded, body: dict, deadline: float | None = None) -> dict:
@@ -153,7 +155,7 @@ def predict(predictor: Predictor, loaded, body: dict, deadline: float | None = N
         raise _invalid("'signature_name' must be a string")
     signature = loaded.signatures.get(signature_name)
     if signature is None:
-        raise _invalid(f"Serving signature name: \"{signature_name}\" not found")
+        raise _invalid(f'Serving signature name: "{signature_name}" not found')
     if ("instances" in body) == ("inputs" in body):
         raise _invalid("the body needs exactly one of 'instances' or 'inputs'")
     rows = "instances" in body
@@ -256,19 +258,26 @@ class RestHandler(BaseHTTPRequestHandler):
             raise _invalid(f"Content-Length is not a byte count: {self.headers['Content-Length']!r}")
         if length > self.predictor.max_request_bytes:
             self.close_connection = True  # the body is never read
-            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            f"body of {length} bytes is over the limit of {self.predictor.max_request_bytes} bytes "
-                            "(tf-qa serve --max-request-bytes)")
+            raise HttpError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"body of {length} bytes is over the limit of {self.predictor.max_request_bytes} bytes "
+                "(tf-qa serve --max-request-bytes)",
+            )
         return parse_body(self.rfile.read(length))
 
     def _status(self, name: str, version: int | None) -> dict:
-        return {"model_version_status": [
-            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            for v in self.predictor.versions(name, version)]}
+        return {
+            "model_version_status": [
+                {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                for v in self.predictor.versions(name, version)
+            ]
+        }
 
     def _metadata(self, loaded) -> dict:
-        return {"model_spec": {"name": self.predictor.repository.model_name, "version": str(loaded.version)},
-                "metadata": {"signature_def": json_format.MessageToDict(self.predictor.signature_map(loaded))}}
+        return {
+            "model_spec": {"name": self.predictor.repository.model_name, "version": str(loaded.version)},
+            "metadata": {"signature_def": json_format.MessageToDict(self.predictor.signature_map(loaded))},
+        }
 
     def do_GET(self):
         self._route("GET")
@@ -295,8 +304,10 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         if not self._connections.acquire(blocking=False):
             body = b'{"error": "the server has too many open connections; retry later"}'
             try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
             except OSError:
                 pass
             self.shutdown_request(request)
@@ -318,8 +329,9 @@ class RestServer:
         timeout: seconds a request may take, reading its body included (TF Serving's --rest_api_timeout_in_ms).
     """
 
-    def __init__(self, predictor: Predictor, host: str = "127.0.0.1", port: int = 8501,
-                 timeout: float = DEFAULT_REST_TIMEOUT):
+    def __init__(
+        self, predictor: Predictor, host: str = "127.0.0.1", port: int = 8501, timeout: float = DEFAULT_REST_TIMEOUT
+    ):
         # Connections beyond the Predict slots, so that status calls and a 429 still get through.
         self.httpd = _BoundedHTTPServer((host, port), make_handler(predictor, timeout), predictor.max_in_flight + 8)
         self.port = self.httpd.server_address[1]
