@@ -58,10 +58,9 @@ def qa_model(checkpoint_dir):
 
 
 @pytest.fixture(scope="session")
-def saved_model_dir(qa_model, tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("saved_model") / "1")
-    qa_model.save_for_serving(path)
-    return path
+def saved_model_dir(tiny_repository) -> str:
+    """The version folder of ``tiny_repository``: the SavedModel ``tf-qa export`` wrote; read-only."""
+    return str(tiny_repository / "1")
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +81,26 @@ def saved_model(saved_model_dir):
     return tf.saved_model.load(saved_model_dir)
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, a worker hands its parity counts to the controller (see pytest_testnodedown)."""
+    from parity import SUMMARIES
+
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["parity_summaries"] = list(SUMMARIES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from parity import SUMMARIES
+
+    SUMMARIES.extend(getattr(node, "workeroutput", {}).get("parity_summaries", []))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Prints the parity counts of every compared set, passed or failed."""
     from parity import SUMMARIES
 
     if SUMMARIES:
         terminalreporter.section("parity with transformers.pipeline")
-        for line in SUMMARIES:
+        for line in sorted(SUMMARIES):
             terminalreporter.write_line(line)

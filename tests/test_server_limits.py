@@ -26,16 +26,12 @@ WORDS = "the river city north south museum opened century built bridge king quee
 
 @pytest.fixture(scope="module")
 def repository(checkpoint_dir, tmp_path_factory):
-    """An export whose limits allow a request of several seconds' work."""
-    from tf_qa.saved_model.export import export_model
+    """A SavedModel whose limits allow a request of several seconds' work (saved as is: no warmup needed here)."""
+    from tf_qa.graph.model import QuestionAnsweringModel
 
     repo = tmp_path_factory.mktemp("limits") / NAME
-    export_model(
-        checkpoint_dir,
-        repo,
-        options=ExportOptions(limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192)),
-        report=lambda _: None,
-    )
+    options = ExportOptions(limits=RequestLimits(max_text_bytes=8 << 20, max_windows=8192))
+    QuestionAnsweringModel.from_pretrained(checkpoint_dir, options=options).save_for_serving(str(repo / "1"))
     return repo
 
 
