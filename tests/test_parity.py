@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import SQUAD_V1, squad_pairs
 from parity import REQUIRED_AGREEMENT, compare, saved_model_answers
-from texts import long_context_cases, non_ascii_cases
+from texts import long_context_cases, non_ascii_cases, special_token_cases
 
 CONFIGS = [(1, False), (1, True), (3, False), (3, True)]
 
@@ -48,6 +48,11 @@ def test_long_contexts(pipe, saved_model, hf_tokenizer, top_k, handle):
 @pytest.mark.parametrize("top_k,handle", CONFIGS)
 def test_non_ascii(pipe, saved_model, top_k, handle):
     _check(pipe, saved_model, non_ascii_cases(), "non-ASCII", top_k, handle)
+
+
+@pytest.mark.parametrize("top_k,handle", CONFIGS)
+def test_special_tokens_written_in_the_text(pipe, saved_model, top_k, handle):
+    _check(pipe, saved_model, special_token_cases(), "special tokens in the text", top_k, handle)
 
 
 def test_forward_once_answers_as_the_plain_pipeline(checkpoint_dir, pipe, hf_tokenizer):

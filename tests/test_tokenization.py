@@ -16,6 +16,8 @@ TEXTS = [
     "don't-stop (ok) [1,000.5] e.g. U.S.A.",
     "   ",
     "",
+    "special tokens as written: a [SEP] b, x[CLS]y, [MASK]s [PAD] [UNK]; [[SEP]] and [sep] [SEP",
+    "[SEP][SEP] São [MASK]",
 ]
 
 

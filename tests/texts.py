@@ -117,3 +117,22 @@ def non_ascii_cases(seed: int = 11, count: int = 120) -> list[tuple[str, str]]:
         question = " ".join(rng.choice(_FRAGMENTS + _WORDS) for _ in range(rng.randint(2, 6))) + "?"
         cases.append((question, context))
     return cases
+
+
+_SPECIAL = ["[SEP]", "[MASK]", "[UNK]", "[PAD]", "[CLS]", "[sep]", "[[SEP]]", "x[SEP]y", "[MASK]s"]
+
+
+def special_token_cases(seed: int = 13, count: int = 40) -> list[tuple[str, str]]:
+    """Texts with special tokens written in them (a fast tokenizer makes each one token). The questions have no
+    ``[CLS]``: the pipeline unmasks every [CLS] of a window, so one in the question becomes an answer candidate
+    (a difference tf-qa keeps; see docs/signatures.md)."""
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        context = " ".join(
+            rng.choice(_SPECIAL) if rng.random() < 0.2 else rng.choice(_WORDS + _NAMES)
+            for _ in range(rng.randint(10, 50))
+        )
+        question = " ".join(rng.choice([s for s in _SPECIAL if "[CLS]" not in s] + _WORDS) for _ in range(4)) + "?"
+        cases.append((question, context))
+    return cases

@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
-from tf_qa.graph import normalization
+from tf_qa.graph import normalization, special_tokens
 
 
 class TokenizedText(NamedTuple):
@@ -46,13 +46,16 @@ class TokenizedText(NamedTuple):
 
 
 class _NormalizedChars(NamedTuple):
-    """Normalized characters of a batch, flat: each one's text row, original character index, and whether its
-    original character is isolated as a word of its own (CJK)."""
+    """Normalized characters of a batch, flat: each one's text row, original character index, whether its
+    original character is isolated as a word of its own (CJK), and whether it is part of a special token written
+    in the text (with the token's id on its first character, -1 elsewhere)."""
 
     chars: tf.Tensor
     rows: tf.Tensor
     local: tf.Tensor
     isolated: tf.Tensor
+    in_special: tf.Tensor
+    special: tf.Tensor
 
 
 class _Words(NamedTuple):
@@ -67,6 +70,7 @@ class _Words(NamedTuple):
     starts: tf.Tensor
     ends: tf.Tensor
     text: tf.Tensor
+    special: tf.Tensor
 
 
 def _exclusive_cumsum(x: tf.Tensor) -> tf.Tensor:
@@ -98,6 +102,8 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         unknown_token: the token for words that cannot be split into vocabulary pieces.
         suffix_indicator: prefix of word-continuation pieces.
         max_chars_per_word: words longer than this (in characters) become ``unknown_token``.
+        special_tokens: token text -> id of the tokens found in the text as written, each one token
+            (``tf_qa.graph.special_tokens``).
 
     Call arguments:
         texts: [N] tf.string, UTF-8. Callers validate the encoding first (see ``invalid_utf8``).
@@ -113,10 +119,13 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         unknown_token: str = "[UNK]",
         suffix_indicator: str = "##",
         max_chars_per_word: int = 100,
+        special_tokens: dict[str, int] | None = None,
         **kwargs,
     ):
         super().__init__(trainable=False, **kwargs)
         self.vocabulary = list(vocabulary)
+        # Pairs, not a dict: Keras would track a dict attribute as a layer's dependency.
+        self.special_tokens = tuple(sorted((special_tokens or {}).items()))
         self.unknown_id = self.vocabulary.index(unknown_token)
         self.max_chars_per_word = max_chars_per_word
         # A word of max_chars_per_word characters has at most 4 bytes a character: the byte limit of
@@ -154,6 +163,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
             unknown_token=model.unk_token,
             suffix_indicator=model.continuing_subword_prefix,
             max_chars_per_word=model.max_input_chars_per_word,
+            special_tokens=special_tokens.special_tokens_of(tokenizer),
             **kwargs,
         )
 
@@ -169,9 +179,13 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         source = code_points.values
         source_rows = code_points.value_rowids()
         source_local = tf.range(tf.size(source, out_type=tf.int64)) - tf.gather(code_points.row_starts(), source_rows)
-        source_class = _run_length_lookup(self._source_starts, self._source_values, source)
+        special, in_special = special_tokens.find_special_tokens(source, source_rows, dict(self.special_tokens))
+        # A special token in the text is kept as written: the normalizer never sees it.
+        source_class = tf.where(
+            in_special, normalization.KEEP, _run_length_lookup(self._source_starts, self._source_values, source)
+        )
         map_index = tf.minimum(tf.searchsorted(self._map_keys, source, side="left"), tf.size(self._map_keys) - 1)
-        mapped = tf.gather(self._map_keys, map_index) == source
+        mapped = (tf.gather(self._map_keys, map_index) == source) & ~in_special
         lengths = tf.where(mapped, tf.gather(self._map_lengths, map_index), 1)
         lengths = tf.where(source_class == normalization.REMOVED, 0, lengths)
         origin = tf.repeat(tf.range(tf.size(source)), lengths)  # original char of each normalized char
@@ -182,6 +196,8 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
             rows=tf.gather(source_rows, origin),
             local=tf.gather(source_local, origin),
             isolated=tf.gather(source_class, origin) == normalization.ISOLATED,
+            in_special=tf.gather(in_special, origin),
+            special=tf.gather(special, origin),
         )
 
     def _pre_tokenize(self, normalized: _NormalizedChars) -> _Words:
@@ -189,16 +205,21 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         chars, rows, local = normalized.chars, normalized.rows, normalized.local
         char_class = _run_length_lookup(self._class_starts, self._class_values, chars)
         char_class = tf.where(normalized.isolated, normalization.ISOLATED, char_class)
+        char_class = tf.where(normalized.in_special, normalization.WORD_CHAR, char_class)
         previous_class = tf.concat([[normalization.SEPARATOR], char_class[:-1]], axis=0)
         previous_row = tf.concat([[-1], rows[:-1]], axis=0)
+        previous_in_special = tf.concat([[False], normalized.in_special[:-1]], axis=0)
         starts_word = (char_class == normalization.ISOLATED) | (
             (char_class == normalization.WORD_CHAR)
-            & ((previous_class != normalization.WORD_CHAR) | (previous_row != rows))
+            & ((previous_class != normalization.WORD_CHAR) | (previous_row != rows) | previous_in_special)
         )
+        # A special token is a word of its own, whatever stands beside it.
+        starts_word = tf.where(normalized.in_special, normalized.special >= 0, starts_word)
         kept = char_class != normalization.SEPARATOR
         chars = tf.boolean_mask(chars, kept)
         rows = tf.boolean_mask(rows, kept)
         local = tf.boolean_mask(local, kept)
+        special = tf.boolean_mask(normalized.special, kept)
         word_of_char = tf.cumsum(tf.cast(tf.boolean_mask(starts_word, kept), tf.int32)) - 1
         num_words = tf.reduce_max(tf.concat([word_of_char + 1, [0]], axis=0))  # ids run 0..n-1 in order
         first = tf.math.unsorted_segment_min(tf.range(tf.size(chars)), word_of_char, num_words)
@@ -216,6 +237,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
             starts=tf.gather(local, first),
             ends=tf.gather(local, last) + 1,
             text=text,
+            special=tf.gather(special, first),
         )
 
     def _word_pieces(self, words: _Words) -> tuple[tf.RaggedTensor, tf.Tensor, tf.Tensor]:
@@ -241,27 +263,30 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         piece_ends: tf.Tensor,
         num_texts: tf.Tensor,
     ) -> TokenizedText:
-        """Pieces as tokens per text; transformers counts the word limit in characters, and such words become a
-        single unknown token."""
+        """Pieces as tokens per text. A special token written in the text is one token, its own id; a word over
+        the word limit (transformers counts it in characters) is one unknown token."""
         too_long = (words.last - words.first + 1) > self.max_chars_per_word
-        new_lengths = tf.where(too_long, tf.ones_like(pieces.row_lengths()), pieces.row_lengths())
+        one_token = too_long | (words.special >= 0)
+        new_lengths = tf.where(one_token, tf.ones_like(pieces.row_lengths()), pieces.row_lengths())
         new_splits = tf.concat([[0], tf.cumsum(new_lengths)], axis=0)
         token_word = tf.repeat(tf.range(tf.size(words.first, out_type=tf.int64)), new_lengths)
         token_source = tf.gather(pieces.row_splits, token_word) + (
             tf.range(new_splits[-1]) - tf.gather(new_splits, token_word)
         )
-        token_long = tf.gather(too_long, token_word)
+        token_whole_word = tf.gather(one_token, token_word)
         token_word_start = tf.gather(words.starts, token_word)
         token_word_end = tf.gather(words.ends, token_word)
         token_rows = tf.gather(words.rows, token_word)
+        token_ids = tf.where(tf.gather(too_long, token_word), self.unknown_id, tf.gather(pieces.values, token_source))
+        token_special = tf.gather(words.special, token_word)
 
         def ragged(values: tf.Tensor) -> tf.RaggedTensor:
             return tf.RaggedTensor.from_value_rowids(values, token_rows, nrows=num_texts)
 
         return TokenizedText(
-            token_ids=ragged(tf.where(token_long, self.unknown_id, tf.gather(pieces.values, token_source))),
-            starts=ragged(tf.where(token_long, token_word_start, tf.gather(piece_starts, token_source))),
-            ends=ragged(tf.where(token_long, token_word_end, tf.gather(piece_ends, token_source))),
+            token_ids=ragged(tf.where(token_special >= 0, token_special, token_ids)),
+            starts=ragged(tf.where(token_whole_word, token_word_start, tf.gather(piece_starts, token_source))),
+            ends=ragged(tf.where(token_whole_word, token_word_end, tf.gather(piece_ends, token_source))),
             word_starts=ragged(token_word_start),
             word_ends=ragged(token_word_end),
         )
