@@ -25,11 +25,35 @@ def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
     return pairs[:limit]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (--dist loadgroup), a test file runs in one worker, so its module fixtures are built
+    once; the two files that ask the pipeline the most share a worker and so its cached model outputs."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("pipeline" if name in ("test_parity.py", "test_e2e.py") else name))
+
+
+def _made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(path)`` once per test run, also under pytest-xdist: the first worker makes it, the others wait for
+    it and reuse it. Read-only for the tests."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    path = root / name
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock"):
+        if not (root / f"{name}.done").exists():
+            make(path)
+            (root / f"{name}.done").touch()
+    return path
+
+
 @pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory) -> str:
     from tf_qa.checkpoints import make_random_checkpoint
 
-    return make_random_checkpoint(tmp_path_factory.mktemp("checkpoint"), seed=1234)
+    return str(_made_once(tmp_path_factory, "checkpoint", lambda path: make_random_checkpoint(path, seed=1234)))
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +92,10 @@ def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
     """The seeded checkpoint exported once by ``tf-qa export`` as model ``tiny-qa``; read-only (copy to change)."""
     from tf_qa.cli import main
 
-    repository = tmp_path_factory.mktemp("repository") / "tiny-qa"
-    assert main(["export", "--model", checkpoint_dir, "--output", str(repository)]) == 0
-    return repository
+    def export(path: Path) -> None:
+        assert main(["export", "--model", checkpoint_dir, "--output", str(path / "tiny-qa")]) == 0
+
+    return _made_once(tmp_path_factory, "repository", export) / "tiny-qa"
 
 
 @pytest.fixture(scope="session")

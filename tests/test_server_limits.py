@@ -52,7 +52,7 @@ def test_a_passed_deadline_stops_the_work(repository, batching):
     server = ModelServer(
         str(repository), NAME, port=0, poll_seconds=0, batching=batching, max_request_bytes=16 << 20
     ).start()
-    heavy = _heavy_context(4_000_000)
+    heavy = _heavy_context(2_000_000)
     try:
         with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=120, retries=0) as client:
             started = time.monotonic()
