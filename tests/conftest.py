@@ -25,6 +25,7 @@ def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
     return pairs[:limit]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (--dist loadgroup), a test file runs in one worker, so its module fixtures are built
     once; the two files that ask the pipeline the most share a worker and so its cached model outputs."""

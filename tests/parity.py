@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_qa.graph.model import run_top_k_signature
-
 SCORE_TOLERANCE = 1e-4
 REQUIRED_AGREEMENT = 0.995
 #: One summary line per compared set, printed at the end of the pytest run (see conftest.py).
@@ -79,6 +77,8 @@ def as_list(result) -> list[dict]:
 
 def saved_model_answers(signature, questions, contexts, *, top_k, handle_impossible_answer, batch_size=32):
     """Runs the ``answer_top_k`` signature in batches; returns per case a list of answer dicts (no padding)."""
+    from tf_qa.graph.model import run_top_k_signature
+
     results = []
     for begin in range(0, len(questions), batch_size):
         q = questions[begin : begin + batch_size]

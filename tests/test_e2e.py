@@ -7,10 +7,8 @@ that serves an export of the same checkpoint, e.g. a real tensorflow_model_serve
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from parity import REQUIRED_AGREEMENT, compare
 from texts import long_context_cases, non_ascii_cases
 
 from tf_qa import errors
-from tf_qa.client import AsyncQAClient, QAClient
+from tf_qa.client import QAClient
 
 MODEL_NAME = os.environ.get("TF_QA_MODEL_NAME", "tiny-qa")
 
@@ -70,23 +68,6 @@ def test_answers_over_grpc_equal_the_pipeline(client, pipe, hf_tokenizer, top_k,
         assert counts.agreement >= REQUIRED_AGREEMENT, counts.summary(name)
 
 
-def test_async_client_matches_sync(client, target):
-    questions = ["What is the capital?", "Who wrote it?"]
-    contexts = ["Paris is the capital of France.", "Adam Mickiewicz wrote Pan Tadeusz — café 中文 🥲."]
-
-    async def ask():
-        async with AsyncQAClient(target, MODEL_NAME, timeout=60) as async_client:
-            single = await async_client.answer(questions[0], contexts[0], top_k=2)
-            batch = await async_client.answer_batch(questions, contexts)
-            return single, batch, await async_client.status(), await async_client.metadata()
-
-    single, batch, status, metadata = asyncio.run(ask())
-    assert single == client.answer(questions[0], contexts[0], top_k=2)
-    assert batch == client.answer_batch(questions, contexts)
-    assert status == client.status() and status[0]["state"] == "AVAILABLE"
-    assert set(metadata["signatures"]) >= {"serving_default", "answer_top_k", "token_spans"}
-
-
 def test_token_spans_over_grpc(client, hf_tokenizer):
     enc = hf_tokenizer(["What is the capital?"], ["Paris is the capital of France."])
     out = client.spans(enc["input_ids"], enc["attention_mask"])
@@ -133,39 +114,6 @@ def test_wrong_inputs_are_rejected_as_tf_serving_does(target):
         with pytest.raises(grpc.RpcError) as unknown:
             stub.Predict(request, timeout=30)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-def test_unreachable_server_fails_within_deadline_naming_the_target():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    started = time.monotonic()
-    with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=2.0, retries=2) as dead:
-        with pytest.raises((errors.ServerUnavailable, errors.DeadlineExceeded), match=f"127.0.0.1:{port}"):
-            dead.answer("What?", "Paris.")
-    assert time.monotonic() - started < 5.0
-
-
-def test_ask_command_prints_the_answer(target, capsys):
-    from tf_qa.cli import main
-
-    args = [
-        "ask",
-        "--target",
-        target,
-        "--model-name",
-        MODEL_NAME,
-        "--question",
-        "What is the capital?",
-        "--context",
-        "Paris is the capital of France.",
-    ]
-    assert main(args + ["--json", "--top-k", "2"]) == 0
-    answers = __import__("json").loads(capsys.readouterr().out)
-    assert len(answers) == 2 and {"answer", "score", "start", "end"} <= set(answers[0])
-    assert main(args) == 0 and "score" in capsys.readouterr().out
-    assert main(args[:-2] + ["--context", " "]) == 1
-    assert "context is empty" in capsys.readouterr().err
 
 
 def test_serve_command_stops_cleanly_on_sigterm(tiny_repository):

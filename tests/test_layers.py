@@ -22,7 +22,9 @@ ALLOWED = {
     "tf_qa.graph": {"tf_qa.defaults"},
     "tf_qa.saved_model": {"tf_qa.defaults", "tf_qa.graph"},
     "tf_qa.server": {"tf_qa.defaults", "tf_qa.saved_model"},
-    "tf_qa.client": {"tf_qa.defaults", "tf_qa.errors"},
+    "tf_qa.protos": set(),
+    "tf_qa.tensors": {"tf_qa.protos"},
+    "tf_qa.client": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.protos", "tf_qa.tensors"},
     "tf_qa.console": set(),
 }
 
@@ -123,3 +125,9 @@ def test_importing_the_package_and_its_options_loads_no_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "False" and out[1] != "0.0.0"
+
+
+def test_importing_the_client_loads_no_tensorflow():
+    code = "import sys, tf_qa.client; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 import shutil
 import socket
 import threading
 import time
 
-import grpc
 import pytest
 
 from tf_qa import errors
@@ -44,20 +42,6 @@ def test_retry_succeeds_when_the_server_comes_back(repository):
         starter.join()
         for server in servers:
             server.stop(0)
-
-
-def test_invalid_argument_is_never_retried(repository):
-    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0).start()
-    calls = []
-    try:
-        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=5) as client:
-            original = client._predict[0].Predict
-            client._predict[0].Predict = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
-            with pytest.raises(errors.InvalidRequest):
-                client.answer("", CONTEXT)
-    finally:
-        server.stop(0)
-    assert len(calls) == 1
 
 
 def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
@@ -131,57 +115,3 @@ def test_new_version_published_while_requests_are_in_flight(repository, tmp_path
         server.stop()
     assert not failures, failures[:3]
     assert 2 in versions_seen and server.repository.statuses() == []
-
-
-def _self_signed_certificate():
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
-
-
-def test_tls_with_a_self_signed_certificate(repository):
-    key_pem, cert_pem = _self_signed_certificate()
-    server = ModelServer(
-        str(repository),
-        NAME,
-        port=0,
-        host="localhost",
-        poll_seconds=0,
-        credentials=grpc.ssl_server_credentials([(key_pem, cert_pem)]),
-    ).start()
-    try:
-        trusted = grpc.ssl_channel_credentials(root_certificates=cert_pem)
-        with QAClient(
-            f"localhost:{server.port}",
-            NAME,
-            credentials=trusted,
-            timeout=30,
-            metadata=[("authorization", "Bearer test-token")],
-        ) as client:
-            assert client.answer(QUESTION, CONTEXT)["answer"]
-        # A plaintext client cannot talk to the TLS port.
-        with QAClient(f"localhost:{server.port}", NAME, timeout=3, retries=0) as plain:
-            with pytest.raises(errors.TFQAError):
-                plain.answer(QUESTION, CONTEXT)
-    finally:
-        server.stop(0)

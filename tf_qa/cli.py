@@ -25,6 +25,10 @@ from tf_qa.graph.options import ExportOptions, flag_fields
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
+#: What the client-only install lacks (pip install 'tf-qa[full]' brings them).
+_FULL_INSTALL_MODULES = {"tensorflow", "tensorflow_text", "tensorflow_serving", "tf_keras", "transformers"}
+
+
 class CommandError(Exception):
     """A user's mistake or an impossible request: one line on stderr and an exit code, never a traceback."""
 
@@ -106,8 +110,6 @@ def _saved_model_answerer(path: str, handle_impossible_answer: bool):
 
 
 def _evaluate(args) -> int:
-    from tqdm import tqdm
-
     from tf_qa import squad
     from tf_qa.errors import TFQAError
 
@@ -130,7 +132,7 @@ def _evaluate(args) -> int:
         close = client.close
     predictions = {}
     try:
-        with tqdm(total=len(questions), unit="q", desc="answering") as progress:
+        with console.progress(len(questions), "answering") as progress:
             for begin in range(0, len(questions), args.batch_size):
                 batch = questions[begin : begin + args.batch_size]
                 for question, text in zip(batch, answer([q.question for q in batch], [q.context for q in batch])):
@@ -281,6 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tf-qa {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in _FULL_INSTALL_MODULES:
+            raise
+        print(
+            f"tf-qa {args.command}: needs the full install, pip install 'tf-qa[full]' ({error.name} is not "
+            "installed; the client install runs ask and evaluate --target)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

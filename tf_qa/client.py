@@ -1,4 +1,4 @@
-"""gRPC client for a tf-qa model served by TensorFlow Serving (or ``tf-qa serve``).
+"""gRPC client for a tf-qa model served by TensorFlow Serving (or ``tf-qa serve``); it needs no TensorFlow.
 
 As easy as the pipeline, as solid as a production gRPC client: one channel per target reused across calls,
 a deadline on every call, retries with exponential backoff on UNAVAILABLE only, TLS and per-call metadata
@@ -25,17 +25,10 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tensorflow import make_ndarray, make_tensor_proto
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
-from tf_qa import errors
+from tf_qa import errors, protos
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.tensors import make_ndarray, make_tensor_proto
 
 
 def _targets(target: str | Sequence[str]) -> list[str]:
@@ -77,7 +70,7 @@ class _RequestBuilder:
         if not questions:
             raise ValueError("at least one question is required")
         n = len(questions)
-        request = predict_pb2.PredictRequest()
+        request = protos.PredictRequest()
         self._spec(request.model_spec)
         request.model_spec.signature_name = TOP_K_SIGNATURE
 
@@ -112,7 +105,7 @@ class _RequestBuilder:
         return results
 
     def spans_request(self, input_ids, attention_mask):
-        request = predict_pb2.PredictRequest()
+        request = protos.PredictRequest()
         self._spec(request.model_spec)
         request.model_spec.signature_name = TOKEN_SPANS_SIGNATURE
         request.inputs["input_ids"].CopyFrom(make_tensor_proto(np.asarray(input_ids, np.int32)))
@@ -124,15 +117,14 @@ class _RequestBuilder:
         return {k: make_ndarray(v).tolist() for k, v in response.outputs.items()}
 
     def metadata_request(self):
-        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        request = protos.GetModelMetadataRequest()
         self._spec(request.model_spec)
         request.metadata_field.append("signature_def")
         return request
 
     @staticmethod
     def metadata(response) -> dict:
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
+        signature_map = protos.SignatureDefMap.FromString(response.metadata["signature_def"].value)
         describe = lambda infos: {  # noqa: E731
             name: {"dtype": info.dtype, "shape": [d.size for d in info.tensor_shape.dim]}
             for name, info in infos.items()
@@ -147,14 +139,14 @@ class _RequestBuilder:
         }
 
     def status_request(self):
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = protos.GetModelStatusRequest()
         self._spec(request.model_spec)
         return request
 
     @staticmethod
     def status(response) -> list[dict]:
         return [
-            {"version": s.version, "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state)}
+            {"version": s.version, "state": protos.ModelVersionStatus.State.Name(s.state)}
             for s in response.model_version_status
         ]
 
@@ -220,8 +212,8 @@ class QAClient(_ClientBase):
             else (lambda t: grpc.insecure_channel(t, _channel_options()))
         )
         self._channels = [make(t) for t in self.targets]
-        self._predict = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
-        self._models = [model_service_pb2_grpc.ModelServiceStub(c) for c in self._channels]
+        self._predict = [protos.PredictionServiceStub(c) for c in self._channels]
+        self._models = [protos.ModelServiceStub(c) for c in self._channels]
 
     def _call(self, stubs: list, method: str, request):
         started = time.monotonic()
@@ -301,8 +293,8 @@ class AsyncQAClient(_ClientBase):
             else (lambda t: grpc.aio.insecure_channel(t, _channel_options()))
         )
         self._channels = [make(t) for t in self.targets]
-        self._predict = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in self._channels]
-        self._models = [model_service_pb2_grpc.ModelServiceStub(c) for c in self._channels]
+        self._predict = [protos.PredictionServiceStub(c) for c in self._channels]
+        self._models = [protos.ModelServiceStub(c) for c in self._channels]
 
     async def _call(self, stubs: list, method: str, request):
         started = time.monotonic()

@@ -72,3 +72,32 @@ def _filter_stderr() -> None:
         thread.join(timeout=2)
 
     atexit.register(restore)
+
+
+class _CountingProgress:
+    """What ``progress`` gives where tqdm is not installed (the client-only install): a line every 10%."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.done, self._shown = total, desc, 0, -1
+
+    def update(self, count: int) -> None:
+        self.done += count
+        tenth = 10 * self.done // max(self.total, 1)
+        if tenth != self._shown:
+            self._shown = tenth
+            print(f"{self.desc}: {self.done}/{self.total}", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def progress(total: int, desc: str):
+    """A progress bar (tqdm) counting ``total`` items, as a context manager with ``update(count)``."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _CountingProgress(total, desc)
+    return tqdm(total=total, unit="q", desc=desc)

@@ -1,0 +1,73 @@
+"""Beyond Python: the README's Node.js client (compiled from the same .proto files) and its curl example against
+the REST API, run as written (host, port and model name substituted) and compared with the Python client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from servers import MODEL_NAME
+
+from tf_qa.client import QAClient
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital of France."
+
+
+def _readme_block(marker: str) -> str:
+    """The shell block of the README that follows ``<!-- marker -->``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)```", readme, re.S)
+    assert match, f"README has no block marked {marker}"
+    return match.group(1)
+
+
+def _run_readme_block(marker: str, grpc_port: int, rest_port: int) -> str:
+    script = (
+        _readme_block(marker)
+        .replace("localhost:8500", f"127.0.0.1:{grpc_port}")
+        .replace("localhost:8501", f"127.0.0.1:{rest_port}")
+        .replace("distilbert-squad", MODEL_NAME)
+    )
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _needs(program: str, ready: bool = True) -> None:
+    if shutil.which(program) and ready:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{program} is missing in CI (scripts/test-client.sh installs the Node.js client's packages)")
+    pytest.skip(f"{program} is not installed here")
+
+
+def test_the_node_client_answers_as_the_python_one(served):
+    _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
+    grpc_port, rest_port = served
+    lines = _run_readme_block("node-example", grpc_port, rest_port).splitlines()
+    with QAClient(f"127.0.0.1:{grpc_port}", MODEL_NAME, timeout=30) as client:
+        expected = client.answer(QUESTION, CONTEXT, top_k=2)
+    answers = [json.loads(line) for line in lines]
+    assert [(a["answer"], a["start"], a["end"]) for a in answers] == [
+        (e["answer"], e["start"], e["end"]) for e in expected
+    ]
+    assert [a["score"] for a in answers] == pytest.approx([e["score"] for e in expected], abs=1e-6)
+
+
+def test_the_curl_example_answers_as_the_python_client(served):
+    _needs("curl")
+    grpc_port, rest_port = served
+    predictions = json.loads(_run_readme_block("curl-example", grpc_port, rest_port))["predictions"]
+    with QAClient(f"127.0.0.1:{grpc_port}", MODEL_NAME, timeout=30) as client:
+        expected = client.answer(QUESTION, CONTEXT)
+    assert predictions[0]["answer"] == expected["answer"]
+    assert (predictions[0]["start"], predictions[0]["end"]) == (expected["start"], expected["end"])
+    assert predictions[0]["score"] == pytest.approx(expected["score"], abs=1e-6)
