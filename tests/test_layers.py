@@ -128,6 +128,9 @@ def test_importing_the_package_and_its_options_loads_no_tensorflow():
 
 
 def test_importing_the_client_loads_no_tensorflow():
-    code = "import sys, tf_qa.client; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving')))"
+    code = (
+        "import sys, tf_qa.client; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
