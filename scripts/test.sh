@@ -8,11 +8,20 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-export TF_CPP_MIN_LOG_LEVEL=2
+# The client suite's environment (no TensorFlow) and the Node.js client's packages are installed meanwhile.
+SHARED=$(mktemp -d)
+trap 'rm -rf "$SHARED"' EXIT
+(
+  bash scripts/setup-client.sh "${TF_QA_CLIENT_VENV:-.venv-client}" pytest
+  if command -v npm > /dev/null; then npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; fi
+) > "$SHARED/client-setup.log" 2>&1 &
+client_setup=$!
+export TF_CPP_MIN_LOG_LEVEL=2 TF_QA_TEST_SHARED="$SHARED"
 started=$SECONDS
 .venv/bin/python -m pytest -ra -n auto --dist loadgroup --ignore=tests/client "$@"
 echo "main suite: $((SECONDS - started)) s"
-# The client suite runs from a client-only environment (no TensorFlow), against servers of this one.
+wait "$client_setup" || { cat "$SHARED/client-setup.log"; exit 1; }
+# The client suite, from the client-only environment, against servers of this one serving the suite's export.
 started=$SECONDS
-bash scripts/test-client.sh
+TF_QA_CLIENT_REPOSITORY="$SHARED/repository/tiny-qa" bash scripts/test-client.sh --prepared
 echo "client suite: $((SECONDS - started)) s"

@@ -36,10 +36,12 @@ def pytest_collection_modifyitems(config, items):
 
 def _made_once(tmp_path_factory, name: str, make) -> Path:
     """``make(path)`` once per test run, also under pytest-xdist: the first worker makes it, the others wait for
-    it and reuse it. Read-only for the tests."""
+    it and reuse it. Read-only for the tests. ``TF_QA_TEST_SHARED`` names a folder to keep them in after the run
+    (scripts/test.sh hands the export to the client suite that way)."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # shared by the workers of this run
+    root = Path(os.environ.get("TF_QA_TEST_SHARED") or root)
     path = root / name
     from filelock import FileLock
 
