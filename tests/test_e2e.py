@@ -8,7 +8,6 @@ that serves an export of the same checkpoint, e.g. a real tensorflow_model_serve
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -114,38 +113,3 @@ def test_wrong_inputs_are_rejected_as_tf_serving_does(target):
         with pytest.raises(grpc.RpcError) as unknown:
             stub.Predict(request, timeout=30)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-def test_serve_command_stops_cleanly_on_sigterm(tiny_repository):
-    import signal
-    import subprocess
-    import sys
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tf_qa.cli",
-            "serve",
-            "--model-base-path",
-            str(tiny_repository),
-            "--model-name",
-            MODEL_NAME,
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout.readline().startswith(f"serving {MODEL_NAME}")
-        with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=60) as client:
-            assert client.status()[0]["state"] == "AVAILABLE"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        process.kill()

@@ -183,39 +183,41 @@ def _grpc_cases(rng: random.Random) -> list[tuple[str, object]]:
         ("unknown model", _request(model="nope", question=_texts([b"q"]), context=_texts([b"c"]))),
         ("unknown signature", _request("nope", question=_texts([b"q"]), context=_texts([b"c"]))),
     ]
-    for i in range(24):
-        kind = i % 6
-        n = rng.randrange(1, 5)
-        if kind == 0:
-            request = _request(
-                question=_texts([_random_bytes(rng) for _ in range(n)]),
-                context=_texts([_random_bytes(rng) for _ in range(n)]),
-            )
-        elif kind == 1:
-            shape = rng.choice([[], [n, 2], [1, 1, n]])
-            request = _request(question=_texts(np.full(shape, b"q?", object)), context=_texts([CONTEXT.encode()]))
-        elif kind == 2:
-            dtype = rng.choice([np.int32, np.float32, bool, np.int64])
-            request = _request(question=np.zeros([n], dtype), context=_texts([CONTEXT.encode()] * n))
-        elif kind == 3:
-            request = _top_k_request(
-                n,
-                top_k=rng.choice([0, -1, -(2**31), LIMITS.max_top_k + rng.randrange(1, 10**6)]),
-                max_answer_len=rng.choice([0, -5, 15, 2**31 - 1]),
-            )
-        elif kind == 4:
-            sizes = [n] * 5
-            sizes[rng.randrange(1, 5)] = n + rng.randrange(1, 3)
-            request = _top_k_request(n, sizes=sizes)
-        else:
-            length = rng.randrange(1, 40)
-            request = _request(
-                "token_spans",
-                input_ids=np.array([[rng.randrange(-5, 40000) for _ in range(length)]] * n, np.int32),
-                attention_mask=np.array([[rng.randrange(-1, 3) for _ in range(length)]] * n, np.int32),
-            )
-        cases.append((f"random {['bytes', 'shape', 'dtype', 'options', 'batch sizes', 'token_spans'][kind]}", request))
-    return cases
+    return cases + [_random_grpc_case(rng, i % 6) for i in range(24)]
+
+
+def _random_grpc_case(rng: random.Random, kind: int) -> tuple[str, object]:
+    """A seeded random request of one kind: bytes, shape, dtype, options, batch sizes or token_spans."""
+    n = rng.randrange(1, 5)
+    if kind == 0:
+        request = _request(
+            question=_texts([_random_bytes(rng) for _ in range(n)]),
+            context=_texts([_random_bytes(rng) for _ in range(n)]),
+        )
+    elif kind == 1:
+        shape = rng.choice([[], [n, 2], [1, 1, n]])
+        request = _request(question=_texts(np.full(shape, b"q?", object)), context=_texts([CONTEXT.encode()]))
+    elif kind == 2:
+        dtype = rng.choice([np.int32, np.float32, bool, np.int64])
+        request = _request(question=np.zeros([n], dtype), context=_texts([CONTEXT.encode()] * n))
+    elif kind == 3:
+        request = _top_k_request(
+            n,
+            top_k=rng.choice([0, -1, -(2**31), LIMITS.max_top_k + rng.randrange(1, 10**6)]),
+            max_answer_len=rng.choice([0, -5, 15, 2**31 - 1]),
+        )
+    elif kind == 4:
+        sizes = [n] * 5
+        sizes[rng.randrange(1, 5)] = n + rng.randrange(1, 3)
+        request = _top_k_request(n, sizes=sizes)
+    else:
+        length = rng.randrange(1, 40)
+        request = _request(
+            "token_spans",
+            input_ids=np.array([[rng.randrange(-5, 40000) for _ in range(length)]] * n, np.int32),
+            attention_mask=np.array([[rng.randrange(-1, 3) for _ in range(length)]] * n, np.int32),
+        )
+    return f"random {['bytes', 'shape', 'dtype', 'options', 'batch sizes', 'token_spans'][kind]}", request
 
 
 # ---------------------------------------------------------------- REST requests

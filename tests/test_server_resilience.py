@@ -28,22 +28,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_retry_succeeds_when_the_server_comes_back(repository):
-    port = _free_port()
-    servers = []
-    starter = threading.Timer(
-        1.5, lambda: servers.append(ModelServer(str(repository), NAME, port=port, poll_seconds=0).start())
-    )
-    starter.start()
-    try:
-        with QAClient(f"127.0.0.1:{port}", NAME, timeout=60, retries=12, backoff=0.25) as client:
-            assert client.answer(QUESTION, CONTEXT)["answer"]
-    finally:
-        starter.join()
-        for server in servers:
-            server.stop(0)
-
-
 def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
     server = ModelServer(str(repository), NAME, port=0, poll_seconds=0).start()
     # As much work as one request may carry: 28 contexts of 8.4 KB stay within max_text_bytes (256 KiB).

@@ -24,7 +24,8 @@ def free_port() -> int:
 
 @contextmanager
 def serve(repository: Path, *args: str, port: int | None = None):
-    """``tf-qa serve`` in a process of its own; yields (gRPC port, REST port or None) once it serves."""
+    """``tf-qa serve`` in a process of its own; yields (gRPC port, REST port or None) once it serves, and checks
+    that it stops cleanly (exit code 0) on SIGTERM."""
     port = port or free_port()
     command = [
         SERVER_PYTHON,
@@ -52,5 +53,6 @@ def serve(repository: Path, *args: str, port: int | None = None):
         rest = re.search(r"REST on [\w.]+:(\d+)", line)
         yield port, int(rest.group(1)) if rest else None
     finally:
-        process.terminate()
-        process.wait(30)
+        process.terminate()  # SIGTERM, as a deployment stops a server: it must stop cleanly
+        code = process.wait(30)
+    assert code == 0, f"tf-qa serve exited with {code} on SIGTERM"

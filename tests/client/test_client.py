@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -113,16 +114,7 @@ class _FlakyPredictionService:
         return response
 
 
-@pytest.mark.parametrize(
-    ("failures", "then", "calls", "outcome"),
-    [
-        (3, None, 4, "answered"),  # UNAVAILABLE is retried
-        (0, grpc.StatusCode.INVALID_ARGUMENT, 1, errors.InvalidRequest),  # never retried
-        (9, None, 3, errors.ServerUnavailable),  # retries=2: three attempts in all
-    ],
-)
-def test_retries_only_unavailable(failures, then, calls, outcome):
-    service = _FlakyPredictionService(failures, then)
+def _fake_server(service: _FlakyPredictionService, port: int = 0) -> tuple[grpc.Server, int]:
     handler = grpc.method_handlers_generic_handler(
         "tensorflow.serving.PredictionService",
         {
@@ -134,8 +126,22 @@ def test_retries_only_unavailable(failures, then, calls, outcome):
         },
     )
     server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
+    return server, port
+
+
+@pytest.mark.parametrize(
+    ("failures", "then", "calls", "outcome"),
+    [
+        (3, None, 4, "answered"),  # UNAVAILABLE is retried
+        (0, grpc.StatusCode.INVALID_ARGUMENT, 1, errors.InvalidRequest),  # never retried
+        (9, None, 3, errors.ServerUnavailable),  # retries=2: three attempts in all
+    ],
+)
+def test_retries_only_unavailable(failures, then, calls, outcome):
+    service = _FlakyPredictionService(failures, then)
+    server, port = _fake_server(service)
     try:
         retries = 3 if outcome == "answered" else 2
         with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=30, retries=retries, backoff=0.01) as client:
@@ -147,6 +153,19 @@ def test_retries_only_unavailable(failures, then, calls, outcome):
     finally:
         server.stop(0)
     assert service.calls == calls
+
+
+def test_a_retry_reaches_a_server_that_comes_back():
+    port, servers = free_port(), []
+    starter = threading.Timer(0.5, lambda: servers.append(_fake_server(_FlakyPredictionService(0, None), port)[0]))
+    starter.start()
+    try:
+        with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=30, retries=12, backoff=0.05) as client:
+            assert client.answer(QUESTION, CONTEXT)["answer"] == "Paris"
+    finally:
+        starter.join()
+        for server in servers:
+            server.stop(0)
 
 
 def test_tls(client_repository, tmp_path):
