@@ -102,6 +102,16 @@ def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_server(tiny_repository):
+    """``tiny_repository`` served in-process as model ``tiny-qa`` over gRPC and REST; shared, never changed."""
+    from tf_qa.server.model_server import ModelServer
+
+    server = ModelServer(str(tiny_repository), "tiny-qa", port=0, poll_seconds=0, rest_port=0).start()
+    yield server
+    server.stop(0)
+
+
+@pytest.fixture(scope="session")
 def saved_model(saved_model_dir):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  registers the TF Text ops the graph uses

@@ -93,7 +93,7 @@ def test_bad_options():
         RequestBatcher(lambda k, f, t: [], max_batch_size=0)
 
 
-def test_batching_server_answers_as_unbatched(tiny_repository):
+def test_batching_server_answers_as_unbatched(tiny_repository, tiny_server):
     from texts import non_ascii_cases
 
     from tf_qa.client import QAClient
@@ -101,19 +101,17 @@ def test_batching_server_answers_as_unbatched(tiny_repository):
 
     repo = tiny_repository
     cases = non_ascii_cases()[:24]
-    plain = ModelServer(str(repo), "tiny", port=0, poll_seconds=0).start()
     batched = ModelServer(
-        str(repo), "tiny", port=0, poll_seconds=0, batching={"max_batch_size": 8, "timeout": 0.05, "num_threads": 2}
+        str(repo), "tiny-qa", port=0, poll_seconds=0, batching={"max_batch_size": 8, "timeout": 0.05, "num_threads": 2}
     ).start()
     try:
-        with QAClient(f"127.0.0.1:{plain.port}", "tiny") as client:
+        with QAClient(f"127.0.0.1:{tiny_server.port}", "tiny-qa") as client:
             expected = [client.answer(q, c, top_k=2) for q, c in cases]
-        with QAClient(f"127.0.0.1:{batched.port}", "tiny") as client, ThreadPoolExecutor(8) as pool:
+        with QAClient(f"127.0.0.1:{batched.port}", "tiny-qa") as client, ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda case: client.answer(case[0], case[1], top_k=2), cases))
             with pytest.raises(Exception, match="question is empty"):
                 client.answer("  ", "context")
     finally:
-        plain.stop(0)
         batched.stop(0)
     for mine, theirs in zip(got, expected):
         spans = lambda answers: [(a["answer"], a["start"], a["end"]) for a in answers]  # noqa: E731

@@ -23,15 +23,10 @@ MODEL_NAME = os.environ.get("TF_QA_MODEL_NAME", "tiny-qa")
 
 
 @pytest.fixture(scope="session")
-def target(tiny_repository):
+def target(request):
     if os.environ.get("TF_QA_TARGET"):
-        yield os.environ["TF_QA_TARGET"]
-        return
-    from tf_qa.server.model_server import ModelServer
-
-    server = ModelServer(str(tiny_repository), MODEL_NAME, port=0, poll_seconds=0.5).start()
-    yield f"127.0.0.1:{server.port}"
-    server.stop()
+        return os.environ["TF_QA_TARGET"]
+    return f"127.0.0.1:{request.getfixturevalue('tiny_server').port}"
 
 
 @pytest.fixture(scope="session")

@@ -114,12 +114,8 @@ def test_version_labels_are_the_same_bytes():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_repository):
-    from tf_qa.server.model_server import ModelServer
-
-    server = ModelServer(str(tiny_repository), "tiny-qa", port=0, poll_seconds=0).start()
-    yield f"127.0.0.1:{server.port}"
-    server.stop(0)
+def server(tiny_server):
+    return f"127.0.0.1:{tiny_server.port}"
 
 
 def _raw_call(target, method, request) -> bytes:

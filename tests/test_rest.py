@@ -8,16 +8,12 @@ import urllib.request
 
 import pytest
 
-from tf_qa.server.model_server import ModelServer
-
 NAME = "tiny-qa"
 
 
 @pytest.fixture(scope="module")
-def rest(tiny_repository):
-    server = ModelServer(str(tiny_repository), NAME, port=0, poll_seconds=0, rest_port=0).start()
-    yield f"http://127.0.0.1:{server.rest_port}"
-    server.stop(0)
+def rest(tiny_server):
+    return f"http://127.0.0.1:{tiny_server.rest_port}"
 
 
 def _call(url, body=None):
