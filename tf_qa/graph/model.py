@@ -310,5 +310,18 @@ class QuestionAnsweringModel(tf_keras.Model):
         self.vocabulary_asset = tf.saved_model.Asset(str(vocab_file))
 
     def save_for_serving(self, path: str) -> None:
-        """Writes a SavedModel with the serving signatures to ``path``."""
-        tf.saved_model.save(self, path, signatures=self.signatures())
+        """Writes a SavedModel with the serving signatures to ``path``, and ``serve`` for Keras.
+
+        ``serve`` takes one dict ``{"question", "context"}`` and returns ``serving_default``'s outputs: the
+        endpoint ``keras.layers.TFSMLayer(path)`` calls by default (a signature takes keyword arguments only).
+        """
+        signatures = self.signatures()
+        top_1 = signatures[SERVING_DEFAULT]
+        text = tf.TensorSpec([None], tf.string)
+
+        @tf.function(input_signature=[{"question": text, "context": text}])
+        def serve(inputs):
+            return top_1(question=inputs["question"], context=inputs["context"])
+
+        self.serve = serve
+        tf.saved_model.save(self, path, signatures=signatures)
