@@ -21,11 +21,14 @@ ALLOWED = {
     "tf_qa.checkpoints": {"tf_qa.defaults"},
     "tf_qa.graph": {"tf_qa.defaults"},
     "tf_qa.saved_model": {"tf_qa.defaults", "tf_qa.graph"},
-    "tf_qa.server": {"tf_qa.defaults", "tf_qa.saved_model"},
+    "tf_qa.server": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.saved_model"},
     "tf_qa.protos": set(),
     "tf_qa.tensors": {"tf_qa.protos"},
     "tf_qa.client": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.protos", "tf_qa.tensors"},
     "tf_qa.console": set(),
+    # Batch answering on Beam: the client (ServingHandler) or the SavedModel loaded with TensorFlow.
+    "tf_qa.beam": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.client"},
+    "tf_qa.batch": {"tf_qa.beam", "tf_qa.squad"},
 }
 
 

@@ -157,6 +157,22 @@ def _add_evaluate(commands, common) -> None:
     evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
 
 
+def _add_batch(commands, common) -> None:
+    batch = commands.add_parser(
+        "batch", parents=[common], help="answer a file of questions on Apache Beam (Beam options after --)"
+    )
+    batch.add_argument("--input", required=True, help="JSON Lines (.jsonl) of {id, question, context} or SQuAD (.json)")
+    batch.add_argument("--output", required=True, help="JSON Lines of {id, answer, score, start, end}")
+    batch.add_argument(
+        "--dead-letter", help="JSON Lines of the records that could not be answered (default: OUTPUT.errors.jsonl)"
+    )
+    where = batch.add_mutually_exclusive_group(required=True)
+    where.add_argument("--saved-model", help="a SavedModel version folder, loaded in each Beam worker")
+    where.add_argument("--target", help="host:port of a TF Serving server (with --model-name)")
+    batch.add_argument("--model-name", help="the served model's name")
+    batch.add_argument("--timeout", type=positive_float, default=120.0, help="deadline of each request to --target")
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The ``tf-qa`` parser; ``args.command`` names the command to run."""
     parser = argparse.ArgumentParser(
@@ -167,7 +183,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="also show TensorFlow's, Keras' and transformers' own messages"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_export, _add_validate, _add_serve, _add_ask, _add_evaluate):
+    for add in (_add_export, _add_validate, _add_serve, _add_ask, _add_evaluate, _add_batch):
         add(commands, common)
     bench = commands.add_parser(
         "bench", help="benchmark against the transformers pipeline (see benchmarks/)", add_help=False

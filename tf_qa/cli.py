@@ -26,7 +26,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 #: What the client-only install lacks (pip install 'tf-qa[full]' brings them).
-_FULL_INSTALL_MODULES = {"tensorflow", "tensorflow_text", "tensorflow_serving", "tf_keras", "transformers"}
+_FULL_INSTALL_MODULES = {
+    "tensorflow",
+    "tensorflow_text",
+    "tensorflow_serving",
+    "tf_keras",
+    "transformers",
+    "apache_beam",
+}
 
 
 class CommandError(Exception):
@@ -249,6 +256,26 @@ def _ask(args) -> int:
     return 0
 
 
+def _batch(args) -> int:
+    from tf_qa.batch import run
+    from tf_qa.beam import SavedModelHandler, ServingHandler
+
+    if args.saved_model:
+        handler = SavedModelHandler(_version_dir(args.saved_model))
+    else:
+        if not args.model_name:
+            raise CommandError("batch --target needs --model-name", code=2)
+        handler = ServingHandler(args.target, args.model_name, timeout=args.timeout)
+    _read_file(args.input, "--input", text=True)  # a clear error before Beam starts
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.ERROR)  # Beam warns through the root logger
+    dead_letter = args.dead_letter or f"{args.output}.errors.jsonl"
+    print(f"[batch] {args.input} -> {args.output} (dead letters: {dead_letter})", flush=True)
+    counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
+    print(f"answered {counts['answered']}, dead-lettered {counts['refused']}")
+    return 0
+
+
 #: Each command's function; its arguments are defined in ``tf_qa.arguments.build_parser``.
 COMMANDS = {
     "export": _export,
@@ -257,6 +284,7 @@ COMMANDS = {
     "ask": _ask,
     "evaluate": _evaluate,
     "bench": _bench,
+    "batch": _batch,
 }
 
 
@@ -264,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(__doc__)
     # argparse's REMAINDER does not take arguments that start with "-" right after the subcommand, so the bench's
     # own options arrive as unknown arguments; every other command refuses them.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args = []
+    if argv[:1] == ["batch"] and "--" in argv:  # tf-qa batch ... -- BEAM_PIPELINE_OPTIONS
+        argv, beam_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args, unknown = parser.parse_known_args(argv)
+    args.beam_args = beam_args
     if args.command == "bench":
         args.bench_args = unknown + args.bench_args
     elif unknown:

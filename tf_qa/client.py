@@ -47,6 +47,25 @@ def _channel_options() -> list[tuple[str, Any]]:
     ]
 
 
+def answers_from_arrays(out: dict, top_ks: Sequence[int]) -> list:
+    """``answer_top_k``'s [B, K] outputs (numpy) as the pipeline's results: per example a dict, or a list of them
+    when its ``top_k`` > 1 (padding left out)."""
+    results = []
+    for row, top_k in enumerate(top_ks):
+        answers = [
+            {
+                "answer": out["answer"][row, rank].decode("utf-8"),
+                "score": float(out["score"][row, rank]),
+                "start": int(out["start"][row, rank]),
+                "end": int(out["end"][row, rank]),
+            }
+            for rank in range(min(top_k, out["answer"].shape[1]))
+            if out["start"][row, rank] != -1
+        ]
+        results.append(answers[0] if top_k == 1 and answers else answers)
+    return results
+
+
 class _RequestBuilder:
     """Request and response conversion shared by the sync and async clients."""
 
@@ -89,20 +108,7 @@ class _RequestBuilder:
     @staticmethod
     def answers(response, top_k: int) -> list:
         out = {k: make_ndarray(v) for k, v in response.outputs.items()}
-        results = []
-        for row in range(out["answer"].shape[0]):
-            answers = [
-                {
-                    "answer": out["answer"][row, rank].decode("utf-8"),
-                    "score": float(out["score"][row, rank]),
-                    "start": int(out["start"][row, rank]),
-                    "end": int(out["end"][row, rank]),
-                }
-                for rank in range(out["answer"].shape[1])
-                if out["start"][row, rank] != -1
-            ]
-            results.append(answers[0] if top_k == 1 and answers else answers)
-        return results
+        return answers_from_arrays(out, [top_k] * out["answer"].shape[0])
 
     def spans_request(self, input_ids, attention_mask):
         request = protos.PredictRequest()

@@ -58,3 +58,11 @@ def from_grpc(error: grpc.RpcError, *, target: str, elapsed: float) -> TFQAError
     else:
         message = f"{target}: {code.name}: {details}"
     return kind(message, code=code, target=target)
+
+
+def graph_error_message(message: str) -> str:
+    """The graph's own assertion message (which names the problem), without TF's node trace around it."""
+    marker = "assertion failed: "
+    if marker in message:
+        message = message[message.index(marker) + len(marker) :]
+    return message.split("\n\t [[")[0].strip()

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
+from tf_qa.errors import graph_error_message
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 
@@ -49,14 +50,6 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
         return tf.make_ndarray(tensor)
     except Exception as error:  # noqa: BLE001  any malformed TensorProto
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
-
-
-def graph_error_message(message: str) -> str:
-    """The graph's own assertion message (which names the problem), without TF's node trace around it."""
-    marker = "assertion failed: "
-    if marker in message:
-        message = message[message.index(marker) + len(marker) :]
-    return message.split("\n\t [[")[0].strip()
 
 
 class RequestError(Exception):
