@@ -12,7 +12,7 @@ from tf_qa.cli import main
 from tf_qa.squad import evaluate, load_squad
 
 IN_PROCESS = ["--", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
-LIMIT = 1000
+LIMIT = 500
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,8 @@ def _run_readme_example(marker: str, version_dir: Path) -> dict:
     return namespace
 
 
-def _signature_answers(version_dir: Path, questions, contexts) -> dict:
-    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    out = signature(question=tf.constant(questions), context=tf.constant(contexts))
+def _signature_answers(saved_model, questions, contexts) -> dict:
+    out = saved_model.signatures["serving_default"](question=tf.constant(questions), context=tf.constant(contexts))
     return {name: value.numpy().tolist() for name, value in out.items()}
 
 
@@ -33,18 +32,18 @@ def _assert_same_answers(got: dict, expected: dict) -> None:
     assert np.allclose(got["score"], expected["score"], atol=1e-5)
 
 
-def test_the_tf_data_example(saved_model_dir):
+def test_the_tf_data_example(saved_model_dir, saved_model):
     namespace = _run_readme_example("tfdata-example", Path(saved_model_dir))
     got = {name: [] for name in ("answer", "score", "start", "end")}
     for batch in namespace["answers"]:
         for name in got:
             got[name] += batch[name].numpy().tolist()
-    _assert_same_answers(got, _signature_answers(Path(saved_model_dir), namespace["questions"], namespace["contexts"]))
+    _assert_same_answers(got, _signature_answers(saved_model, namespace["questions"], namespace["contexts"]))
 
 
-def test_the_keras_example(saved_model_dir):
+def test_the_keras_example(saved_model_dir, saved_model):
     namespace = _run_readme_example("keras-example", Path(saved_model_dir))
     questions, contexts = ["What is the capital of France?", "Who wrote it?"], ["Paris is.", "Adam wrote it."]
     out = namespace["qa"]({"question": tf.constant(questions), "context": tf.constant(contexts)})
     got = {name: value.numpy().tolist() for name, value in out.items()}
-    _assert_same_answers(got, _signature_answers(Path(saved_model_dir), questions, contexts))
+    _assert_same_answers(got, _signature_answers(saved_model, questions, contexts))
