@@ -113,3 +113,29 @@ def test_bad_records_go_to_the_dead_letter_file(saved_model_dir, tmp_path, capsy
     assert set(errors) == set(bad) | {None}
     assert "over the limit max_text_bytes" in errors["over max_text_bytes"]
     assert "context is empty or whitespace-only" in errors["control characters only"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.jsonl", None, "cannot read --input"),
+        ("not-squad.json", '{"data": 5}', "is not in SQuAD format"),
+    ],
+)
+def test_an_input_that_cannot_be_read_is_one_line(name, content, message, saved_model_dir, tmp_path, capsys):
+    if content is not None:
+        (tmp_path / name).write_text(content, encoding="utf-8")
+    code = main(
+        [
+            "batch",
+            "--input",
+            str(tmp_path / name),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--saved-model",
+            saved_model_dir,
+            *IN_PROCESS,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err, err

@@ -94,9 +94,12 @@ def build(pipeline: beam.Pipeline, lines, handler, output: str, dead_letter: str
         counter.inc()
         return item
 
-    parsed = lines | "Parse" >> beam.Map(parse_record)
-    good = parsed | "Good" >> beam.Filter(lambda kind_value: kind_value[0] == "ok") | beam.Map(lambda kv: kv[1])
-    bad = parsed | "Bad" >> beam.Filter(lambda kind_value: kind_value[0] == "bad") | beam.Map(lambda kv: kv[1])
+    good, bad = (
+        lines
+        | "Parse" >> beam.Map(parse_record)
+        | "Bad?" >> beam.Partition(lambda kind_value, partitions: int(kind_value[0] == "bad"), 2)
+    )
+    good, bad = good | "Good records" >> beam.Map(lambda kv: kv[1]), bad | "Bad records" >> beam.Map(lambda kv: kv[1])
     answered, refused = (
         good | "Answer" >> RunInference(KeyedModelHandler(handler)) | "Refused?" >> beam.Partition(_is_refused, 2)
     )

@@ -266,12 +266,20 @@ def _batch(args) -> int:
         if not args.model_name:
             raise CommandError("batch --target needs --model-name", code=2)
         handler = ServingHandler(args.target, args.model_name, timeout=args.timeout)
-    _read_file(args.input, "--input", text=True)  # a clear error before Beam starts
+    try:  # a clear error before Beam starts; the records themselves are read by the pipeline
+        open(args.input, "rb").close()
+    except OSError as error:
+        raise CommandError(f"cannot read --input {args.input}: {error.strerror or error}") from None
     if not args.verbose:
         logging.getLogger().setLevel(logging.ERROR)  # Beam warns through the root logger
     dead_letter = args.dead_letter or f"{args.output}.errors.jsonl"
     print(f"[batch] {args.input} -> {args.output} (dead letters: {dead_letter})", flush=True)
-    counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
+    from tf_qa.squad import SquadFormatError
+
+    try:
+        counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
+    except SquadFormatError as error:
+        raise CommandError(str(error)) from None
     print(f"answered {counts['answered']}, dead-lettered {counts['refused']}")
     return 0
 

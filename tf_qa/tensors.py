@@ -26,6 +26,7 @@ _DTYPES = {
     np.dtype(np.int64): (DataType.values_by_name["DT_INT64"].number, "int64_val"),
     np.dtype(np.bool_): (DataType.values_by_name["DT_BOOL"].number, "bool_val"),
 }
+_BY_NUMBER = {number: (dtype, field) for dtype, (number, field) in _DTYPES.items()}
 _STRING = DataType.values_by_name["DT_STRING"].number
 #: Numeric dtypes TensorFlow writes as raw bytes (tensor_content) when a tensor has more than one element.
 _RAW_CONTENT = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64)}
@@ -60,9 +61,9 @@ def make_ndarray(proto: TensorProto) -> np.ndarray:
         values = list(proto.string_val)
         values += [values[-1] if values else b""] * (size - len(values))
         return np.array(values, dtype=object).reshape(shape)
-    dtype, field = next(((d, f) for d, (number, f) in _DTYPES.items() if number == proto.dtype), (None, None))
-    if dtype is None:
+    if proto.dtype not in _BY_NUMBER:
         raise TypeError(f"unsupported tensor dtype {DataType.values_by_number.get(proto.dtype, proto.dtype)}")
+    dtype, field = _BY_NUMBER[proto.dtype]
     if proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
     values = np.array(getattr(proto, field), dtype=dtype)
