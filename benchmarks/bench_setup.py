@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench_workers import MODEL_NAME, run_worker
+from served import Served
 
 
 def batching_args(timeout_micros: int, threads: int) -> list[str]:
@@ -112,47 +111,12 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
     return str(checkpoint), str(checkpoint_pt), *repositories
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def run_server_rows(repository: str, cases, batching_args: list[str]) -> dict:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tf_qa.cli",
-            "serve",
-            "--model-base-path",
-            repository,
-            "--model-name",
-            MODEL_NAME,
-            "--port",
-            str(port),
-            "--poll-seconds",
-            "0",
-            *batching_args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    try:
-        started = time.monotonic()
-        for line in server.stdout:
-            if line.startswith("serving "):
-                break
+    """The gRPC rows against ``tf-qa serve`` with ``batching_args``, and the server's load time and peak RSS."""
+    started = time.monotonic()
+    with Served(repository, model_name=MODEL_NAME, extra_args=("--poll-seconds", "0", *batching_args)) as server:
         load_seconds = time.monotonic() - started
-        result = run_worker("grpc", {"target": f"127.0.0.1:{port}", "cases": cases})
-        with open(f"/proc/{server.pid}/status") as status:
-            rss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-        result["server_peak_rss_mb"] = rss / 1024
+        result = run_worker("grpc", {"target": server.target, "cases": cases})
+        result["server_peak_rss_mb"] = server.peak_rss_mb()
         result["server_load_seconds"] = load_seconds
         return result
-    finally:
-        server.terminate()
-        server.wait(30)

@@ -72,8 +72,16 @@ def free_port() -> int:
 class Served:
     """``tf-qa serve`` on free loopback ports (gRPC, and REST with ``rest=True``), started and stopped here."""
 
-    def __init__(self, repository: str | os.PathLike, *, rest: bool = False, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        repository: str | os.PathLike,
+        *,
+        rest: bool = False,
+        extra_args: tuple[str, ...] = (),
+        model_name: str = MODEL_NAME,
+    ):
         self.repository = str(repository)
+        self.model_name = model_name
         self.port = free_port()
         self.rest_port = free_port() if rest else None
         self.extra_args = extra_args
@@ -94,7 +102,7 @@ class Served:
                 "--model-base-path",
                 self.repository,
                 "--model-name",
-                MODEL_NAME,
+                self.model_name,
                 "--port",
                 str(self.port),
                 *rest,
