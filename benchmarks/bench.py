@@ -7,7 +7,9 @@ DistilBERT-base-sized checkpoint made with a fixed seed:
 * the tf-qa SavedModel called in-process, batch 1 and 16;
 * the same rows for the opt-in bf16 export (``--matmul-dtype bfloat16``), and how often its top answer equals
   the fp32 export's;
-* tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/batching_parameters.txt): batch 1 (p50,
+* the export in TF Serving's two runtimes, batch 1 and 16: the Python TF1 session that ``tf-qa serve`` runs, and
+  TensorFlow's C++ runtime (``tf_qa/saved_model/native.py``), what stock tensorflow_model_server runs;
+* tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/platform_config.pbtxt): batch 1 (p50,
   p99), 16 per request, and 8 concurrent clients sending one question each; the first request after start
   against a warm one; the server's peak RSS;
 * the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set.
@@ -39,9 +41,13 @@ from bench_setup import (
     run_server_rows,
 )
 from bench_workers import run_worker
+from served import cpu_name
 
 from tf_qa.arguments import positive_int
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
+
+#: --exports: the export's matmul dtype.
+EXPORTS = {"fp32": "float32", "bf16": "bfloat16"}
 
 
 def report(line: str) -> None:
@@ -97,6 +103,12 @@ def tf_qa_rows(repositories: dict[str, str], cases) -> tuple[dict[str, dict], di
             rows[f"{label} in-process bs{batch}"] = run_worker(
                 "saved_model", {"saved_model": f"{repo}/1", "cases": cases, "batch_size": batch}
             )
+        for runtime, name in (("session", "Python TF1 session"), ("native", "native C++ runtime")):
+            for batch in (1, 16):
+                report(f"{label} {name} bs{batch} ...")
+                rows[f"{label} {name} bs{batch}"] = run_worker(
+                    "runtime", {"runtime": runtime, "saved_model": f"{repo}/1", "cases": cases, "batch_size": batch}
+                )
         report(f"{label} over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
         grpc = grpc_by_export[label] = run_server_rows(repo, cases, BATCHING_ARGS)
         rows[f"{label} gRPC bs1"], rows[f"{label} gRPC bs16"] = grpc["bs1"], grpc["bs16"]
@@ -152,6 +164,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
     parser.add_argument(
+        "--exports", nargs="+", choices=EXPORTS, default=list(EXPORTS), help="the exports to measure (default: both)"
+    )
+    parser.add_argument(
         "--sweep-batching",
         action="store_true",
         help="also run the gRPC rows under each server batching setting in BATCHING_SWEEP",
@@ -164,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    checkpoint, checkpoint_pt, repository, repository_bf16 = prepare(output, report)
+    checkpoint, checkpoint_pt, repositories = prepare(output, report, [EXPORTS[e] for e in args.exports])
     cases = load_questions(args.questions)
     window_lengths = window_lengths_of(checkpoint, cases)
     n = len(cases)
@@ -174,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     report(f"peak fp32 matmul: {peak:.1f} GFLOP/s")
     rows = {} if args.skip_pipelines else pipeline_rows(checkpoint, checkpoint_pt, cases)
     # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
-    more_rows, grpc_by_export = tf_qa_rows({"tf-qa": repository, "tf-qa bf16": repository_bf16}, cases)
+    labels = {"float32": "tf-qa", "bfloat16": "tf-qa bf16"}
+    more_rows, grpc_by_export = tf_qa_rows({labels[d]: repo for d, repo in repositories.items()}, cases)
     rows.update(more_rows)
-    grpc = grpc_by_export["tf-qa"]
-    fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
+    grpc = next(iter(grpc_by_export.values()))
     summary = {
         "questions": n,
         "windows": sum(map(len, window_lengths)),
@@ -190,10 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         "server_peak_rss_mb": grpc["server_peak_rss_mb"],
         "server_load_seconds": grpc["server_load_seconds"],
         "cpu_count": os.cpu_count(),
-        "bf16_top1_agreement_with_fp32": sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n,
+        "cpu": cpu_name(),
     }
+    if len(repositories) == 2:
+        fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
+        summary["bf16_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n
     if args.sweep_batching:
-        summary["batching_sweep"] = batching_sweep(repository, cases)
+        summary["batching_sweep"] = batching_sweep(next(iter(repositories.values())), cases)
     summary["bench_seconds"] = time.monotonic() - started
     (output / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(output / "latency_vs_length.png", window_lengths, rows)
@@ -221,12 +239,13 @@ def format_table(summary: dict) -> str:
         f"{summary['questions']} questions ({summary['windows']} windows); first gRPC request after start "
         f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
         f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
-        f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs"
+        f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs: {summary['cpu']}"
     )
-    lines.append(
-        f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
-        f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
-    )
+    if "bf16_top1_agreement_with_fp32" in summary:
+        lines.append(
+            f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
+            f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+        )
     if summary.get("batching_sweep"):
         lines += [
             "",

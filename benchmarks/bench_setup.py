@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -25,10 +26,10 @@ def batching_args(timeout_micros: int, threads: int) -> list[str]:
     ]
 
 
-#: The server's batching settings, as in serving/batching_parameters.txt.
+#: The server's batching settings, as in serving/platform_config.pbtxt.
 BATCHING_ARGS = batching_args(0, 2)
 
-#: Settings compared by ``--sweep-batching`` (the measurements serving/batching_parameters.txt was tuned from).
+#: Settings compared by ``--sweep-batching`` (the measurements serving/platform_config.pbtxt's batching was tuned from).
 BATCHING_SWEEP = {
     "no batching": [],
     "timeout 2 ms, 1 thread": batching_args(2000, 1),
@@ -66,9 +67,9 @@ def distilbert_flops(length: int, dim: int = 768, hidden: int = 3072, layers: in
     return layers * per_layer + 2 * length * dim * 2
 
 
-def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
-    """The base-size checkpoint (TF and PyTorch weights), its export and its opt-in bf16 export; reused when
-    present."""
+def prepare(workdir: Path, report, matmul_dtypes: list[str]) -> tuple[str, str, dict[str, str]]:
+    """The base-size checkpoint (TF and PyTorch weights) and its exports, by matmul dtype (``float32``, the
+    opt-in ``bfloat16``); reused when present."""
     from tf_qa.checkpoints import BASE, make_random_checkpoint
 
     checkpoint = workdir / "checkpoint"
@@ -76,7 +77,7 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
         report("making a DistilBERT-base-sized checkpoint (seed 0)")
         make_random_checkpoint(checkpoint, seed=0, size=BASE)
     checkpoint_pt = workdir / "checkpoint-pt"
-    if not (checkpoint_pt / "config.json").exists():
+    if not (checkpoint_pt / "config.json").exists() and importlib.util.find_spec("torch") is not None:
         report("converting it to PyTorch weights for the PyTorch pipeline")
         # from_pretrained(from_tf=True) leaves every weight on the meta device in transformers 4.57.6, so
         # the TF weights are copied into a normally built PyTorch model instead.
@@ -95,8 +96,9 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    repositories = []
-    for folder, matmul_dtype in (("repository", "float32"), ("repository-bf16", "bfloat16")):
+    repositories = {}
+    for matmul_dtype in matmul_dtypes:
+        folder = {"float32": "repository", "bfloat16": "repository-bf16"}[matmul_dtype]
         repository = workdir / folder / MODEL_NAME
         if not (repository / "1" / "saved_model.pb").exists():
             from tf_qa.graph.options import ExportOptions
@@ -107,8 +109,8 @@ def prepare(workdir: Path, report) -> tuple[str, str, str, str]:
             export_model(
                 str(checkpoint), repository, version=1, options=ExportOptions(matmul_dtype=matmul_dtype), report=report
             )
-        repositories.append(str(repository))
-    return str(checkpoint), str(checkpoint_pt), *repositories
+        repositories[matmul_dtype] = str(repository)
+    return str(checkpoint), str(checkpoint_pt), repositories
 
 
 def run_server_rows(repository: str, cases, batching_args: list[str]) -> dict:

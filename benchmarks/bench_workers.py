@@ -90,6 +90,52 @@ def worker_saved_model(config) -> dict:
     return {"seconds": seconds}
 
 
+def _top_k_inputs(questions, contexts) -> dict:
+    import numpy as np
+
+    n = len(questions)
+    return {
+        "question": np.array([q.encode() for q in questions], dtype=object),
+        "context": np.array([c.encode() for c in contexts], dtype=object),
+        "top_k": np.ones([n], np.int32),
+        "max_answer_len": np.full([n], 15, np.int32),
+        "handle_impossible_answer": np.zeros([n], bool),
+    }
+
+
+def worker_runtime(config) -> dict:
+    """The export's ``answer_top_k`` in TF Serving's runtimes: the TF1 session as ``tf-qa serve`` runs it
+    (``session``), or TensorFlow's C++ runtime (``native``); both with the platform config's session options.
+    A request's time includes building its tensors and reading the answers."""
+    if config["runtime"] == "native":
+        from tf_qa.saved_model.native import NativeSession
+
+        native = NativeSession(config["saved_model"])
+        answer = lambda q, c: native.run(TOP_K_SIGNATURE, _top_k_inputs(q, c))[0]  # noqa: E731
+    else:
+        from tf_qa.saved_model.session import load_session, run_predict_request
+        from tf_qa.saved_model.warmup import make_request
+
+        session, signatures = load_session(config["saved_model"])
+        answer = lambda q, c: run_predict_request(  # noqa: E731
+            session, signatures, make_request(MODEL_NAME, TOP_K_SIGNATURE, _top_k_inputs(q, c))
+        )
+    return _answer_rows(answer, config["cases"], config["batch_size"])
+
+
+def _answer_rows(answer, cases, batch_size: int) -> dict:
+    questions, contexts = [q for q, _ in cases], [c for _, c in cases]
+    answer(questions[:16], contexts[:16])
+    if batch_size == 1:
+        latencies = [_timed(lambda: answer([question], [context]))[0] for question, context in cases]
+        return {"latencies": latencies, "seconds": sum(latencies)}
+    size = batch_size
+    seconds, _ = _timed(
+        lambda: [answer(questions[i : i + size], contexts[i : i + size]) for i in range(0, len(cases), size)]
+    )
+    return {"seconds": seconds}
+
+
 def worker_grpc(config) -> dict:
     from tf_qa.client import QAClient
 
@@ -128,6 +174,7 @@ WORKERS = {
     "peak_matmul": worker_peak_matmul,
     "pipeline": worker_pipeline,
     "saved_model": worker_saved_model,
+    "runtime": worker_runtime,
     "grpc": worker_grpc,
 }
 

@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# The client suite's environment (no TensorFlow) and the Node.js client's packages are installed meanwhile.
+# Meanwhile: the native runner is built (tf_qa/saved_model/native.py; cached), and the client suite's
+# environment (no TensorFlow) and the Node.js client's packages are installed.
 SHARED=$(mktemp -d)
 trap 'rm -rf "$SHARED"' EXIT
 (
+  .venv/bin/python -m tf_qa.saved_model.native
   bash scripts/setup-client.sh "${TF_QA_CLIENT_VENV:-.venv-client}" pytest
   if command -v npm > /dev/null; then npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; fi
 ) > "$SHARED/client-setup.log" 2>&1 &

@@ -25,13 +25,17 @@ def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
     return pairs[:limit]
 
 
+#: The files that ask the pipeline the most: one worker, so they share its cached model outputs.
+PIPELINE_FILES = ("test_parity.py", "test_e2e.py", "test_native.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (--dist loadgroup), a test file runs in one worker, so its module fixtures are built
-    once; the two files that ask the pipeline the most share a worker and so its cached model outputs."""
+    once; the files that ask the pipeline the most share a worker and so its cached model outputs."""
     for item in items:
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("pipeline" if name in ("test_parity.py", "test_e2e.py") else name))
+        item.add_marker(pytest.mark.xdist_group("pipeline" if name in PIPELINE_FILES else name))
 
 
 def _made_once(tmp_path_factory, name: str, make) -> Path:

@@ -36,3 +36,47 @@ def test_other_commands_refuse_unknown_options(capsys):
         cli.main(["validate", "some/path", "--questions", "3"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --questions 3" in capsys.readouterr().err
+
+
+def _serve_args(*extra):
+    from tf_qa.arguments import build_parser
+
+    return build_parser("tf-qa").parse_args(["serve", "--model-base-path", "m", "--model-name", "m", *extra])
+
+
+def test_serve_takes_the_kits_platform_config():
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    session_config, batching = cli._serving_options(_serve_args())
+    assert batching is None
+    assert session_config.graph_options.rewrite_options.function_optimization == rewriter_config_pb2.RewriterConfig.OFF
+    _, batching = cli._serving_options(_serve_args("--enable-batching"))
+    assert batching == {"max_batch_size": 16, "timeout": 0.0, "num_threads": 2}
+
+
+def test_serve_batching_flags_override_the_platform_config(tmp_path):
+    config = tmp_path / "platform_config.pbtxt"
+    config.write_text(
+        "platform_configs { key: 'tensorflow' value { source_adapter_config { "
+        "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { legacy_config { "
+        "session_config { intra_op_parallelism_threads: 1 } "
+        "batching_parameters { max_batch_size { value: 8 } batch_timeout_micros { value: 5000 } } } } } } }"
+    )
+    session_config, batching = cli._serving_options(
+        _serve_args("--platform-config-file", str(config), "--enable-batching")
+    )
+    assert session_config.intra_op_parallelism_threads == 1
+    assert batching == {"max_batch_size": 8, "timeout": 0.005, "num_threads": 2}  # unset in the file: tf-qa's 2
+    flags = ("--enable-batching", "--batch-timeout-micros", "0", "--max-batch-size", "4")
+    _, batching = cli._serving_options(_serve_args("--platform-config-file", str(config), *flags))
+    assert batching == {"max_batch_size": 4, "timeout": 0.0, "num_threads": 2}
+
+
+def test_serve_refuses_a_broken_platform_config(tmp_path, capsys):
+    config = tmp_path / "platform_config.pbtxt"
+    config.write_text("platform_configs { key: 'tensorflow' value { source_adapter_config { typo: 1 } } }")
+    assert (
+        cli.main(["serve", "--model-base-path", "m", "--model-name", "m", "--platform-config-file", str(config)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert str(config) in err and "typo" in err and "Traceback" not in err

@@ -20,7 +20,8 @@ ALLOWED = {
     "tf_qa.squad": set(),
     "tf_qa.checkpoints": {"tf_qa.defaults"},
     "tf_qa.graph": {"tf_qa.defaults"},
-    "tf_qa.saved_model": {"tf_qa.defaults", "tf_qa.graph"},
+    # The native runtime speaks TensorProto as TF Serving does: the client's conversions.
+    "tf_qa.saved_model": {"tf_qa.defaults", "tf_qa.graph", "tf_qa.protos", "tf_qa.tensors"},
     "tf_qa.server": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.saved_model"},
     "tf_qa.protos": set(),
     "tf_qa.tensors": {"tf_qa.protos"},

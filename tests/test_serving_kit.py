@@ -7,10 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 from google.protobuf import text_format
-from serving_protos import BatchingParameters, MonitoringConfig
+from serving_protos import MonitoringConfig
+from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from tf_qa.defaults import DEFAULT_PLATFORM_CONFIG
+from tf_qa.saved_model.platform_config import batching_parameters_class, read_platform_config
+
 SERVING = Path(__file__).resolve().parents[1] / "serving"
+PLATFORM_CONFIG = SERVING / "platform_config.pbtxt"
+#: TF Serving ignores these flags when --platform_config_file is given: the file holds their options.
+IGNORED_WITH_PLATFORM_CONFIG = ("--enable_batching", "--batching_parameters_file", "--enable_model_warmup")
 
 
 def test_models_config():
@@ -21,10 +28,37 @@ def test_models_config():
     assert dict(model.version_labels) == {"stable": 1}
 
 
-def test_batching_parameters():
-    params = text_format.Parse((SERVING / "batching_parameters.txt").read_text(), BatchingParameters())
+def test_platform_config():
+    config = read_platform_config(PLATFORM_CONFIG)
+    assert list(config.saved_model_tags) == ["serve"] and config.enable_model_warmup
+    rewrite = config.session_config.graph_options.rewrite_options
+    assert rewrite.function_optimization == rewriter_config_pb2.RewriterConfig.OFF
+    params = config.batching_parameters
     assert params.max_batch_size.value == 16 and params.num_batch_threads.value >= 1
     assert params.pad_variable_length_inputs is False
+
+
+def test_tf_qa_reads_the_kits_platform_config():
+    assert DEFAULT_PLATFORM_CONFIG.resolve() == PLATFORM_CONFIG.resolve()
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("platform_configs { key: 'tensorflow' value { source_adapter_config { "
+         "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { legacy_config { "
+         "session_config { graph_options { rewrite_options { function_optimisation: OFF } } } } } } } }",
+         "function_optimisation"),
+        ("platform_configs { key: 'tfl' value { } }", "no 'tensorflow' platform"),
+        ("", "no 'tensorflow' platform"),
+    ],
+)  # fmt: skip
+def test_platform_config_errors_name_the_file_and_the_problem(tmp_path, text, problem):
+    path = tmp_path / "platform_config.pbtxt"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=problem) as caught:
+        read_platform_config(path)
+    assert str(path) in str(caught.value)
 
 
 def test_monitoring_config():
@@ -34,20 +68,23 @@ def test_monitoring_config():
 
 def test_typo_is_caught():
     with pytest.raises(text_format.ParseError):
-        text_format.Parse("max_batch_sise { value: 16 }", BatchingParameters())
+        text_format.Parse("max_batch_sise { value: 16 }", batching_parameters_class()())
 
 
 def test_docker_compose():
     compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())
     service = compose["services"]["tf-serving"]
     assert service["image"].startswith("tensorflow/serving:")
-    assert {"--enable_model_warmup=true", "--rest_api_timeout_in_ms=30000"} <= set(service["command"])
+    assert "--rest_api_timeout_in_ms=30000" in service["command"]
+    assert not [arg for arg in service["command"] if arg.startswith(IGNORED_WITH_PLATFORM_CONFIG)]
     assert "TF_ENABLE_ONEDNN_OPTS=1" in service["environment"]
-    mounted = {v.split(":")[1] for v in service["volumes"]}
-    assert {"/models/distilbert-squad", "/models/models.config", "/models/batching_parameters.txt"} <= mounted
-    for flag in ("--model_config_file=", "--batching_parameters_file=", "--monitoring_config_file="):
+    mounts = dict(v.rsplit(":", 1)[0].split(":") for v in service["volumes"])
+    assert mounts["./platform_config.pbtxt"] == "/models/platform_config.pbtxt"
+    for flag in ("--model_config_file=", "--platform_config_file=", "--monitoring_config_file="):
         path = next(arg for arg in service["command"] if arg.startswith(flag)).split("=", 1)[1]
-        assert path in mounted
+        assert path in mounts.values()
+    for source in mounts:
+        assert source.startswith("../export/") or (SERVING / source).is_file(), source
 
 
 def test_kubernetes_manifest():
@@ -56,6 +93,23 @@ def test_kubernetes_manifest():
     container = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/distilbert-squad"
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
-    assert "--rest_api_timeout_in_ms=30000" in container["args"]
+    assert {"--rest_api_timeout_in_ms=30000", "--platform_config_file=/config/platform_config.pbtxt"} <= set(
+        container["args"]
+    )
+    assert not [arg for arg in container["args"] if arg.startswith(IGNORED_WITH_PLATFORM_CONFIG)]
     assert {"name": "TF_ENABLE_ONEDNN_OPTS", "value": "1"} in container["env"]
     assert documents["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "tf-qa"
+
+
+def test_the_server_loads_versions_with_the_session_config_it_is_given(tmp_path, monkeypatch):
+    from tensorflow.core.protobuf import config_pb2
+
+    from tf_qa.server import repository
+
+    received = []
+    monkeypatch.setattr(repository, "load_session", lambda path, config: received.append(config) or (None, {}))
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "saved_model.pb").write_bytes(b"")
+    config = config_pb2.ConfigProto(intra_op_parallelism_threads=1)
+    repository.ModelRepository(str(tmp_path), "m", session_config=config).poll()
+    assert received == [config]

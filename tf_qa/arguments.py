@@ -93,18 +93,22 @@ def _add_serve(commands, common) -> None:
         "--poll-seconds", type=non_negative_float, default=2.0, help="how often to look for new versions"
     )
     serve.add_argument(
+        "--platform-config-file",
+        default=str(defaults.DEFAULT_PLATFORM_CONFIG),
+        help="TF Serving's platform config: the session options and batching parameters to serve with "
+        "(default: the kit's serving/platform_config.pbtxt)",
+    )
+    serve.add_argument(
         "--enable-batching",
         action="store_true",
-        help="merge concurrent requests into batches (as TF Serving's --enable_batching)",
+        help="merge concurrent requests into batches (as TF Serving's --enable_batching), with the platform "
+        "config's batching parameters unless the flags below say otherwise",
     )
-    serve.add_argument("--max-batch-size", type=positive_int, default=16)
+    serve.add_argument("--max-batch-size", type=positive_int)
     serve.add_argument(
-        "--batch-timeout-micros",
-        type=non_negative_int,
-        default=0,
-        help="how long a request waits for others to join its batch (default 0, as in serving/batching_parameters.txt)",
+        "--batch-timeout-micros", type=non_negative_int, help="how long a request waits for others to join its batch"
     )
-    serve.add_argument("--num-batch-threads", type=positive_int, default=2)
+    serve.add_argument("--num-batch-threads", type=positive_int)
     serve.add_argument(
         "--max-in-flight",
         type=positive_int,

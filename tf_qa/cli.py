@@ -197,13 +197,7 @@ def _serve(args) -> int:
             credentials = grpc.ssl_server_credentials([pair])
         except (ValueError, RuntimeError) as error:
             raise CommandError(f"--ssl-cert/--ssl-key: {error}") from None
-    batching = None
-    if args.enable_batching:
-        batching = {
-            "max_batch_size": args.max_batch_size,
-            "timeout": args.batch_timeout_micros / 1e6,
-            "num_threads": args.num_batch_threads,
-        }
+    session_config, batching = _serving_options(args)
     try:
         server = ModelServer(
             args.model_base_path,
@@ -218,6 +212,7 @@ def _serve(args) -> int:
             max_in_flight=args.max_in_flight,
             max_request_bytes=args.max_request_bytes,
             rest_timeout=args.rest_api_timeout_in_ms / 1000,
+            session_config=session_config,
         ).start()
     except (RuntimeError, OSError) as error:
         raise CommandError(str(error)) from None
@@ -228,6 +223,25 @@ def _serve(args) -> int:
     )
     server.wait()
     return 0
+
+
+def _serving_options(args):
+    """The platform config's session options, and the batching options when ``--enable-batching``."""
+    from tf_qa.saved_model.platform_config import read_platform_config
+    from tf_qa.server.batching import batching_options
+
+    try:
+        platform = read_platform_config(args.platform_config_file)
+    except ValueError as error:
+        raise CommandError(str(error), code=2) from None
+    if not args.enable_batching:
+        return platform.session_config, None
+    overrides = {
+        "max_batch_size": args.max_batch_size,
+        "timeout_micros": args.batch_timeout_micros,
+        "num_threads": args.num_batch_threads,
+    }
+    return platform.session_config, batching_options(platform.batching_parameters, **overrides)
 
 
 def _ask(args) -> int:

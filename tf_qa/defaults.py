@@ -1,5 +1,7 @@
 """Names and defaults shared by the model, the exporter, the server and the clients (no heavy imports)."""
 
+from pathlib import Path
+
 #: The transformers pipeline's defaults.
 DEFAULT_MAX_SEQ_LEN = 384
 DEFAULT_DOC_STRIDE = 128
@@ -26,3 +28,5 @@ DEFAULT_MAX_IN_FLIGHT = 32
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: tf-qa serve: seconds a REST request may run, as TF Serving's --rest_api_timeout_in_ms (30000).
 DEFAULT_REST_TIMEOUT = 30.0
+#: TF Serving's platform config that tf-qa serves with: a link to the kit's serving/platform_config.pbtxt.
+DEFAULT_PLATFORM_CONFIG = Path(__file__).resolve().parent / "saved_model" / "platform_config.pbtxt"

@@ -15,29 +15,20 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the TF Text ops of the graph, as tensorflow_model_server links them
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tf_qa.defaults import SERVING_DEFAULT
+from tf_qa.saved_model.platform_config import read_platform_config
 
 
-def session_config() -> tf.compat.v1.ConfigProto:
-    """The session options tf-qa serves with (TF Serving takes the same ConfigProto in its platform config).
-
-    Grappler's function optimizer is off: it lowers the model's while loop over window groups into TF1
-    control flow, which runs the groups one after another; the functional loop overlaps them, as TF2 does
-    (measured: 24.6 -> 27.8 questions/s at batch 16 on 2 cores).
-    """
-    config = tf.compat.v1.ConfigProto()
-    config.graph_options.rewrite_options.function_optimization = rewriter_config_pb2.RewriterConfig.OFF
-    return config
-
-
-def load_session(path: str) -> tuple[tf.compat.v1.Session, dict]:
+def load_session(path: str, config: tf.compat.v1.ConfigProto | None = None) -> tuple[tf.compat.v1.Session, dict]:
     """Loads a SavedModel as tensorflow_model_server does: the TF1 loader with the ``serve`` tag.
 
+    ``config`` defaults to the session options of the platform config (serving/platform_config.pbtxt).
     Returns the session and the signature defs by name.
     """
-    session = tf.compat.v1.Session(graph=tf.Graph(), config=session_config())
+    if config is None:
+        config = read_platform_config().session_config
+    session = tf.compat.v1.Session(graph=tf.Graph(), config=config)
     meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
     return session, dict(meta_graph.signature_def)
 

@@ -8,7 +8,11 @@ Checks, in plain words:
    links both); ops that need a Python interpreter (``py_function``) are flagged;
 3. the warmup file ``assets.extra/tf_serving_warmup_requests`` parses as PredictionLog records and each
    request runs through the TF1 session path;
-4. the TensorFlow / TF Text versions the model was exported with, and the TF Serving release it needs.
+4. the TensorFlow / TF Text versions the model was exported with, and the TF Serving release it needs;
+5. native: the warmup requests and probe inputs (non-ASCII, a multi-window context) run in TensorFlow's C++
+   runtime as tensorflow_model_server runs them (``native.py``) give the Python session's outputs: text, ids
+   and offsets identical, scores within ``NATIVE_TOLERANCE``; with its load time and latency per request. Where
+   no C++ compiler is present the line says the check was skipped and why.
 
 Example:
 
@@ -19,17 +23,25 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from pathlib import Path
 
+import numpy as np
+
+from tf_qa.defaults import SERVING_DEFAULT, TOP_K_SIGNATURE
 from tf_qa.saved_model.export import METADATA_FILE
+from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
 from tf_qa.saved_model.session import run_requests
-from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
+from tf_qa.saved_model.warmup import WARMUP_FILE, make_request, read_warmup
 
 #: Core ops that exist in TensorFlow but cannot run in tensorflow_model_server (no Python there).
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+#: Largest score difference allowed between the native runtime and the Python session (same kernels, same CPU).
+NATIVE_TOLERANCE = 1e-5
+
+_PROBE_QUESTION = "Où est née Marie Skłodowska-Curie ?"
+_PROBE_CONTEXT = "Marie Skłodowska-Curie est née à Varsovie en 1867. 東京は日本の首都です。 Ça, naïve café — “done” 🙂."
 
 
 @dataclasses.dataclass
@@ -61,11 +73,11 @@ def core_ops() -> set[str]:
 def tf_text_ops() -> set[str]:
     """Ops of TF Text's kernels libraries (linked into tensorflow_model_server)."""
     import tensorflow as tf
-    import tensorflow_text
+    import tensorflow_text  # noqa: F401  registers the ops the libraries below declare
     from tensorflow.python.framework import op_def_registry
 
     names = set()
-    for library in glob.glob(os.path.join(os.path.dirname(tensorflow_text.__file__), "python", "*", "_*.so")):
+    for library in tf_text_op_libraries():
         module = tf.load_op_library(library)
         names |= {a for a in dir(module) if a[:1].isupper() and op_def_registry.get(a) is not None}
     return names
@@ -97,8 +109,9 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
         return report
     _check_signatures(serve[0], report)
     _check_ops(serve[0], report)
-    _check_warmup(path, report)
+    warmup = _check_warmup(path, report)
     _check_metadata(path, report)
+    _check_native(path, warmup + probe_requests(serve[0]), report)
     return report
 
 
@@ -131,23 +144,47 @@ def _check_ops(meta_graph, report: ValidationReport) -> None:
         report.problem(f"ops that are neither TensorFlow core nor TF Text: {', '.join(unknown)}")
 
 
-def _check_warmup(path: Path, report: ValidationReport) -> None:
+def _check_warmup(path: Path, report: ValidationReport) -> list:
+    """Runs the warmup requests; returns those that ran (none when a request fails)."""
     warmup = path / "assets.extra" / WARMUP_FILE
-    if warmup.exists():
-        try:
-            requests = read_warmup(warmup)
-        except Exception as error:  # noqa: BLE001  any parse failure is the finding
-            report.problem(f"warmup file does not parse as PredictionLog records: {error}")
-        else:
-            if len(requests) > 1000:
-                report.problem(f"warmup file has {len(requests)} records; TF Serving reads at most 1000")
-            try:
-                run_requests(path, requests)
-                report.say(f"warmup: {len(requests)} requests parse and run")
-            except Exception as error:  # noqa: BLE001  any failure of a warmup request is the finding
-                report.problem(f"a warmup request fails: {str(error).splitlines()[0]}")
-    else:
+    if not warmup.exists():
         report.say("warmup: none (the first requests after a load will be slow)")
+        return []
+    try:
+        requests = read_warmup(warmup)
+    except Exception as error:  # noqa: BLE001  any parse failure is the finding
+        report.problem(f"warmup file does not parse as PredictionLog records: {error}")
+        return []
+    if len(requests) > 1000:
+        report.problem(f"warmup file has {len(requests)} records; TF Serving reads at most 1000")
+    try:
+        run_requests(path, requests)
+    except Exception as error:  # noqa: BLE001  any failure of a warmup request is the finding
+        report.problem(f"a warmup request fails: {str(error).splitlines()[0]}")
+        return []
+    report.say(f"warmup: {len(requests)} requests parse and run")
+    return requests
+
+
+def probe_requests(meta_graph) -> list:
+    """Non-ASCII text, alone and as a multi-window context, for each text signature the model has."""
+    contexts = np.array([_PROBE_CONTEXT.encode(), " ".join([_PROBE_CONTEXT] * 40).encode()], dtype=object)
+    questions = np.array([_PROBE_QUESTION.encode()] * 2, dtype=object)
+    inputs_by_signature = {
+        SERVING_DEFAULT: {"question": questions, "context": contexts},
+        TOP_K_SIGNATURE: {
+            "question": questions,
+            "context": contexts,
+            "top_k": np.array([3, 2], np.int32),
+            "max_answer_len": np.array([15, 30], np.int32),
+            "handle_impossible_answer": np.array([True, False]),
+        },
+    }
+    return [
+        make_request("probe", name, inputs)
+        for name, inputs in inputs_by_signature.items()
+        if name in meta_graph.signature_def and set(meta_graph.signature_def[name].inputs) == set(inputs)
+    ]
 
 
 def _check_metadata(path: Path, report: ValidationReport) -> None:
@@ -171,3 +208,61 @@ def _check_metadata(path: Path, report: ValidationReport) -> None:
             report.say("limits per call (set at export): " + ", ".join(f"{k} {v}" for k, v in limits.items()))
         else:
             report.say("limits per call: none recorded (exported before tf-qa checked them in the graph)")
+
+
+def _check_native(path: Path, requests: list, report: ValidationReport) -> None:
+    """Runs ``requests`` in the native runtime and in the Python session; see the module docstring, item 5."""
+    try:
+        native = NativeSession(path)
+    except NativeUnavailable as why:
+        report.say(f"native: skipped: {why}")
+        return
+    except NativeError as error:
+        report.problem(f"native: TensorFlow's C++ runtime does not load the model: {error}")
+        return
+    with native:
+        try:
+            answered = [
+                native.run_tensor_protos(r.model_spec.signature_name or SERVING_DEFAULT, r.inputs) for r in requests
+            ]
+        except NativeError as error:
+            report.problem(f"native: a request fails in TensorFlow's C++ runtime: {error}")
+            return
+    try:
+        expected = run_requests(path, requests)
+    except Exception as error:  # noqa: BLE001  any failure of a probe in the Python session is the finding
+        report.problem(f"native: a probe request fails in the Python session: {str(error).splitlines()[0]}")
+        return
+    largest = 0.0
+    for request, python, (ours, _) in zip(requests, expected, answered):
+        difference = output_difference(python, ours)
+        if isinstance(difference, str):
+            report.problem(f"native: {request.model_spec.signature_name}: {difference}")
+            return
+        largest = max(largest, difference)
+    first, *rest = [s for _, s in answered] or [0.0]
+    rest = sorted(rest) or [first]
+    report.say(
+        f"native: {len(requests)} requests in TensorFlow's C++ runtime (LoadSavedModel, tag serve, the platform "
+        f"config's session) equal the Python session's (largest score difference {largest:.1g}); load "
+        f"{native.load_seconds:.2f} s, first request {1000 * first:.0f} ms, then p50 "
+        f"{1000 * rest[len(rest) // 2]:.1f} ms, max {1000 * rest[-1]:.1f} ms per request"
+    )
+
+
+def output_difference(python: dict, native: dict) -> float | str:
+    """The largest float difference between two output dicts, or what differs otherwise."""
+    if sorted(python) != sorted(native):
+        return f"outputs {sorted(native)} instead of {sorted(python)}"
+    largest = 0.0
+    for key, expected in python.items():
+        got = native[key]
+        if expected.shape != got.shape:
+            return f"output {key!r} has shape {got.shape} instead of {expected.shape}"
+        if expected.dtype.kind == "f":
+            largest = max(largest, float(np.max(np.abs(expected - got), initial=0.0)))
+            if largest > NATIVE_TOLERANCE:
+                return f"output {key!r} differs by {largest:.2e} (tolerance {NATIVE_TOLERANCE:.0e})"
+        elif not np.array_equal(expected, got):
+            return f"output {key!r} differs"
+    return largest

@@ -50,14 +50,18 @@ def warmup_requests(model_name: str) -> list:
                 "attention_mask": np.ones([batch, 6], np.int32),
             },
         }
-        for signature, inputs in inputs_by_signature.items():
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = model_name
-            request.model_spec.signature_name = signature
-            for key, value in inputs.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            requests.append(request)
+        requests += [make_request(model_name, signature, inputs) for signature, inputs in inputs_by_signature.items()]
     return requests
+
+
+def make_request(model_name: str, signature: str, inputs: dict[str, np.ndarray]):
+    """A PredictRequest for a signature, the inputs as TensorProtos."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
 
 
 def write_warmup(path: Path, requests: list) -> None:

@@ -32,6 +32,24 @@ import numpy as np
 RunFunction = Callable[[Hashable, dict[str, np.ndarray], "float | None"], list[np.ndarray]]
 
 
+def batching_options(parameters, **overrides) -> dict:
+    """``RequestBatcher`` options from TF Serving's ``BatchingParameters`` (its unset fields: tf-qa's defaults),
+    with ``overrides`` (max_batch_size, timeout_micros, num_threads) that are not None taking precedence."""
+    read = {
+        "max_batch_size": ("max_batch_size", 16),
+        "timeout_micros": ("batch_timeout_micros", 0),
+        "num_threads": ("num_batch_threads", 2),
+    }
+    options = {
+        name: overrides[name]
+        if overrides.get(name) is not None
+        else (getattr(parameters, field).value if parameters.HasField(field) else default)
+        for name, (field, default) in read.items()
+    }
+    options["timeout"] = options.pop("timeout_micros") / 1e6
+    return options
+
+
 class DeadlineExpired(TimeoutError):
     """A request's deadline passed before it could run."""
 

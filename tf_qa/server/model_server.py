@@ -150,6 +150,7 @@ class ModelServer:
         credentials: ``grpc.ssl_server_credentials(...)`` to serve TLS; plaintext when None.
         batching: merge concurrent requests (``RequestBatcher`` options: max_batch_size, timeout,
             num_threads), as TF Serving's ``--enable_batching``; None runs each request on its own.
+        session_config: the ConfigProto sessions load with (default: the platform config's).
         rest_port: also serve TF Serving's REST API on this port (0 picks a free one; see ``rest_port``).
         max_in_flight: Predict requests at once (gRPC and REST); past it RESOURCE_EXHAUSTED / HTTP 429.
         max_request_bytes: the largest gRPC request message and REST body.
@@ -172,8 +173,9 @@ class ModelServer:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         rest_timeout: float = DEFAULT_REST_TIMEOUT,
+        session_config=None,
     ):
-        self.repository = ModelRepository(model_base_path, model_name, versions)
+        self.repository = ModelRepository(model_base_path, model_name, versions, session_config)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None

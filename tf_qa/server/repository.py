@@ -111,10 +111,13 @@ def _return_free_heap() -> None:
         pass
 
 
-def load_version(base_path: str, version: int, *, warm_up: bool = True) -> LoadedVersion:
-    """Loads ``base_path/<version>`` and, like ``--enable_model_warmup``, replays its warmup requests."""
+def load_version(base_path: str, version: int, *, warm_up: bool = True, session_config=None) -> LoadedVersion:
+    """Loads ``base_path/<version>`` and, like ``--enable_model_warmup``, replays its warmup requests.
+
+    ``session_config``: the ConfigProto to load with (default: the platform config's).
+    """
     path = os.path.join(base_path, str(version))
-    loaded = LoadedVersion(version, *load_session(path))
+    loaded = LoadedVersion(version, *load_session(path, session_config))
     warmup_file = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
     if warm_up and os.path.exists(warmup_file):
         started = time.monotonic()
@@ -128,8 +131,9 @@ def load_version(base_path: str, version: int, *, warm_up: bool = True) -> Loade
 class ModelRepository:
     """The loaded versions of one model, refreshed from disk by ``poll``."""
 
-    def __init__(self, base_path: str, model_name: str, versions: list[int] | None = None):
+    def __init__(self, base_path: str, model_name: str, versions: list[int] | None = None, session_config=None):
         self.base_path = base_path
+        self.session_config = session_config
         self.model_name = model_name
         self.pinned_versions = versions
         self._versions: dict[int, LoadedVersion] = {}
@@ -147,7 +151,7 @@ class ModelRepository:
         for version in wanted:
             if version not in self._versions:
                 try:
-                    loaded = load_version(self.base_path, version)
+                    loaded = load_version(self.base_path, version, session_config=self.session_config)
                 except Exception as error:  # noqa: BLE001  a broken version must not take the server down
                     log.error("could not load %s version %d: %s", self.model_name, version, error)
                     continue

@@ -1,0 +1,195 @@
+"""The native runtime: a SavedModel run by TensorFlow's C++ runtime as tensorflow_model_server runs it, no Python.
+
+``native_runner.cc`` is built on first use with the machine's C++ compiler (``$CXX``, else ``g++``) against the
+installed TensorFlow's headers and ``libtensorflow_cc`` (``tf.sysconfig``'s flags), and cached under
+``$XDG_CACHE_HOME/tf-qa/native/`` by a hash of the source, the flags and the compiler. The runner registers TF
+Text's op libraries with ``TF_LoadLibrary``, loads the version folder with ``LoadSavedModel`` (tag ``serve``,
+the platform config's session options) and answers requests on its stdin, one process per loaded model.
+
+Example:
+
+>>> with NativeSession("export/distilbert-squad/1") as native:                                 # doctest: +SKIP
+...     outputs, seconds = native.run("serving_default", {"question": q, "context": c})
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tf_qa.protos import TensorProto
+from tf_qa.tensors import make_ndarray, make_tensor_proto
+
+SOURCE = Path(__file__).with_name("native_runner.cc")
+_BUILD_SECONDS = 600
+
+
+class NativeUnavailable(RuntimeError):
+    """The native runtime cannot run on this machine (no compiler, or the build failed); says why."""
+
+
+class NativeError(RuntimeError):
+    """The native runtime refused a request or a model: ``code`` is TensorFlow's status code name."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+def tf_text_op_libraries() -> list[str]:
+    """TF Text's op libraries: the shared objects tensorflow_model_server links in."""
+    import tensorflow_text
+
+    return sorted(glob.glob(os.path.join(os.path.dirname(tensorflow_text.__file__), "python", "*", "_*.so")))
+
+
+def _build_command(compiler: str, output: str) -> list[str]:
+    import tensorflow as tf
+
+    link_flags = tf.sysconfig.get_link_flags()
+    library_dir = next(flag[2:] for flag in link_flags if flag.startswith("-L"))
+    return [
+        compiler, "-O2", str(SOURCE), "-o", output, *tf.sysconfig.get_compile_flags(), *link_flags,
+        "-l:libtensorflow_cc.so.2", f"-Wl,-rpath,{library_dir}",
+    ]  # fmt: skip
+
+
+def runner_binary() -> Path:
+    """The built runner, compiling it on first use (about 20 s); NativeUnavailable says why it cannot be."""
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        raise NativeUnavailable(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH; install g++ or set CXX")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key_parts = [SOURCE.read_bytes(), " ".join(_build_command(compiler, "")).encode(), version.encode()]
+    key = hashlib.sha256(b"\0".join(key_parts)).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tf-qa" / "native" / key
+    binary = cache / "native_runner"
+    if binary.exists():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build when several processes ask at once
+        if not binary.exists():
+            _compile(compiler, binary)
+    return binary
+
+
+def _compile(compiler: str, binary: Path) -> None:
+    partial = tempfile.mktemp(dir=binary.parent, prefix=".native_runner.")
+    try:
+        built = subprocess.run(
+            _build_command(compiler, partial), capture_output=True, text=True, timeout=_BUILD_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        raise NativeUnavailable(f"building the native runner took over {_BUILD_SECONDS} s") from None
+    if built.returncode != 0:
+        tail = " | ".join(built.stderr.strip().splitlines()[-3:])
+        raise NativeUnavailable(f"building the native runner failed ({Path(compiler).name}): {tail}")
+    os.replace(partial, binary)
+
+
+class NativeSession:
+    """One SavedModel version loaded in the native runner (a child process); ``run`` answers a request.
+
+    ``session_config`` is the ConfigProto to load with (default: the platform config's). ``load_seconds`` is
+    the runner's own time to register the op libraries and load the model.
+    """
+
+    def __init__(self, version_dir: str | os.PathLike, session_config=None):
+        if session_config is None:
+            from tf_qa.saved_model.platform_config import read_platform_config
+
+            session_config = read_platform_config().session_config
+        binary = runner_binary()
+        self._workdir = tempfile.TemporaryDirectory(prefix="tf-qa-native-")
+        config_file = Path(self._workdir.name) / "session_config.binpb"
+        config_file.write_bytes(session_config.SerializeToString())
+        self._log = open(Path(self._workdir.name) / "runner.log", "w+b")
+        env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
+        self._process = subprocess.Popen(
+            [str(binary), str(version_dir), str(config_file), *tf_text_op_libraries()],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
+        )  # fmt: skip
+        loaded = self._read_frame()
+        if loaded[0] != b"loaded":
+            self.close()
+            raise NativeError(loaded[1].decode(), loaded[2].decode(errors="replace"))
+        self.load_seconds = int(loaded[1]) / 1e6
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        """Runs a signature; returns its outputs by key and Session::Run's own seconds."""
+        protos = {key: make_tensor_proto(value) for key, value in inputs.items()}
+        return self.run_tensor_protos(signature_name, protos)
+
+    def run_tensor_protos(self, signature_name: str, inputs: dict) -> tuple[dict[str, np.ndarray], float]:
+        """As ``run``, with the inputs as TensorProtos (a PredictRequest's ``inputs``)."""
+        items = [signature_name.encode()]
+        for key, proto in inputs.items():
+            items += [key.encode(), proto.SerializeToString()]
+        self._write_frame(items)
+        response = self._read_frame()
+        if response[0] != b"ok":
+            raise NativeError(response[1].decode(), response[2].decode(errors="replace"))
+        outputs = {
+            response[i].decode(): make_ndarray(TensorProto.FromString(response[i + 1]))
+            for i in range(2, len(response), 2)
+        }
+        return outputs, int(response[1]) / 1e6
+
+    def _write_frame(self, items: list[bytes]) -> None:
+        parts = [struct.pack("<I", len(items))]
+        for item in items:
+            parts += [struct.pack("<I", len(item)), item]
+        self._process.stdin.write(b"".join(parts))
+        self._process.stdin.flush()
+
+    def _read_frame(self) -> list[bytes]:
+        count = self._read_u32()
+        return [self._read_exactly(self._read_u32()) for _ in range(count)]
+
+    def _read_u32(self) -> int:
+        return struct.unpack("<I", self._read_exactly(4))[0]
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = self._process.stdout.read(size) if size else b""
+        if len(data) != size:
+            raise NativeError(
+                "INTERNAL", f"the native runner stopped (exit {self._process.wait()}): {self._log_tail()}"
+            )
+        return data
+
+    def _log_tail(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(lines[-3:]) or "no output"
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process.stdout.close()
+        self._log.close()
+        self._workdir.cleanup()
+
+    def __enter__(self) -> NativeSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    print(runner_binary())  # builds it (scripts/test.sh does, while other work runs)
