@@ -94,6 +94,27 @@ def pipeline_rows(checkpoint: str, checkpoint_pt: str, cases) -> dict[str, dict]
     return rows
 
 
+def runtime_rows(label: str, version_dir: str, cases) -> dict[str, dict]:
+    """The export in TF Serving's runtimes (the TF1 session, the native C++ runtime) at batch 1 and 16, and the
+    native one at batch 16 without the platform config's session options (what they are worth)."""
+    rows = {}
+    for runtime, name in (("session", "Python TF1 session"), ("native", "native C++ runtime")):
+        for batch in (1, 16):
+            report(f"{label} {name} bs{batch} ...")
+            config = {"runtime": runtime, "saved_model": version_dir, "cases": cases, "batch_size": batch}
+            rows[f"{label} {name} bs{batch}"] = run_worker("runtime", config)
+    report(f"{label} native C++ runtime bs16, TensorFlow's default session options ...")
+    config = {
+        "runtime": "native",
+        "saved_model": version_dir,
+        "cases": cases,
+        "batch_size": 16,
+        "default_session": True,
+    }
+    rows[f"{label} native C++ runtime bs16, default session options"] = run_worker("runtime", config)
+    return rows
+
+
 def tf_qa_rows(repositories: dict[str, str], cases) -> tuple[dict[str, dict], dict[str, dict]]:
     """In-process and gRPC rows of each export; also the gRPC runs' extra figures, by export."""
     rows, grpc_by_export = {}, {}
@@ -103,12 +124,7 @@ def tf_qa_rows(repositories: dict[str, str], cases) -> tuple[dict[str, dict], di
             rows[f"{label} in-process bs{batch}"] = run_worker(
                 "saved_model", {"saved_model": f"{repo}/1", "cases": cases, "batch_size": batch}
             )
-        for runtime, name in (("session", "Python TF1 session"), ("native", "native C++ runtime")):
-            for batch in (1, 16):
-                report(f"{label} {name} bs{batch} ...")
-                rows[f"{label} {name} bs{batch}"] = run_worker(
-                    "runtime", {"runtime": runtime, "saved_model": f"{repo}/1", "cases": cases, "batch_size": batch}
-                )
+        rows.update(runtime_rows(label, f"{repo}/1", cases))
         report(f"{label} over gRPC (tf-qa serve " + " ".join(BATCHING_ARGS) + ") ...")
         grpc = grpc_by_export[label] = run_server_rows(repo, cases, BATCHING_ARGS)
         rows[f"{label} gRPC bs1"], rows[f"{label} gRPC bs16"] = grpc["bs1"], grpc["bs16"]

@@ -106,17 +106,23 @@ def _top_k_inputs(questions, contexts) -> dict:
 def worker_runtime(config) -> dict:
     """The export's ``answer_top_k`` in TF Serving's runtimes: the TF1 session as ``tf-qa serve`` runs it
     (``session``), or TensorFlow's C++ runtime (``native``); both with the platform config's session options.
-    A request's time includes building its tensors and reading the answers."""
+    A request's time includes building its tensors and reading the answers. ``default_session``: TensorFlow's
+    default session options instead of the platform config's."""
+    session_config = None
+    if config.get("default_session"):
+        from tensorflow.core.protobuf import config_pb2
+
+        session_config = config_pb2.ConfigProto()
     if config["runtime"] == "native":
         from tf_qa.saved_model.native import NativeSession
 
-        native = NativeSession(config["saved_model"])
+        native = NativeSession(config["saved_model"], session_config)
         answer = lambda q, c: native.run(TOP_K_SIGNATURE, _top_k_inputs(q, c))[0]  # noqa: E731
     else:
         from tf_qa.saved_model.session import load_session, run_predict_request
         from tf_qa.saved_model.warmup import make_request
 
-        session, signatures = load_session(config["saved_model"])
+        session, signatures = load_session(config["saved_model"], session_config)
         answer = lambda q, c: run_predict_request(  # noqa: E731
             session, signatures, make_request(MODEL_NAME, TOP_K_SIGNATURE, _top_k_inputs(q, c))
         )

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -157,19 +156,8 @@ class Served:
         self.stop()
 
 
-#: The CPU flags that decide which kernels TensorFlow runs (oneDNN's AVX-512, bf16 and int8 paths).
-CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
-
-
 def cpu_name() -> str:
-    """The CPU's model name and which of ``CPU_FLAGS`` it has, for every printed figure."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            text = cpuinfo.read()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    has = [flag for flag in CPU_FLAGS if flag in flags]
-    lacks = [flag for flag in CPU_FLAGS if flag not in flags]
-    return f"{name} ({', '.join(has) or 'no AVX-512'}; without {', '.join(lacks) or 'none of them'})"
+    """The CPU's name and its flags that decide the model's kernels, for every printed figure."""
+    from tf_qa.cpu import cpu_features
+
+    return cpu_features().describe()

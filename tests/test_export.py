@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tf_qa.cli import main
@@ -167,3 +168,44 @@ def test_bfloat16_export_is_opt_in_and_agrees_with_float32(repository, checkpoin
     )
     assert same.mean() >= 0.98, f"bf16 top answers agree with fp32 on only {same.mean():.1%}"
     assert not np.array_equal(answers["float32"]["score"], answers["bfloat16"]["score"])  # really bf16
+
+
+def _spans(score, start=3, end=5):
+    return {"score": np.array([0.5, score], np.float32), "start": np.array([1, start]), "end": np.array([2, end])}
+
+
+@pytest.mark.parametrize(
+    "matmul_dtype,saved,problem",
+    [
+        ("float32", _spans(0.25 + 5e-5), None),
+        ("float32", _spans(0.25 + 5e-4), "row 1: score 0.250500 instead of 0.250000 (difference 0.0005, tolerance"),
+        # What a base-size bf16 export measured on Zen 4 (issue 15): within bf16's tolerance.
+        ("bfloat16", _spans(0.25 + 0.0177), None),
+        ("bfloat16", _spans(0.25 + 0.05), "tolerance 0.031 for bfloat16 matmuls"),
+        ("bfloat16", _spans(0.25, start=4), "row 1: span (4, 5) instead of (3, 5)"),
+        ("float32", _spans(0.25, end=6), "row 1: span (3, 6) instead of (3, 5)"),
+    ],
+)
+def test_the_self_check_tolerance_follows_the_matmul_precision(matmul_dtype, saved, problem):
+    from tf_qa.saved_model.export import span_differences
+
+    problems = span_differences(saved, _spans(0.25), matmul_dtype)
+    assert problems == [] if problem is None else problem in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "flags,line",
+    [
+        ("avx512f avx512_bf16", "bf16 export: this CPU multiplies bf16 natively: Test CPU (avx512f, avx512_bf16;"),
+        ("amx_bf16 amx_int8", "bf16 export: this CPU multiplies bf16 natively"),
+        ("avx2 avx512f", "WARNING: bf16 export on a CPU without AVX512_BF16 or AMX (Test CPU (avx512f;"),
+    ],
+)
+def test_validate_says_whether_bf16_is_native(monkeypatch, flags, line):
+    from tf_qa.cpu import cpu_features
+    from tf_qa.saved_model import validate
+
+    monkeypatch.setattr(validate, "cpu_features", lambda: cpu_features(f"model name : Test CPU\nflags : {flags}\n"))
+    report = validate.ValidationReport()
+    validate._check_bf16_cpu(report)
+    assert report.ok and report.lines[0].startswith(line), report.lines

@@ -16,12 +16,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_qa"
 ALLOWED = {
     "tf_qa.defaults": set(),
     "tf_qa.errors": set(),
+    "tf_qa.cpu": set(),
     "tf_qa.arguments": {"tf_qa.defaults", "tf_qa.graph"},
     "tf_qa.squad": set(),
     "tf_qa.checkpoints": {"tf_qa.defaults"},
     "tf_qa.graph": {"tf_qa.defaults"},
     # The native runtime speaks TensorProto as TF Serving does: the client's conversions.
-    "tf_qa.saved_model": {"tf_qa.defaults", "tf_qa.graph", "tf_qa.protos", "tf_qa.tensors"},
+    "tf_qa.saved_model": {"tf_qa.cpu", "tf_qa.defaults", "tf_qa.graph", "tf_qa.protos", "tf_qa.tensors"},
     "tf_qa.server": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.saved_model"},
     "tf_qa.protos": set(),
     "tf_qa.tensors": {"tf_qa.protos"},

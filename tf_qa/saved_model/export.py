@@ -27,8 +27,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from tf_qa.defaults import TOKEN_SPANS_SIGNATURE
 from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.session import run_requests
@@ -182,7 +180,7 @@ def _build_and_check(
     write_warmup(saved / "assets.extra" / WARMUP_FILE, requests)
     _write_metadata(saved / "assets.extra" / METADATA_FILE, checkpoint, model)
     stage("warmup")
-    _self_check(model, saved, requests)
+    _self_check(model, saved, requests, model.options.matmul_dtype)
     stage("self-check")
     return saved
 
@@ -228,9 +226,41 @@ def _write_metadata(path: Path, checkpoint: str, model) -> None:
     path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
 
 
-def _self_check(model, saved: Path, requests: list) -> None:
+#: Machine epsilon of each matmul dtype: 2^-(explicit mantissa bits).
+_EPSILON = {"float32": 2.0**-23, "bfloat16": 2.0**-7}
+
+
+def self_check_tolerance(matmul_dtype: str) -> float:
+    """How far the SavedModel's span scores may be from the in-memory model's, both computed in ``matmul_dtype``.
+
+    The two run the same weights through different graphs (the saved one rewritten and fused by TF1's session),
+    so their roundings differ: by a few units in the last place of the matmul dtype. Four of its epsilons, and
+    never below 1e-4 (fp32's own differences stay under 1e-6).
+    """
+    return max(1e-4, 4 * _EPSILON[matmul_dtype])
+
+
+def span_differences(saved: dict, expected: dict, matmul_dtype: str) -> list[str]:
+    """What differs between two ``token_spans`` outputs: start and end must be equal, scores within the
+    precision's tolerance; one line per differing row."""
+    tolerance = self_check_tolerance(matmul_dtype)
+    problems = []
+    for row in range(len(expected["score"])):
+        spans = [(int(out["start"][row]), int(out["end"][row])) for out in (saved, expected)]
+        difference = abs(float(saved["score"][row]) - float(expected["score"][row]))
+        if spans[0] != spans[1]:
+            problems.append(f"row {row}: span {spans[0]} instead of {spans[1]}")
+        elif difference > tolerance:
+            problems.append(
+                f"row {row}: score {float(saved['score'][row]):.6f} instead of {float(expected['score'][row]):.6f} "
+                f"(difference {difference:.2g}, tolerance {tolerance:.2g} for {matmul_dtype} matmuls)"
+            )
+    return problems
+
+
+def _self_check(model, saved: Path, requests: list, matmul_dtype: str) -> None:
     """Reloads through the TF1 session path, answers the warmup requests, and compares the token-level
-    spans (start and score, which come straight from the logits) with the in-memory source model's."""
+    spans (start, end and score, which come straight from the logits) with the in-memory source model's."""
     import tensorflow as tf
 
     results = run_requests(saved, requests)
@@ -239,7 +269,9 @@ def _self_check(model, saved: Path, requests: list) -> None:
             continue
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         expected = model.token_spans(inputs["input_ids"], inputs["attention_mask"])
-        if not np.allclose(result["score"], expected["score"].numpy(), atol=1e-4) or not np.array_equal(
-            result["start"], expected["start"].numpy()
-        ):
-            raise ExportError("self-check failed: the SavedModel's spans differ from the source model's")
+        problems = span_differences(result, {k: v.numpy() for k, v in expected.items()}, matmul_dtype)
+        if problems:
+            raise ExportError(
+                "self-check failed: the SavedModel's token spans differ from the source model's on the warmup "
+                f"inputs: {'; '.join(problems[:3])}"
+            )

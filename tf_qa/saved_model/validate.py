@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_qa.cpu import cpu_features
 from tf_qa.defaults import SERVING_DEFAULT, TOP_K_SIGNATURE
 from tf_qa.saved_model.export import METADATA_FILE
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
@@ -208,6 +209,20 @@ def _check_metadata(path: Path, report: ValidationReport) -> None:
             report.say("limits per call (set at export): " + ", ".join(f"{k} {v}" for k, v in limits.items()))
         else:
             report.say("limits per call: none recorded (exported before tf-qa checked them in the graph)")
+        if metadata.get("options", {}).get("matmul_dtype") == "bfloat16":
+            _check_bf16_cpu(report)
+
+
+def _check_bf16_cpu(report: ValidationReport) -> None:
+    """A bf16 export is fast only where the CPU multiplies bf16 itself; elsewhere oneDNN emulates it."""
+    cpu = cpu_features()
+    if cpu.native_bf16:
+        report.say(f"bf16 export: this CPU multiplies bf16 natively: {cpu.describe()}")
+    else:
+        report.say(
+            f"WARNING: bf16 export on a CPU without AVX512_BF16 or AMX ({cpu.describe()}): bf16 is emulated there, "
+            "slower than the fp32 export; serve the fp32 export on such machines"
+        )
 
 
 def _check_native(path: Path, requests: list, report: ValidationReport) -> None:

@@ -1,0 +1,48 @@
+"""What the CPU can do for the model's matmuls: the flags that decide oneDNN's fp32, bf16 and int8 kernels.
+
+Example:
+
+>>> features = cpu_features("model name : Example CPU\\nflags : fpu avx512f avx512_bf16\\n")
+>>> features.name, features.native_bf16, features.describe()
+('Example CPU', True, 'Example CPU (avx512f, avx512_bf16; without avx512_vnni, amx_bf16, amx_int8)')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+
+#: The flags that decide which kernels TensorFlow's oneDNN runs (AVX-512 fp32, bf16 and int8 paths, AMX tiles).
+FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuFeatures:
+    name: str
+    flags: frozenset[str]
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 matmuls in hardware (AVX512_BF16 or AMX); otherwise oneDNN emulates them, slower than fp32."""
+        return bool(self.flags & {"avx512_bf16", "amx_bf16"})
+
+    def describe(self) -> str:
+        """The name and which of ``FLAGS`` the CPU has: the line every printed figure carries."""
+        has = [flag for flag in FLAGS if flag in self.flags]
+        lacks = [flag for flag in FLAGS if flag not in self.flags]
+        return f"{self.name} ({', '.join(has) or 'no AVX-512'}; without {', '.join(lacks) or 'none of them'})"
+
+
+def cpu_features(cpuinfo: str | None = None) -> CpuFeatures:
+    """This machine's CPU (``/proc/cpuinfo``, or the text given); no flags where that cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as file:
+                cpuinfo = file.read()
+        except OSError:
+            return CpuFeatures(platform.processor() or "unknown CPU", frozenset())
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return CpuFeatures(fields.get("model name", "unknown CPU"), frozenset(fields.get("flags", "").split()))
