@@ -25,6 +25,7 @@ from one run are what count.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ from bench_setup import (
     load_questions,
     percentile,
     prepare,
+    run_load_rows,
     run_server_rows,
 )
 from bench_workers import run_worker
@@ -91,6 +93,23 @@ def pipeline_rows(checkpoint: str, checkpoint_pt: str, cases) -> dict[str, dict]
     rows["pipeline TF bs1"] = run_worker(
         "pipeline", {"framework": "tf", "checkpoint": checkpoint, "cases": cases, "batch_size": 1}
     )
+    return rows
+
+
+def onnx_rows(checkpoint_pt: str, workdir: Path, cases) -> dict[str, dict]:
+    """ONNX Runtime rows, fp32 and int8 (dynamic quantization), end to end; none without onnxruntime and torch."""
+    if not (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("torch")):
+        report("onnxruntime or torch is not installed (pip install 'tf-qa[bench]'): ONNX Runtime rows skipped")
+        return {}
+    report("exporting the PyTorch checkpoint to ONNX (fused, and int8 dynamic quantization) ...")
+    (workdir / "onnx").mkdir(exist_ok=True)
+    models = run_worker("onnx_export", {"checkpoint_pt": checkpoint_pt, "output": str(workdir / "onnx")})
+    rows = {}
+    for precision, path in models.items():
+        for batch in (1, 16):
+            report(f"ONNX Runtime {precision} bs{batch} ...")
+            config = {"onnx": path, "checkpoint_pt": checkpoint_pt, "cases": cases, "batch_size": batch}
+            rows[f"ONNX Runtime {precision} bs{batch}"] = run_worker("onnx", config)
     return rows
 
 
@@ -155,6 +174,42 @@ def table_rows(rows: dict[str, dict], n: int, useful_gflop: float, peak: float) 
     return table
 
 
+def versus_onnx_runtime(table: list[dict]) -> list[str]:
+    """tf-qa's batch-16 and batch-1 rows against the best ONNX Runtime row of the same batch size."""
+    lines = []
+    for batch, key, better in (("bs16", "questions_per_s", max), ("bs1", "p50_ms", min)):
+        onnx = [e for e in table if e["row"].startswith("ONNX Runtime") and e["row"].endswith(batch)]
+        if not onnx:
+            continue
+        best = better(onnx, key=lambda e: e[key])
+        for entry in table:
+            if entry["row"].startswith("tf-qa") and entry["row"].endswith(batch) and key in entry:
+                ratio = entry[key] / best[key]
+                lines.append(f"{entry['row']}: {ratio:.2f}x the {key} of the best ONNX Runtime row ({best['row']})")
+    return lines
+
+
+def load_table(repositories: dict[str, str], cases) -> list[dict]:
+    """Latency under load, by export, server batching (off, and the platform config's) and concurrent clients."""
+    table = []
+    labels = {"float32": "fp32", "bfloat16": "bf16"}
+    for dtype, repo in repositories.items():
+        for batching, args in (("off", []), ("on", BATCHING_ARGS)):
+            report(f"{labels[dtype]} export, server batching {batching}: 1, 4, 8 and 16 concurrent clients ...")
+            for clients, row in run_load_rows(repo, cases, args).items():
+                table.append(
+                    {
+                        "export": labels[dtype],
+                        "batching": batching,
+                        "clients": int(clients),
+                        "questions_per_s": len(cases) / row["seconds"],
+                        "p50_ms": 1000 * percentile(row["latencies"], 50),
+                        "p99_ms": 1000 * percentile(row["latencies"], 99),
+                    }
+                )
+    return table
+
+
 def batching_sweep(repository: str, cases) -> list[dict]:
     n, sweep = len(cases), []
     for setting, batching_args in BATCHING_SWEEP.items():
@@ -183,6 +238,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--exports", nargs="+", choices=EXPORTS, default=list(EXPORTS), help="the exports to measure (default: both)"
     )
     parser.add_argument(
+        "--load", action="store_true", help="also measure latency under load: 1, 4, 8 and 16 concurrent clients"
+    )
+    parser.add_argument(
         "--sweep-batching",
         action="store_true",
         help="also run the gRPC rows under each server batching setting in BATCHING_SWEEP",
@@ -204,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = run_worker("peak_matmul", {})["peak_gflops"]
     report(f"peak fp32 matmul: {peak:.1f} GFLOP/s")
     rows = {} if args.skip_pipelines else pipeline_rows(checkpoint, checkpoint_pt, cases)
+    if not args.skip_pipelines:
+        rows.update(onnx_rows(checkpoint_pt, output, cases))
     # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
     labels = {"float32": "tf-qa", "bfloat16": "tf-qa bf16"}
     more_rows, grpc_by_export = tf_qa_rows({labels[d]: repo for d, repo in repositories.items()}, cases)
@@ -223,9 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "cpu": cpu_name(),
     }
+    if "ONNX Runtime int8 bs1" in rows:
+        fp32_spans, int8_spans = rows["ONNX Runtime fp32 bs1"]["spans"], rows["ONNX Runtime int8 bs1"]["spans"]
+        summary["onnx_int8_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, int8_spans)) / n
     if len(repositories) == 2:
         fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
         summary["bf16_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n
+    summary["versus_onnx_runtime"] = versus_onnx_runtime(summary["rows"])
+    if args.load:
+        summary["under_load"] = load_table(repositories, cases)
     if args.sweep_batching:
         summary["batching_sweep"] = batching_sweep(next(iter(repositories.values())), cases)
     summary["bench_seconds"] = time.monotonic() - started
@@ -262,6 +328,23 @@ def format_table(summary: dict) -> str:
             f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
             f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
         )
+    lines += summary.get("versus_onnx_runtime", [])
+    if "onnx_int8_top1_agreement_with_fp32" in summary:
+        lines.append(
+            f"ONNX Runtime int8: top answer (characters) equal to ONNX Runtime fp32's on "
+            f"{100 * summary['onnx_int8_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+        )
+    if summary.get("under_load"):
+        lines += [
+            "",
+            "| export | server batching | clients | q/s | p50 ms | p99 ms |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row in summary["under_load"]:
+            lines.append(
+                f"| {row['export']} | {row['batching']} | {row['clients']} | {row['questions_per_s']:.2f} | "
+                f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} |"
+            )
     if summary.get("batching_sweep"):
         lines += [
             "",

@@ -113,6 +113,16 @@ def prepare(workdir: Path, report, matmul_dtypes: list[str]) -> tuple[str, str, 
     return str(checkpoint), str(checkpoint_pt), repositories
 
 
+#: Concurrent clients of the latency-under-load rows (each sends one question per request).
+LOAD_CLIENTS = (1, 4, 8, 16)
+
+
+def run_load_rows(repository: str, cases, batching_args: list[str]) -> dict:
+    """Latency and q/s at each of ``LOAD_CLIENTS`` concurrent clients against ``tf-qa serve``."""
+    with Served(repository, model_name=MODEL_NAME, extra_args=("--poll-seconds", "0", *batching_args)) as server:
+        return run_worker("grpc_load", {"target": server.target, "cases": cases, "clients": list(LOAD_CLIENTS)})
+
+
 def run_server_rows(repository: str, cases, batching_args: list[str]) -> dict:
     """The gRPC rows against ``tf-qa serve`` with ``batching_args``, and the server's load time and peak RSS."""
     started = time.monotonic()

@@ -51,17 +51,69 @@ def worker_pipeline(config) -> dict:
     pipe = pipeline(
         "question-answering", model=config["checkpoint"], tokenizer=config["checkpoint"], framework=framework, **options
     )
-    cases = config["cases"]
+    return _pipeline_rows(pipe, config["cases"], config["batch_size"])
+
+
+def worker_onnx_export(config) -> dict:
+    """The PyTorch checkpoint as ONNX, as Optimum's CPU path makes it: exported, then the transformer fusions of
+    ``onnxruntime.transformers`` (attention, layer norm, GELU), then int8 dynamic quantization of that model."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import DistilBertForQuestionAnswering
+
+    model = DistilBertForQuestionAnswering.from_pretrained(config["checkpoint_pt"]).eval()
+    raw, fp32, int8 = (str(Path(config["output"]) / name) for name in ("raw.onnx", "fp32.onnx", "int8.onnx"))
+    axes = {0: "batch", 1: "sequence"}
+    names = ["input_ids", "attention_mask", "start_logits", "end_logits"]
+    example = torch.ones((2, 16), dtype=torch.long)
+    torch.onnx.export(
+        model, (example, example), raw, input_names=names[:2], output_names=names[2:],
+        dynamic_axes=dict.fromkeys(names, axes), opset_version=17, dynamo=False,
+    )  # fmt: skip
+    hidden, heads = model.config.dim, model.config.n_heads
+    optimize_model(raw, model_type="bert", num_heads=heads, hidden_size=hidden).save_model_to_file(fp32)
+    # The fused model's custom ops (com.microsoft Attention, ...) escape ONNX shape inference: their outputs are fp32.
+    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
+    return {"fp32": fp32, "int8": int8}
+
+
+def worker_onnx(config) -> dict:
+    """ONNX Runtime end to end: the transformers pipeline's tokenization and span decoding around an ORT session
+    (as Optimum's ORTModelForQuestionAnswering plugs into the pipeline)."""
+    import onnxruntime as ort
+    import torch
+    from transformers import pipeline
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(config["onnx"], options, providers=["CPUExecutionProvider"])
+
+    class OrtModel:
+        def forward(self, input_ids, attention_mask):
+            feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+            start, end = session.run(["start_logits", "end_logits"], feeds)
+            return {"start_logits": torch.from_numpy(start), "end_logits": torch.from_numpy(end)}
+
+        __call__ = forward
+
+    pipe = pipeline("question-answering", model=config["checkpoint_pt"], tokenizer=config["checkpoint_pt"])
+    pipe.model = OrtModel()
+    return _pipeline_rows(pipe, config["cases"], config["batch_size"])
+
+
+def _pipeline_rows(pipe, cases, batch_size: int) -> dict:
     for question, context in cases[:3]:
         pipe(question=question, context=context)
-    if config["batch_size"] == 1:
-        latencies = []
+    if batch_size == 1:
+        latencies, spans = [], []
         for question, context in cases:
-            seconds, _ = _timed(lambda: pipe(question=question, context=context))
+            seconds, answer = _timed(lambda: pipe(question=question, context=context))
             latencies.append(seconds)
-        return {"latencies": latencies, "seconds": sum(latencies)}
+            spans.append([answer["start"], answer["end"]])
+        return {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
     seconds, _ = _timed(
-        lambda: pipe(question=[q for q, _ in cases], context=[c for _, c in cases], batch_size=config["batch_size"])
+        lambda: pipe(question=[q for q, _ in cases], context=[c for _, c in cases], batch_size=batch_size)
     )
     return {"seconds": seconds}
 
@@ -176,12 +228,37 @@ def worker_grpc(config) -> dict:
     return result
 
 
+def worker_grpc_load(config) -> dict:
+    """Latency under load: ``clients`` concurrent clients, each with its own channel, each sending one question
+    per request, over the questions split between them; every request's latency, and the wall time."""
+    from tf_qa.client import QAClient
+
+    target, cases = config["target"], config["cases"]
+    with QAClient(target, MODEL_NAME, timeout=600) as warm:
+        for question, context in cases[:4]:
+            warm.answer(question, context)
+    result = {}
+    for clients in config["clients"]:
+
+        def one_client(chunk):
+            with QAClient(target, MODEL_NAME, timeout=600) as own:
+                return [_timed(lambda: own.answer(question, context))[0] for question, context in chunk]
+
+        with ThreadPoolExecutor(clients) as pool:
+            seconds, latencies = _timed(lambda: list(pool.map(one_client, [cases[i::clients] for i in range(clients)])))
+        result[str(clients)] = {"seconds": seconds, "latencies": [s for chunk in latencies for s in chunk]}
+    return result
+
+
 WORKERS = {
     "peak_matmul": worker_peak_matmul,
     "pipeline": worker_pipeline,
     "saved_model": worker_saved_model,
+    "onnx_export": worker_onnx_export,
+    "onnx": worker_onnx,
     "runtime": worker_runtime,
     "grpc": worker_grpc,
+    "grpc_load": worker_grpc_load,
 }
 
 

@@ -100,10 +100,30 @@ def test_a_folder_without_a_model_is_refused_at_load(tmp_path):
         NativeSession(tmp_path)
 
 
-def test_no_compiler_says_so(monkeypatch):
+def test_no_compiler_says_so(monkeypatch, saved_model_dir):
+    from tf_qa.saved_model.validate import ValidationReport, _check_native
+
     monkeypatch.setenv("CXX", "no-such-compiler")
     with pytest.raises(NativeUnavailable, match="no C.. compiler .no-such-compiler."):
         runner_binary()
+    report = ValidationReport()
+    _check_native(saved_model_dir, [], report)
+    assert report.ok and report.lines == [
+        "native: skipped: no C++ compiler (no-such-compiler) on PATH; install g++ or set CXX"
+    ]
+
+
+def test_a_failed_build_says_what_the_compiler_said(monkeypatch, tmp_path):
+    compiler = tmp_path / "broken-g++"
+    compiler.write_text("#!/bin/sh\necho 'fatal error: no headers here' >&2\nexit 1\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(
+        NativeUnavailable, match="building the native runner failed .broken-g... fatal error: no headers"
+    ):
+        runner_binary()
+    assert not list((tmp_path / "cache").rglob("*native_runner*"))  # nothing half-built is left to be taken
 
 
 @pytest.mark.parametrize(

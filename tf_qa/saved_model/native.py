@@ -64,7 +64,7 @@ def _build_command(compiler: str, output: str) -> list[str]:
 
 
 def runner_binary() -> Path:
-    """The built runner, compiling it on first use (about 20 s); NativeUnavailable says why it cannot be."""
+    """The built runner, compiled on first use and cached; NativeUnavailable says why it cannot be."""
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         raise NativeUnavailable(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH; install g++ or set CXX")
@@ -84,7 +84,8 @@ def runner_binary() -> Path:
 
 
 def _compile(compiler: str, binary: Path) -> None:
-    partial = tempfile.mktemp(dir=binary.parent, prefix=".native_runner.")
+    with tempfile.NamedTemporaryFile(dir=binary.parent, prefix=".native_runner.", delete=False) as file:
+        partial = file.name
     try:
         built = subprocess.run(
             _build_command(compiler, partial), capture_output=True, text=True, timeout=_BUILD_SECONDS
@@ -92,6 +93,7 @@ def _compile(compiler: str, binary: Path) -> None:
     except subprocess.TimeoutExpired:
         raise NativeUnavailable(f"building the native runner took over {_BUILD_SECONDS} s") from None
     if built.returncode != 0:
+        os.unlink(partial)
         tail = " | ".join(built.stderr.strip().splitlines()[-3:])
         raise NativeUnavailable(f"building the native runner failed ({Path(compiler).name}): {tail}")
     os.replace(partial, binary)
