@@ -50,6 +50,8 @@ from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
 
 #: --exports: the export's matmul dtype.
 EXPORTS = {"fp32": "float32", "bf16": "bfloat16"}
+#: Row labels by matmul dtype.
+LABELS = {"float32": "tf-qa", "bfloat16": "tf-qa bf16"}
 
 
 def report(line: str) -> None:
@@ -192,14 +194,13 @@ def versus_onnx_runtime(table: list[dict]) -> list[str]:
 def load_table(repositories: dict[str, str], cases) -> list[dict]:
     """Latency under load, by export, server batching (off, and the platform config's) and concurrent clients."""
     table = []
-    labels = {"float32": "fp32", "bfloat16": "bf16"}
     for dtype, repo in repositories.items():
         for batching, args in (("off", []), ("on", BATCHING_ARGS)):
-            report(f"{labels[dtype]} export, server batching {batching}: 1, 4, 8 and 16 concurrent clients ...")
+            report(f"{LABELS[dtype]} export, server batching {batching}: 1, 4, 8 and 16 concurrent clients ...")
             for clients, row in run_load_rows(repo, cases, args).items():
                 table.append(
                     {
-                        "export": labels[dtype],
+                        "export": LABELS[dtype],
                         "batching": batching,
                         "clients": int(clients),
                         "questions_per_s": len(cases) / row["seconds"],
@@ -235,7 +236,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
     parser.add_argument(
-        "--exports", nargs="+", choices=EXPORTS, default=list(EXPORTS), help="the exports to measure (default: both)"
+        "--exports",
+        nargs="+",
+        choices=EXPORTS,
+        default=list(EXPORTS),
+        help="the exports to measure (default: both)",
     )
     parser.add_argument(
         "--load", action="store_true", help="also measure latency under load: 1, 4, 8 and 16 concurrent clients"
@@ -265,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_pipelines:
         rows.update(onnx_rows(checkpoint_pt, output, cases))
     # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
-    labels = {"float32": "tf-qa", "bfloat16": "tf-qa bf16"}
-    more_rows, grpc_by_export = tf_qa_rows({labels[d]: repo for d, repo in repositories.items()}, cases)
+    more_rows, grpc_by_export = tf_qa_rows({LABELS[d]: repo for d, repo in repositories.items()}, cases)
     rows.update(more_rows)
     grpc = next(iter(grpc_by_export.values()))
     summary = {
@@ -286,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ONNX Runtime int8 bs1" in rows:
         fp32_spans, int8_spans = rows["ONNX Runtime fp32 bs1"]["spans"], rows["ONNX Runtime int8 bs1"]["spans"]
         summary["onnx_int8_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, int8_spans)) / n
-    if len(repositories) == 2:
-        fp32_spans, bf16_spans = rows["tf-qa in-process bs1"]["spans"], rows["tf-qa bf16 in-process bs1"]["spans"]
-        summary["bf16_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, bf16_spans)) / n
+    for dtype in set(repositories) - {"float32"} if "float32" in repositories else ():
+        fp32_spans, spans = rows["tf-qa in-process bs1"]["spans"], rows[f"{LABELS[dtype]} in-process bs1"]["spans"]
+        summary[f"{dtype}_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, spans)) / n
     summary["versus_onnx_runtime"] = versus_onnx_runtime(summary["rows"])
     if args.load:
         summary["under_load"] = load_table(repositories, cases)
@@ -323,11 +327,12 @@ def format_table(summary: dict) -> str:
         f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
         f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs: {summary['cpu']}"
     )
-    if "bf16_top1_agreement_with_fp32" in summary:
-        lines.append(
-            f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
-            f"{100 * summary['bf16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
-        )
+    for dtype in ("bfloat16",):
+        if f"{dtype}_top1_agreement_with_fp32" in summary:
+            lines.append(
+                f"{dtype} export (opt-in): top answer (start, end) equal to the fp32 export's on "
+                f"{100 * summary[f'{dtype}_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+            )
     lines += summary.get("versus_onnx_runtime", [])
     if "onnx_int8_top1_agreement_with_fp32" in summary:
         lines.append(
