@@ -1,9 +1,11 @@
-"""Benchmark: tf-qa (in-process and over gRPC) against the transformers pipeline, same questions, same weights.
+"""Benchmark: tf-qa against the transformers pipeline and ONNX Runtime, same questions, same weights, end to end.
 
 One run measures, on the first N SQuAD v1.1 dev questions (synthetic questions where the data is absent) and a
 DistilBERT-base-sized checkpoint made with a fixed seed:
 
 * the transformers pipeline: PyTorch at batch 1 and 16, TensorFlow at batch 1 (it ignores batch_size);
+* ONNX Runtime, fp32 and int8 (Optimum's CPU path: exported, fused, dynamically quantized), inside the pipeline's
+  own tokenization and span decoding, batch 1 and 16; tf-qa's ratio to the best of them;
 * the tf-qa SavedModel called in-process, batch 1 and 16;
 * the same rows for the opt-in bf16 export (``--matmul-dtype bfloat16``), and how often its top answer equals
   the fp32 export's;
@@ -14,10 +16,11 @@ DistilBERT-base-sized checkpoint made with a fixed seed:
   against a warm one; the server's peak RSS;
 * the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set.
 
-With ``--sweep-batching`` the gRPC rows are also run under each server batching setting of ``BATCHING_SWEEP``
+With ``--load``, latency under load: 1, 4, 8 and 16 concurrent clients of one question per request, with and
+without server batching, for each export. With ``--sweep-batching`` the gRPC rows are also run under each server batching setting of ``BATCHING_SWEEP``
 (about 7 more minutes). Each row runs in its own process. It prints a table with ratios to the pipeline rows,
 and writes ``bench.json`` and ``latency_vs_length.png`` to the output folder. The machine is noisy: ratios
-from one run are what count.
+from one run are what count. Every run prints the CPU's name and its AVX-512, bf16, VNNI and AMX flags.
 
     python benchmarks/bench.py --questions 300          # or, from a checkout: tf-qa bench --questions 300
 """
@@ -327,41 +330,49 @@ def format_table(summary: dict) -> str:
         f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
         f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs: {summary['cpu']}"
     )
-    for dtype in ("bfloat16",):
-        if f"{dtype}_top1_agreement_with_fp32" in summary:
-            lines.append(
-                f"{dtype} export (opt-in): top answer (start, end) equal to the fp32 export's on "
-                f"{100 * summary[f'{dtype}_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
-            )
+    if "bfloat16_top1_agreement_with_fp32" in summary:
+        lines.append(
+            f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
+            f"{100 * summary['bfloat16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+        )
     lines += summary.get("versus_onnx_runtime", [])
     if "onnx_int8_top1_agreement_with_fp32" in summary:
         lines.append(
             f"ONNX Runtime int8: top answer (characters) equal to ONNX Runtime fp32's on "
             f"{100 * summary['onnx_int8_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
         )
-    if summary.get("under_load"):
-        lines += [
-            "",
-            "| export | server batching | clients | q/s | p50 ms | p99 ms |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
-        ]
-        for row in summary["under_load"]:
-            lines.append(
-                f"| {row['export']} | {row['batching']} | {row['clients']} | {row['questions_per_s']:.2f} | "
-                f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} |"
-            )
-    if summary.get("batching_sweep"):
-        lines += [
-            "",
-            "| server batching | bs1 p50 ms | bs1 q/s | bs16 q/s | 8 clients q/s |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        for row in summary["batching_sweep"]:
-            lines.append(
-                f"| {row['setting']} | {row['bs1_p50_ms']:.1f} | {row['bs1_questions_per_s']:.2f} | "
-                f"{row['bs16_questions_per_s']:.2f} | {row['clients8_questions_per_s']:.2f} |"
-            )
+    load = summary.get("under_load", [])
+    lines += markdown_table(
+        ["export", "server batching", "clients", "q/s", "p50 ms", "p99 ms"],
+        [
+            [
+                r["export"],
+                r["batching"],
+                r["clients"],
+                f"{r['questions_per_s']:.2f}",
+                f"{r['p50_ms']:.0f}",
+                f"{r['p99_ms']:.0f}",
+            ]
+            for r in load
+        ],
+    )
+    sweep = summary.get("batching_sweep", [])
+    keys = ("bs1_questions_per_s", "bs16_questions_per_s", "clients8_questions_per_s")
+    lines += markdown_table(
+        ["server batching", "bs1 p50 ms", "bs1 q/s", "bs16 q/s", "8 clients q/s"],
+        [[r["setting"], f"{r['bs1_p50_ms']:.1f}", *(f"{r[key]:.2f}" for key in keys)] for r in sweep],
+    )
     return "\n".join(lines)
+
+
+def markdown_table(header: list[str], body: list[list]) -> list[str]:
+    """A Markdown table after a blank line (nothing when ``body`` is empty); numbers right-aligned."""
+    if not body:
+        return []
+    align = ["---:" if isinstance(cell, (int, float)) or cell[:1].isdigit() else "---" for cell in body[0]]
+    return ["", f"| {' | '.join(header)} |", f"| {' | '.join(align)} |"] + [
+        f"| {' | '.join(str(cell) for cell in row)} |" for row in body
+    ]
 
 
 def plot(path: Path, window_lengths, rows) -> None:
