@@ -17,10 +17,11 @@ DistilBERT-base-sized checkpoint made with a fixed seed:
 * the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set.
 
 With ``--load``, latency under load: 1, 4, 8 and 16 concurrent clients of one question per request, with and
-without server batching, for each export. With ``--sweep-batching`` the gRPC rows are also run under each server batching setting of ``BATCHING_SWEEP``
-(about 7 more minutes). Each row runs in its own process. It prints a table with ratios to the pipeline rows,
-and writes ``bench.json`` and ``latency_vs_length.png`` to the output folder. The machine is noisy: ratios
-from one run are what count. Every run prints the CPU's name and its AVX-512, bf16, VNNI and AMX flags.
+without server batching, for each export. With ``--sweep-batching`` the gRPC rows are also run under each server
+batching setting of ``BATCHING_SWEEP`` (about 7 more minutes). Each row runs in its own process. It prints a table
+with ratios to the pipeline rows, and writes ``bench.json`` and ``latency_vs_length.png`` to the output folder.
+The machine is noisy: ratios from one run are what count. Every run prints the CPU's name and its AVX-512, bf16,
+VNNI and AMX flags.
 
     python benchmarks/bench.py --questions 300          # or, from a checkout: tf-qa bench --questions 300
 """
