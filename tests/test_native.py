@@ -95,6 +95,17 @@ def test_wrong_requests_are_refused(native, signature, inputs, message):
         native.run(signature, inputs)
 
 
+def test_a_request_past_its_timeout_stops_the_runner(saved_model_dir):
+    question = {"question": np.array([b"Who?"], dtype=object), "context": np.array([b"Ada wrote it."], dtype=object)}
+    with NativeSession(saved_model_dir) as session:
+        session.timeout = 1e-4
+        with pytest.raises(NativeError, match="took over 0.0001 s") as caught:
+            session.run("serving_default", question)
+        assert caught.value.code == "DEADLINE_EXCEEDED"
+        with pytest.raises(NativeError, match="not running|stopped"):
+            session.run("serving_default", question)
+
+
 def test_a_folder_without_a_model_is_refused_at_load(tmp_path):
     with pytest.raises(NativeError, match="NOT_FOUND|SavedModel"):
         NativeSession(tmp_path)

@@ -18,10 +18,12 @@ import fcntl
 import glob
 import hashlib
 import os
+import select
 import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,15 +105,17 @@ class NativeSession:
     """One SavedModel version loaded in the native runner (a child process); ``run`` answers a request.
 
     ``session_config`` is the ConfigProto to load with (default: the platform config's). ``load_seconds`` is
-    the runner's own time to register the op libraries and load the model.
+    the runner's own time to register the op libraries and load the model. ``timeout``: seconds the load, and
+    then each request, may take before the runner is stopped and NativeError raised (DEADLINE_EXCEEDED).
     """
 
-    def __init__(self, version_dir: str | os.PathLike, session_config=None):
+    def __init__(self, version_dir: str | os.PathLike, session_config=None, *, timeout: float = 600.0):
         if session_config is None:
             from tf_qa.saved_model.platform_config import read_platform_config
 
             session_config = read_platform_config().session_config
         binary = runner_binary()
+        self.timeout = timeout
         self._workdir = tempfile.TemporaryDirectory(prefix="tf-qa-native-")
         config_file = Path(self._workdir.name) / "session_config.binpb"
         config_file.write_bytes(session_config.SerializeToString())
@@ -119,7 +123,7 @@ class NativeSession:
         env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
         self._process = subprocess.Popen(
             [str(binary), str(version_dir), str(config_file), *tf_text_op_libraries()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, bufsize=0,
         )  # fmt: skip
         loaded = self._read_frame()
         if loaded[0] != b"loaded":
@@ -151,23 +155,36 @@ class NativeSession:
         parts = [struct.pack("<I", len(items))]
         for item in items:
             parts += [struct.pack("<I", len(item)), item]
-        self._process.stdin.write(b"".join(parts))
-        self._process.stdin.flush()
+        try:
+            self._process.stdin.write(b"".join(parts))
+            self._process.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the runner has stopped (or was stopped); its log says why
+            raise NativeError("INTERNAL", f"the native runner is not running: {self._log_tail()}") from None
 
     def _read_frame(self) -> list[bytes]:
-        count = self._read_u32()
-        return [self._read_exactly(self._read_u32()) for _ in range(count)]
+        deadline = time.monotonic() + self.timeout
+        count = self._read_u32(deadline)
+        return [self._read_exactly(self._read_u32(deadline), deadline) for _ in range(count)]
 
-    def _read_u32(self) -> int:
-        return struct.unpack("<I", self._read_exactly(4))[0]
+    def _read_u32(self, deadline: float) -> int:
+        return struct.unpack("<I", self._read_exactly(4, deadline))[0]
 
-    def _read_exactly(self, size: int) -> bytes:
-        data = self._process.stdout.read(size) if size else b""
-        if len(data) != size:
-            raise NativeError(
-                "INTERNAL", f"the native runner stopped (exit {self._process.wait()}): {self._log_tail()}"
-            )
-        return data
+    def _read_exactly(self, size: int, deadline: float) -> bytes:
+        """``size`` bytes from the runner; NativeError when it stops or passes ``deadline`` (it is then killed)."""
+        chunks, missing = [], size
+        while missing:
+            ready, _, _ = select.select([self._process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self._process.kill()
+                raise NativeError("DEADLINE_EXCEEDED", f"the native runner took over {self.timeout:g} s; stopped it")
+            chunk = self._process.stdout.read(missing)
+            if not chunk:
+                raise NativeError(
+                    "INTERNAL", f"the native runner stopped (exit {self._process.wait()}): {self._log_tail()}"
+                )
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
 
     def _log_tail(self) -> str:
         self._log.seek(0)
@@ -175,8 +192,12 @@ class NativeSession:
         return " | ".join(lines[-3:]) or "no output"
 
     def close(self) -> None:
+        if not self._process.stdin.closed:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
         if self._process.poll() is None:
-            self._process.stdin.close()
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
