@@ -118,7 +118,7 @@ def test_no_compiler_says_so(monkeypatch, saved_model_dir):
     with pytest.raises(NativeUnavailable, match="no C.. compiler .no-such-compiler."):
         runner_binary()
     report = ValidationReport()
-    _check_native(saved_model_dir, [], report)
+    _check_native(saved_model_dir, None, [], [], [], report)
     assert report.ok and report.lines == [
         "native: skipped: no C++ compiler (no-such-compiler) on PATH; install g++ or set CXX"
     ]

@@ -33,7 +33,7 @@ from tf_qa.cpu import cpu_features
 from tf_qa.defaults import SERVING_DEFAULT, TOP_K_SIGNATURE
 from tf_qa.saved_model.export import METADATA_FILE
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
-from tf_qa.saved_model.session import run_requests
+from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import WARMUP_FILE, make_request, read_warmup
 
 #: Core ops that exist in TensorFlow but cannot run in tensorflow_model_server (no Python there).
@@ -110,10 +110,30 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
         return report
     _check_signatures(serve[0], report)
     _check_ops(serve[0], report)
-    warmup = _check_warmup(path, report)
-    _check_metadata(path, report)
-    _check_native(path, warmup + probe_requests(serve[0]), report)
+    session = _load_python_session(path, report)
+    try:
+        warmup, outputs = _check_warmup(path, session, report)
+        _check_metadata(path, report)
+        if session is not None:
+            _check_native(path, session, warmup, outputs, probe_requests(serve[0]), report)
+    finally:
+        if session is not None:
+            session[0].close()
     return report
+
+
+def _load_python_session(path: Path, report: ValidationReport):
+    """``load_session``'s (session, signature defs), loaded once for the warmup and the native check's probes;
+    None when the model does not load that way (reported)."""
+    try:
+        return load_session(str(path))
+    except Exception as error:  # noqa: BLE001  any load failure is the finding
+        report.problem(f"the TF1 session path (tensorflow_model_server's) does not load it: {_first_line(error)}")
+        return None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _check_signatures(meta_graph, report: ValidationReport) -> None:
@@ -145,26 +165,29 @@ def _check_ops(meta_graph, report: ValidationReport) -> None:
         report.problem(f"ops that are neither TensorFlow core nor TF Text: {', '.join(unknown)}")
 
 
-def _check_warmup(path: Path, report: ValidationReport) -> list:
-    """Runs the warmup requests; returns those that ran (none when a request fails)."""
+def _check_warmup(path: Path, session, report: ValidationReport) -> tuple[list, list]:
+    """Runs the warmup requests in ``session``; returns those that ran and their outputs (none when one fails, or
+    when there is no session to run them in)."""
     warmup = path / "assets.extra" / WARMUP_FILE
     if not warmup.exists():
         report.say("warmup: none (the first requests after a load will be slow)")
-        return []
+        return [], []
     try:
         requests = read_warmup(warmup)
     except Exception as error:  # noqa: BLE001  any parse failure is the finding
         report.problem(f"warmup file does not parse as PredictionLog records: {error}")
-        return []
+        return [], []
     if len(requests) > 1000:
         report.problem(f"warmup file has {len(requests)} records; TF Serving reads at most 1000")
+    if session is None:
+        return [], []
     try:
-        run_requests(path, requests)
+        outputs = [run_predict_request(*session, request) for request in requests]
     except Exception as error:  # noqa: BLE001  any failure of a warmup request is the finding
-        report.problem(f"a warmup request fails: {str(error).splitlines()[0]}")
-        return []
+        report.problem(f"a warmup request fails: {_first_line(error)}")
+        return [], []
     report.say(f"warmup: {len(requests)} requests parse and run")
-    return requests
+    return requests, outputs
 
 
 def probe_requests(meta_graph) -> list:
@@ -225,8 +248,10 @@ def _check_bf16_cpu(report: ValidationReport) -> None:
         )
 
 
-def _check_native(path: Path, requests: list, report: ValidationReport) -> None:
-    """Runs ``requests`` in the native runtime and in the Python session; see the module docstring, item 5."""
+def _check_native(path: Path, session, warmup: list, warmup_outputs: list, probes: list, report) -> None:
+    """Runs the warmup requests and ``probes`` in the native runtime, and the probes in the Python ``session``
+    (``load_session``'s pair, which answered the warmup already); compares; see the module docstring, item 5."""
+    requests = warmup + probes
     try:
         native = NativeSession(path)
     except NativeUnavailable as why:
@@ -244,9 +269,9 @@ def _check_native(path: Path, requests: list, report: ValidationReport) -> None:
             report.problem(f"native: a request fails in TensorFlow's C++ runtime: {error}")
             return
     try:
-        expected = run_requests(path, requests)
+        expected = warmup_outputs + [run_predict_request(*session, probe) for probe in probes]
     except Exception as error:  # noqa: BLE001  any failure of a probe in the Python session is the finding
-        report.problem(f"native: a probe request fails in the Python session: {str(error).splitlines()[0]}")
+        report.problem(f"native: a probe request fails in the Python session: {_first_line(error)}")
         return
     largest = 0.0
     for request, python, (ours, _) in zip(requests, expected, answered):
