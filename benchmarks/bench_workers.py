@@ -122,24 +122,10 @@ def worker_saved_model(config) -> dict:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from tf_qa.graph.model import run_top_k_signature as answer
+    from tf_qa.graph.model import run_top_k_signature
 
     signature = tf.saved_model.load(config["saved_model"]).signatures[TOP_K_SIGNATURE]
-    cases = config["cases"]
-    questions, contexts = [q for q, _ in cases], [c for _, c in cases]
-    answer(signature, questions[:16], contexts[:16])
-    if config["batch_size"] == 1:
-        latencies, spans = [], []
-        for question, context in cases:
-            seconds, out = _timed(lambda: answer(signature, [question], [context]))
-            latencies.append(seconds)
-            spans.append([int(out["start"][0, 0]), int(out["end"][0, 0])])
-        return {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
-    size = config["batch_size"]
-    seconds, _ = _timed(
-        lambda: [answer(signature, questions[i : i + size], contexts[i : i + size]) for i in range(0, len(cases), size)]
-    )
-    return {"seconds": seconds}
+    return _answer_rows(lambda q, c: run_top_k_signature(signature, q, c), config["cases"], config["batch_size"])
 
 
 def _top_k_inputs(questions, contexts) -> dict:
@@ -182,11 +168,17 @@ def worker_runtime(config) -> dict:
 
 
 def _answer_rows(answer, cases, batch_size: int) -> dict:
+    """Times ``answer(questions, contexts)`` (``answer_top_k``'s outputs) over ``cases``, ``batch_size`` a call;
+    at batch 1 also each latency and top (start, end)."""
     questions, contexts = [q for q, _ in cases], [c for _, c in cases]
     answer(questions[:16], contexts[:16])
     if batch_size == 1:
-        latencies = [_timed(lambda: answer([question], [context]))[0] for question, context in cases]
-        return {"latencies": latencies, "seconds": sum(latencies)}
+        latencies, spans = [], []
+        for question, context in cases:
+            seconds, out = _timed(lambda: answer([question], [context]))
+            latencies.append(seconds)
+            spans.append([int(out["start"][0, 0]), int(out["end"][0, 0])])
+        return {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
     size = batch_size
     seconds, _ = _timed(
         lambda: [answer(questions[i : i + size], contexts[i : i + size]) for i in range(0, len(cases), size)]

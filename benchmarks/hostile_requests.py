@@ -18,22 +18,18 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from served import MODEL_NAME, SIZES, Served, export_seeded, random_words
 
+from tf_qa.saved_model.warmup import make_request
+
 QUESTION = b"What is the capital of France?"
 
 
 def _request(signature: str, **inputs) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL_NAME
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    return request
+    return make_request(MODEL_NAME, signature, inputs)
 
 
 def _context(chars: int) -> bytes:

@@ -75,35 +75,38 @@ def as_list(result) -> list[dict]:
     return result if isinstance(result, list) else [result]
 
 
-def saved_model_answers(signature, questions, contexts, *, top_k, handle_impossible_answer, batch_size=32):
-    """Runs the ``answer_top_k`` signature in batches; returns per case a list of answer dicts (no padding)."""
+def in_batches(answer_batch, batch_size: int):
+    """An ``answer_fn`` for ``compare``: ``answer_batch(questions, contexts, top_k=, handle_impossible_answer=)``
+    returns the pipeline's results (per case a dict, or a list when top_k > 1; a client's ``answer_batch``), and
+    is asked ``batch_size`` cases at a time."""
+
+    def answer_fn(questions, contexts, *, top_k, handle_impossible_answer):
+        results = []
+        for begin in range(0, len(questions), batch_size):
+            batch = answer_batch(
+                questions[begin : begin + batch_size],
+                contexts[begin : begin + batch_size],
+                top_k=top_k,
+                handle_impossible_answer=handle_impossible_answer,
+            )
+            results.extend(as_list(result) for result in batch)
+        return results
+
+    return answer_fn
+
+
+def saved_model_answers(signature, batch_size: int = 32):
+    """``in_batches`` over a loaded SavedModel's ``answer_top_k`` signature."""
+    from tf_qa.client import answers_from_arrays
     from tf_qa.graph.model import run_top_k_signature
 
-    results = []
-    for begin in range(0, len(questions), batch_size):
-        q = questions[begin : begin + batch_size]
+    def answer_batch(questions, contexts, *, top_k, handle_impossible_answer):
         out = run_top_k_signature(
-            signature,
-            q,
-            contexts[begin : begin + batch_size],
-            top_k=top_k,
-            handle_impossible_answer=handle_impossible_answer,
+            signature, questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer
         )
-        for row in range(len(q)):
-            answers = []
-            for rank in range(out["answer"].shape[1]):
-                if out["start"][row, rank] == -1:
-                    break
-                answers.append(
-                    {
-                        "answer": out["answer"][row, rank].decode("utf-8"),
-                        "score": float(out["score"][row, rank]),
-                        "start": int(out["start"][row, rank]),
-                        "end": int(out["end"][row, rank]),
-                    }
-                )
-            results.append(answers)
-    return results
+        return answers_from_arrays(out, [top_k] * len(questions))
+
+    return in_batches(answer_batch, batch_size)
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -116,7 +119,7 @@ def compare(pipe, answer_fn, questions, contexts, *, top_k, handle_impossible_an
     """Counts identical, tied and differing cases over all pairs.
 
     ``answer_fn(questions, contexts, top_k=, handle_impossible_answer=)`` returns tf-qa's answers: per case a
-    list of ``{"answer", "score", "start", "end"}`` without padding (``saved_model_answers`` or a client).
+    list of ``{"answer", "score", "start", "end"}`` without padding (``saved_model_answers``, ``in_batches``).
     """
     ours_all = answer_fn(questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer)
     counts = ParityCounts()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SQUAD_V1, squad_pairs
-from parity import REQUIRED_AGREEMENT, compare
+from parity import REQUIRED_AGREEMENT, compare, in_batches
 from texts import long_context_cases, non_ascii_cases
 
 from tf_qa import errors
@@ -35,25 +35,12 @@ def client(target):
         yield qa_client
 
 
-def _client_answers(client, questions, contexts, *, top_k, handle_impossible_answer, batch_size=16):
-    results = []
-    for begin in range(0, len(questions), batch_size):
-        batch = client.answer_batch(
-            questions[begin : begin + batch_size],
-            contexts[begin : begin + batch_size],
-            top_k=top_k,
-            handle_impossible_answer=handle_impossible_answer,
-        )
-        results.extend(r if isinstance(r, list) else [r] for r in batch)
-    return results
-
-
 @pytest.mark.parametrize("top_k,handle", [(1, False), (3, True)])
 def test_answers_over_grpc_equal_the_pipeline(client, pipe, hf_tokenizer, top_k, handle):
     sets = {"non-ASCII": non_ascii_cases()[:60], "long contexts": long_context_cases(hf_tokenizer)}
     if SQUAD_V1.exists():
         sets["squad-v1.1[:300]"] = squad_pairs(SQUAD_V1, 300)
-    answer_fn = lambda q, c, **options: _client_answers(client, q, c, **options)  # noqa: E731
+    answer_fn = in_batches(client.answer_batch, batch_size=16)
     for name, cases in sets.items():
         counts = compare(
             pipe, answer_fn, [q for q, _ in cases], [c for _, c in cases], top_k=top_k, handle_impossible_answer=handle

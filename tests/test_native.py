@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import SQUAD_V1, squad_pairs
-from parity import REQUIRED_AGREEMENT, compare
+from parity import REQUIRED_AGREEMENT, compare, in_batches
 from texts import long_context_cases, non_ascii_cases
 
 from tf_qa.client import answers_from_arrays
+from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN
 from tf_qa.errors import graph_error_message
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, runner_binary
 from tf_qa.saved_model.session import load_session, run_predict_request
@@ -25,20 +26,21 @@ def native(saved_model_dir):
         yield session
 
 
-def _native_answers(native, questions, contexts, *, top_k, handle_impossible_answer, batch_size=16):
-    results = []
-    for begin in range(0, len(questions), batch_size):
-        q, c = questions[begin : begin + batch_size], contexts[begin : begin + batch_size]
+def _native_answer_batch(native):
+    """The native runtime's ``answer_top_k`` as a client's ``answer_batch``."""
+
+    def answer_batch(questions, contexts, *, top_k, handle_impossible_answer):
         inputs = {
-            "question": np.array([x.encode() for x in q], dtype=object),
-            "context": np.array([x.encode() for x in c], dtype=object),
-            "top_k": np.full([len(q)], top_k, np.int32),
-            "max_answer_len": np.full([len(q)], 15, np.int32),
-            "handle_impossible_answer": np.full([len(q)], handle_impossible_answer),
+            "question": np.array([x.encode() for x in questions], dtype=object),
+            "context": np.array([x.encode() for x in contexts], dtype=object),
+            "top_k": np.full([len(questions)], top_k, np.int32),
+            "max_answer_len": np.full([len(questions)], DEFAULT_MAX_ANSWER_LEN, np.int32),
+            "handle_impossible_answer": np.full([len(questions)], handle_impossible_answer),
         }
         outputs, _ = native.run("answer_top_k", inputs)
-        results.extend(r if isinstance(r, list) else [r] for r in answers_from_arrays(outputs, [top_k] * len(q)))
-    return results
+        return answers_from_arrays(outputs, [top_k] * len(questions))
+
+    return answer_batch
 
 
 @pytest.mark.parametrize("top_k,handle", [(1, False), (3, True)])
@@ -46,7 +48,7 @@ def test_native_answers_equal_the_pipeline(native, pipe, hf_tokenizer, top_k, ha
     sets = {"non-ASCII": non_ascii_cases(), "long contexts": long_context_cases(hf_tokenizer)}
     if SQUAD_V1.exists():
         sets["squad-v1.1[:200]"] = squad_pairs(SQUAD_V1, 200)
-    answer_fn = lambda q, c, **options: _native_answers(native, q, c, **options)  # noqa: E731
+    answer_fn = in_batches(_native_answer_batch(native), batch_size=16)
     for name, cases in sets.items():
         counts = compare(
             pipe, answer_fn, [q for q, _ in cases], [c for _, c in cases], top_k=top_k, handle_impossible_answer=handle

@@ -13,8 +13,7 @@ CONFIGS = [(1, False), (1, True), (3, False), (3, True)]
 def _check(pipe, saved_model, cases, name, top_k, handle):
     questions = [q for q, _ in cases]
     contexts = [c for _, c in cases]
-    signature = saved_model.signatures["answer_top_k"]
-    answer_fn = lambda q, c, **options: saved_model_answers(signature, q, c, **options)  # noqa: E731
+    answer_fn = saved_model_answers(saved_model.signatures["answer_top_k"])
     counts = compare(pipe, answer_fn, questions, contexts, top_k=top_k, handle_impossible_answer=handle)
     print(counts.summary(f"{name} top_k={top_k} handle_impossible_answer={handle}"))
     for example in counts.examples[:5]:
