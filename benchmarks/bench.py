@@ -107,9 +107,12 @@ def onnx_rows(checkpoint_pt: str, workdir: Path, cases) -> dict[str, dict]:
     if not (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("torch")):
         report("onnxruntime or torch is not installed (pip install 'tf-qa[bench]'): ONNX Runtime rows skipped")
         return {}
-    report("exporting the PyTorch checkpoint to ONNX (fused, and int8 dynamic quantization) ...")
-    (workdir / "onnx").mkdir(exist_ok=True)
-    models = run_worker("onnx_export", {"checkpoint_pt": checkpoint_pt, "output": str(workdir / "onnx")})
+    # Reused when present, as prepare() reuses the checkpoint and the exports.
+    models = {precision: str(workdir / "onnx" / f"{precision}.onnx") for precision in ("fp32", "int8")}
+    if not all(Path(path).exists() for path in models.values()):
+        report("exporting the PyTorch checkpoint to ONNX (fused, and int8 dynamic quantization) ...")
+        (workdir / "onnx").mkdir(exist_ok=True)
+        models = run_worker("onnx_export", {"checkpoint_pt": checkpoint_pt, "output": str(workdir / "onnx")})
     rows = {}
     for precision, path in models.items():
         for batch in (1, 16):
