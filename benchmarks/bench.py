@@ -1,7 +1,10 @@
 """Benchmark: tf-qa against the transformers pipeline and ONNX Runtime, same questions, same weights, end to end.
 
-One run measures, on the first N SQuAD v1.1 dev questions (synthetic questions where the data is absent) and a
-DistilBERT-base-sized checkpoint made with a fixed seed:
+One run measures, with ``--model demo`` (the default) the trained demo model on the first N questions of the SQuAD
+v1.1 dev articles it never saw, with their exact match and F1 beside the speed of every row that answers one
+question at a time; with ``--model base`` a DistilBERT-base-sized checkpoint made with a fixed seed (random
+weights: speed at the reference model's size, no accuracy) on the first N SQuAD v1.1 dev questions (synthetic
+questions where the data is absent):
 
 * the transformers pipeline: PyTorch at batch 1 and 16, TensorFlow at batch 1 (it ignores batch_size);
 * ONNX Runtime, fp32 and int8 (Optimum's CPU path: exported, fused, dynamically quantized), inside the pipeline's
@@ -39,8 +42,10 @@ from pathlib import Path
 from bench_setup import (
     BATCHING_ARGS,
     BATCHING_SWEEP,
+    MODELS,
     distilbert_flops,
     load_questions,
+    model_size,
     percentile,
     prepare,
     run_load_rows,
@@ -49,6 +54,7 @@ from bench_setup import (
 from bench_workers import run_worker
 from served import cpu_name
 
+from tf_qa import squad
 from tf_qa.arguments import positive_int
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
 
@@ -160,9 +166,17 @@ def tf_qa_rows(repositories: dict[str, str], cases) -> tuple[dict[str, dict], di
     return rows, grpc_by_export
 
 
-def table_rows(rows: dict[str, dict], n: int, useful_gflop: float, peak: float) -> list[dict]:
-    """One entry per row: q/s, latency percentiles, GFLOP/s and the ratios to the pipeline rows."""
-    table = []
+def accuracy(spans: list, cases, golds) -> dict:
+    """SQuAD exact match and F1 of a row's top answers, given as character spans of each context."""
+    predictions = {str(i): context[start:end] for i, ((_, context), (start, end)) in enumerate(zip(cases, spans))}
+    questions = [squad.SquadQuestion(str(i), "", "", tuple(gold)) for i, gold in enumerate(golds)]
+    return squad.evaluate(questions, predictions)
+
+
+def table_rows(rows: dict[str, dict], cases, golds, useful_gflop: float, peak: float) -> list[dict]:
+    """One entry per row: q/s, latency percentiles, GFLOP/s, EM/F1 where it answered one question at a time
+    and gold answers exist, and the ratios to the pipeline rows."""
+    table, n = [], len(cases)
     for name, row in rows.items():
         entry = {
             "row": name,
@@ -170,6 +184,8 @@ def table_rows(rows: dict[str, dict], n: int, useful_gflop: float, peak: float) 
             "gflops": useful_gflop / row["seconds"],
             "peak_fraction": useful_gflop / row["seconds"] / peak,
         }
+        if golds and row.get("spans"):
+            entry.update(accuracy(row["spans"], cases, golds))
         if row.get("latencies"):
             entry.update(p50_ms=1000 * percentile(row["latencies"], 50), p99_ms=1000 * percentile(row["latencies"], 99))
         table.append(entry)
@@ -240,6 +256,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--questions", type=positive_int, default=300)
+    parser.add_argument(
+        "--model", choices=MODELS, default="demo", help="the trained demo model (EM/F1), or a random base-sized one"
+    )
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
     parser.add_argument(
@@ -265,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    checkpoint, checkpoint_pt, repositories = prepare(output, report, [EXPORTS[e] for e in args.exports])
-    cases = load_questions(args.questions)
+    checkpoint, checkpoint_pt, repositories = prepare(
+        output / args.model, report, [EXPORTS[e] for e in args.exports], args.model
+    )
+    cases, golds = load_questions(args.questions, held_out=args.model == "demo")
+    golds = golds if args.model == "demo" else []  # a random model's EM/F1 say nothing
     window_lengths = window_lengths_of(checkpoint, cases)
-    n = len(cases)
-    useful_gflop = sum(distilbert_flops(length) for lengths in window_lengths for length in lengths) / 1e9
+    n, size = len(cases), model_size(checkpoint)
+    useful_gflop = sum(distilbert_flops(length, **size) for lengths in window_lengths for length in lengths) / 1e9
     report(f"{n} questions, {sum(map(len, window_lengths))} windows, {useful_gflop:.0f} GFLOP of model work")
     peak = run_worker("peak_matmul", {})["peak_gflops"]
     report(f"peak fp32 matmul: {peak:.1f} GFLOP/s")
@@ -285,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         "windows": sum(map(len, window_lengths)),
         "useful_gflop": useful_gflop,
         "peak_matmul_gflops": peak,
-        "rows": table_rows(rows, n, useful_gflop, peak),
+        "model": args.model,
+        "rows": table_rows(rows, cases, golds, useful_gflop, peak),
         "first_request_s": grpc["first_request"],
         "warm_request_s": grpc["warm_request"],
         "first_over_warm": grpc["first_request"] / grpc["warm_request"],
@@ -315,20 +338,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_table(summary: dict) -> str:
     lines = [
-        f"| row | q/s | p50 ms | p99 ms | GFLOP/s (% of peak {summary['peak_matmul_gflops']:.0f}) "
+        f"| row | EM | F1 | q/s | p50 ms | p99 ms | GFLOP/s (% of peak {summary['peak_matmul_gflops']:.0f}) "
         "| x PyTorch bs16 | x TF bs1 | p50 / PyTorch bs1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     fmt = lambda value, spec: "" if value is None else format(value, spec)  # noqa: E731
     for row in summary["rows"]:
         lines.append(
-            f"| {row['row']} | {row['questions_per_s']:.2f} | {fmt(row.get('p50_ms'), '.0f')} | "
+            f"| {row['row']} | {fmt(row.get('exact_match'), '.2f')} | {fmt(row.get('f1'), '.2f')} | "
+            f"{row['questions_per_s']:.2f} | {fmt(row.get('p50_ms'), '.0f')} | "
             f"{fmt(row.get('p99_ms'), '.0f')} | {row['gflops']:.0f} ({100 * row['peak_fraction']:.0f}%) | "
             f"{fmt(row.get('x pipeline PyTorch bs16'), '.2f')} | {fmt(row.get('x pipeline TF bs1'), '.2f')} | "
             f"{fmt(row.get('p50 / PyTorch bs1 p50'), '.2f')} |"
         )
     lines.append("")
+    model = {"demo": "the trained demo model, held-out SQuAD questions", "base": "a random base-sized model"}
     lines.append(
+        f"{model[summary['model']]}: "
         f"{summary['questions']} questions ({summary['windows']} windows); first gRPC request after start "
         f"{1000 * summary['first_request_s']:.0f} ms vs warm {1000 * summary['warm_request_s']:.0f} ms "
         f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "

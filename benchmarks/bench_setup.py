@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -39,12 +40,16 @@ BATCHING_SWEEP = {
 }
 
 
-def load_questions(count: int) -> list[tuple[str, str]]:
-    """The first ``count`` SQuAD v1.1 dev questions, or seeded synthetic ones where the data is absent."""
+def load_questions(count: int, *, held_out: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
+    """(question, context) pairs and their gold answers: the first ``count`` SQuAD v1.1 dev questions, or with
+    ``held_out`` those of the articles the trained demo model never saw; seeded synthetic questions without gold
+    answers where the data is absent."""
+    from tf_qa.checkpoints import HELD_OUT_TITLES
     from tf_qa.squad import SQUAD_V1_PART, load_squad
 
     if SQUAD_V1_PART.exists():
-        return [(q.question, q.context) for q in load_squad(SQUAD_V1_PART)[:count]]
+        questions = [q for q in load_squad(SQUAD_V1_PART) if not held_out or q.title in HELD_OUT_TITLES][:count]
+        return [(q.question, q.context) for q in questions], [q.answers for q in questions]
     import random
 
     rng = random.Random(0)
@@ -53,7 +58,7 @@ def load_questions(count: int) -> list[tuple[str, str]]:
     for _ in range(count):
         context = " ".join(rng.choice(words) for _ in range(rng.randint(80, 220))) + "."
         cases.append((" ".join(rng.choices(words, k=6)) + "?", context))
-    return cases
+    return cases, []
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,12 +72,31 @@ def distilbert_flops(length: int, dim: int = 768, hidden: int = 3072, layers: in
     return layers * per_layer + 2 * length * dim * 2
 
 
-def prepare(workdir: Path, report, matmul_dtypes: list[str]) -> tuple[str, str, dict[str, str]]:
-    """The base-size checkpoint (TF and PyTorch weights) and its exports, by matmul dtype (``float32``, the
-    opt-in ``bfloat16``); reused when present."""
+#: --model: the trained demo model (EM/F1 mean something), or a seeded random one of distilbert-base's size.
+MODELS = ("demo", "base")
+
+
+def model_size(checkpoint: str) -> dict:
+    """The checkpoint's width, FFN width and layers, for ``distilbert_flops``."""
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    return {"dim": config["dim"], "hidden": config["hidden_dim"], "layers": config["n_layers"]}
+
+
+def prepare(workdir: Path, report, matmul_dtypes: list[str], model: str = "base") -> tuple[str, str, dict[str, str]]:
+    """The checkpoint (TF and PyTorch weights) and its exports, by matmul dtype (``float32``, the opt-in
+    ``bfloat16``); reused when present. ``model``: one of ``MODELS``."""
+    checkpoint = workdir / "checkpoint"
+    if model == "demo":
+        from tf_qa.checkpoints import make_trained_demo_checkpoint
+
+        checkpoint_pt = workdir / "checkpoint-pt"
+        if not (checkpoint_pt / "config.json").exists():
+            report("writing the trained demo model's checkpoint, TensorFlow and PyTorch weights")
+            make_trained_demo_checkpoint(checkpoint)
+            make_trained_demo_checkpoint(checkpoint_pt, framework="pt")
+        return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, matmul_dtypes)
     from tf_qa.checkpoints import BASE, make_random_checkpoint
 
-    checkpoint = workdir / "checkpoint"
     if not (checkpoint / "config.json").exists():
         report("making a DistilBERT-base-sized checkpoint (seed 0)")
         make_random_checkpoint(checkpoint, seed=0, size=BASE)
@@ -96,6 +120,10 @@ def prepare(workdir: Path, report, matmul_dtypes: list[str]) -> tuple[str, str, 
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, matmul_dtypes)
+
+
+def _exports(checkpoint: Path, workdir: Path, report, matmul_dtypes: list[str]) -> dict[str, str]:
     repositories = {}
     for matmul_dtype in matmul_dtypes:
         folder = {"float32": "repository", "bfloat16": "repository-bf16"}[matmul_dtype]
@@ -110,7 +138,7 @@ def prepare(workdir: Path, report, matmul_dtypes: list[str]) -> tuple[str, str, 
                 str(checkpoint), repository, version=1, options=ExportOptions(matmul_dtype=matmul_dtype), report=report
             )
         repositories[matmul_dtype] = str(repository)
-    return str(checkpoint), str(checkpoint_pt), repositories
+    return repositories
 
 
 #: Concurrent clients of the latency-under-load rows (each sends one question per request).

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tf_qa.defaults import TOP_K_SIGNATURE
+from tf_qa.signatures import answer_top_k_inputs
 
 MODEL_NAME = "bench"
 
@@ -128,19 +129,6 @@ def worker_saved_model(config) -> dict:
     return _answer_rows(lambda q, c: run_top_k_signature(signature, q, c), config["cases"], config["batch_size"])
 
 
-def _top_k_inputs(questions, contexts) -> dict:
-    import numpy as np
-
-    n = len(questions)
-    return {
-        "question": np.array([q.encode() for q in questions], dtype=object),
-        "context": np.array([c.encode() for c in contexts], dtype=object),
-        "top_k": np.ones([n], np.int32),
-        "max_answer_len": np.full([n], 15, np.int32),
-        "handle_impossible_answer": np.zeros([n], bool),
-    }
-
-
 def worker_runtime(config) -> dict:
     """The export's ``answer_top_k`` in TF Serving's runtimes: the TF1 session as ``tf-qa serve`` runs it
     (``session``), or TensorFlow's C++ runtime (``native``); both with the platform config's session options.
@@ -155,14 +143,14 @@ def worker_runtime(config) -> dict:
         from tf_qa.saved_model.native import NativeSession
 
         native = NativeSession(config["saved_model"], session_config)
-        answer = lambda q, c: native.run(TOP_K_SIGNATURE, _top_k_inputs(q, c))[0]  # noqa: E731
+        answer = lambda q, c: native.run(TOP_K_SIGNATURE, answer_top_k_inputs(q, c))[0]  # noqa: E731
     else:
         from tf_qa.saved_model.session import load_session, run_predict_request
         from tf_qa.saved_model.warmup import make_request
 
         session, signatures = load_session(config["saved_model"], session_config)
         answer = lambda q, c: run_predict_request(  # noqa: E731
-            session, signatures, make_request(MODEL_NAME, TOP_K_SIGNATURE, _top_k_inputs(q, c))
+            session, signatures, make_request(MODEL_NAME, TOP_K_SIGNATURE, answer_top_k_inputs(q, c))
         )
     return _answer_rows(answer, config["cases"], config["batch_size"])
 
@@ -197,11 +185,12 @@ def worker_grpc(config) -> dict:
             client.answer(question, context)
         warm = [_timed(lambda: client.answer(*cases[0]))[0] for _ in range(5)]
         result["warm_request"] = statistics.median(warm)
-        latencies = []
+        latencies, spans = [], []
         for question, context in cases:
-            seconds, _ = _timed(lambda: client.answer(question, context))
+            seconds, answer = _timed(lambda: client.answer(question, context))
             latencies.append(seconds)
-        result["bs1"] = {"latencies": latencies, "seconds": sum(latencies)}
+            spans.append([answer["start"], answer["end"]] if answer else [-1, -1])
+        result["bs1"] = {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
         questions, contexts = [q for q, _ in cases], [c for _, c in cases]
         seconds, _ = _timed(
             lambda: [client.answer_batch(questions[i : i + 16], contexts[i : i + 16]) for i in range(0, len(cases), 16)]

@@ -97,7 +97,7 @@ def main() -> int:
 
     checkpoint, _, _ = prepare(Path(args.output), print, [])
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    cases = load_questions(args.questions)
+    cases, _ = load_questions(args.questions)
     results = {}
     for precision in ("fp32", "int8"):
         model = QuestionAnsweringModel.from_transformers(

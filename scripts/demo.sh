@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up, export a model, serve it, ask it a question, stop.
 #   TF_QA_MODEL  checkpoint to export (hub name or folder); default distilbert-base-uncased-distilled-squad.
-#                When it cannot be loaded (no network, no folder) a random-weights demo model is exported
-#                instead, with a warning: its answers are then meaningless.
+#                When it cannot be loaded (no network, no folder) the trained demo model is exported instead:
+#                all-MiniLM-L6-v2 fine-tuned on part of SQuAD (tf_qa/data/minilm_squad/MODEL_CARD.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "[setup] .venv (pip's output: .venv/setup.log)"
@@ -13,7 +13,7 @@ PORT=${TF_QA_PORT:-8500}
 TF_QA=.venv/bin/tf-qa
 
 if ! $TF_QA export --model "$MODEL" --output "export/$NAME"; then
-  echo "could not export $MODEL; exporting the random-weights demo model instead" >&2
+  echo "could not export $MODEL; exporting the trained demo model instead" >&2
   $TF_QA export --demo --output "export/$NAME"
 fi
 

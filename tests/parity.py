@@ -97,8 +97,8 @@ def in_batches(answer_batch, batch_size: int):
 
 def saved_model_answers(signature, batch_size: int = 32):
     """``in_batches`` over a loaded SavedModel's ``answer_top_k`` signature."""
-    from tf_qa.client import answers_from_arrays
     from tf_qa.graph.model import run_top_k_signature
+    from tf_qa.signatures import answers_from_arrays
 
     def answer_batch(questions, contexts, *, top_k, handle_impossible_answer):
         out = run_top_k_signature(

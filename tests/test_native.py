@@ -11,13 +11,12 @@ from conftest import SQUAD_V1, squad_pairs
 from parity import REQUIRED_AGREEMENT, compare, in_batches
 from texts import long_context_cases, non_ascii_cases
 
-from tf_qa.client import answers_from_arrays
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN
 from tf_qa.errors import graph_error_message
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, runner_binary
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.validate import output_difference
 from tf_qa.saved_model.warmup import make_request
+from tf_qa.signatures import answer_top_k_inputs, answers_from_arrays
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +29,9 @@ def _native_answer_batch(native):
     """The native runtime's ``answer_top_k`` as a client's ``answer_batch``."""
 
     def answer_batch(questions, contexts, *, top_k, handle_impossible_answer):
-        inputs = {
-            "question": np.array([x.encode() for x in questions], dtype=object),
-            "context": np.array([x.encode() for x in contexts], dtype=object),
-            "top_k": np.full([len(questions)], top_k, np.int32),
-            "max_answer_len": np.full([len(questions)], DEFAULT_MAX_ANSWER_LEN, np.int32),
-            "handle_impossible_answer": np.full([len(questions)], handle_impossible_answer),
-        }
+        inputs = answer_top_k_inputs(
+            questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer
+        )
         outputs, _ = native.run("answer_top_k", inputs)
         return answers_from_arrays(outputs, [top_k] * len(questions))
 

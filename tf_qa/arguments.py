@@ -50,7 +50,11 @@ def port_number(text: str) -> int:
 def _add_export(commands, common) -> None:
     export = commands.add_parser("export", parents=[common], help="export a DistilBERT QA checkpoint for TF Serving")
     export.add_argument("--model", help="hub name or local folder of the checkpoint")
-    export.add_argument("--demo", action="store_true", help="export a small random-weights demo model instead")
+    export.add_argument(
+        "--demo",
+        action="store_true",
+        help="export the trained demo model (all-MiniLM-L6-v2 fine-tuned on SQuAD) instead",
+    )
     export.add_argument("--output", required=True, help="model repository folder, e.g. export/NAME")
     export.add_argument("--model-name", help="model name in the warmup requests (default: the output folder's name)")
     export.add_argument("--version", type=positive_int, help="version number (default: the next one)")
@@ -154,7 +158,11 @@ def _add_evaluate(commands, common) -> None:
     where = evaluate.add_mutually_exclusive_group(required=True)
     where.add_argument("--target", help="host:port of a server (with --model-name)")
     where.add_argument("--saved-model", help="a SavedModel version folder, run in-process")
+    evaluate.add_argument(
+        "--native", action="store_true", help="run --saved-model in TensorFlow's C++ runtime, as TF Serving does"
+    )
     evaluate.add_argument("--model-name", help="the served model's name")
+    evaluate.add_argument("--articles", nargs="+", metavar="TITLE", help="only the questions of these articles")
     evaluate.add_argument("--batch-size", type=positive_int, default=16)
     evaluate.add_argument("--limit", type=positive_int, help="only the first N questions")
     evaluate.add_argument("--timeout", type=positive_float, default=120.0)

@@ -27,9 +27,9 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from tf_qa.client import answers_from_arrays
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, TOP_K_SIGNATURE
 from tf_qa.errors import graph_error_message
+from tf_qa.signatures import answers_from_arrays
 
 #: Questions per model call: the batch size the SavedModel answers fastest at on CPU (see benchmarks/).
 BATCH_SIZES = {"min_batch_size": 8, "max_batch_size": 16}

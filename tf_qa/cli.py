@@ -68,22 +68,35 @@ def _version_dir(path: str) -> str:
     return version_dir
 
 
+#: What an export of ``tf-qa export --demo`` names as its source (tf_qa/data/minilm_squad/MODEL_CARD.md).
+DEMO_SOURCE = "tf-qa demo model (all-MiniLM-L6-v2 fine-tuned on SQuAD)"
+
+
 def _export(args) -> int:
-    from tf_qa.saved_model.export import ExportError, export_model
-
-    checkpoint = args.model
-    if args.demo:
-        from tf_qa.checkpoints import make_random_checkpoint
-
-        print("WARNING: exporting a random-weights DEMO model: its answers are meaningless.", file=sys.stderr)
-        checkpoint = make_random_checkpoint(tempfile.mkdtemp(prefix="tf-qa-demo-"), seed=0)
-    elif not checkpoint:
-        raise CommandError("--model or --demo is required", code=2)
     try:
         limits = RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()})
         options = ExportOptions(**{field.name: getattr(args, field.name) for field in flag_fields()}, limits=limits)
     except ValueError as error:
         raise CommandError(str(error), code=2) from None
+    if args.demo:
+        from tf_qa.checkpoints import make_trained_demo_checkpoint
+        from tf_qa.minilm import WeightsUnavailable
+
+        print(f"exporting the {DEMO_SOURCE}; see its model card")
+        with tempfile.TemporaryDirectory(prefix="tf-qa-demo-") as folder:
+            try:
+                checkpoint = make_trained_demo_checkpoint(folder)
+            except WeightsUnavailable as error:
+                raise CommandError(str(error)) from None
+            return _export_checkpoint(args, checkpoint, DEMO_SOURCE, options)
+    if not args.model:
+        raise CommandError("--model or --demo is required", code=2)
+    return _export_checkpoint(args, args.model, args.model, options)
+
+
+def _export_checkpoint(args, checkpoint: str, source: str, options: ExportOptions) -> int:
+    from tf_qa.saved_model.export import ExportError, export_model
+
     try:
         export_model(
             checkpoint,
@@ -93,6 +106,7 @@ def _export(args) -> int:
             from_pt=args.from_pt,
             model_name=args.model_name,
             options=options,
+            source=source,
         )
     except ExportError as error:
         raise CommandError(str(error)) from None
@@ -116,27 +130,68 @@ def _saved_model_answerer(path: str, handle_impossible_answer: bool):
     return answer, lambda: None
 
 
+def _native_answerer(path: str, handle_impossible_answer: bool):
+    """The version folder in TensorFlow's C++ runtime, as tensorflow_model_server runs it (no Python there)."""
+    from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable
+    from tf_qa.signatures import answer_top_k_inputs
+
+    try:
+        native = NativeSession(_version_dir(path))
+    except (NativeUnavailable, NativeError) as error:
+        raise CommandError(f"--native: {error}") from None
+
+    def answer(questions, contexts):
+        inputs = answer_top_k_inputs(questions, contexts, handle_impossible_answer=handle_impossible_answer)
+        try:
+            outputs, _ = native.run(defaults.TOP_K_SIGNATURE, inputs)
+        except NativeError as error:
+            raise CommandError(f"--native: {error}") from None
+        return [a.decode("utf-8") for a in outputs["answer"][:, 0]]
+
+    return answer, native.close
+
+
+def _client_answerer(args, handle_impossible_answer: bool):
+    from tf_qa.client import QAClient
+
+    client = QAClient(args.target, args.model_name, timeout=args.timeout)
+
+    def answer(questions, contexts):
+        results = client.answer_batch(questions, contexts, handle_impossible_answer=handle_impossible_answer)
+        return [result["answer"] if result else "" for result in results]
+
+    return answer, client.close
+
+
+def _evaluation_questions(args) -> list:
+    """The file's questions, only those of ``--articles`` when given, then the first ``--limit``."""
+    from tf_qa import squad
+
+    try:
+        questions = squad.load_squad(args.squad)
+    except squad.SquadFormatError as error:
+        raise CommandError(str(error)) from None
+    if args.articles:
+        unknown = sorted(set(args.articles) - {q.title for q in questions})
+        if unknown:
+            raise CommandError(f"--articles: {args.squad} has no article titled {', '.join(unknown)}")
+        questions = [q for q in questions if q.title in set(args.articles)]
+    return questions[: args.limit]
+
+
 def _evaluate(args) -> int:
     from tf_qa import squad
     from tf_qa.errors import TFQAError
 
-    try:
-        questions = squad.load_squad(args.squad)[: args.limit]
-    except squad.SquadFormatError as error:
-        raise CommandError(str(error)) from None
+    questions = _evaluation_questions(args)
     unanswerable = any(not q.answers for q in questions)
+    if args.native and not args.saved_model:
+        raise CommandError("--native runs a --saved-model", code=2)
     if args.saved_model:
-        answer, close = _saved_model_answerer(args.saved_model, unanswerable)
+        make = _native_answerer if args.native else _saved_model_answerer
+        answer, close = make(args.saved_model, unanswerable)
     else:
-        from tf_qa.client import QAClient
-
-        client = QAClient(args.target, args.model_name, timeout=args.timeout)
-
-        def answer(questions, contexts):
-            results = client.answer_batch(questions, contexts, handle_impossible_answer=unanswerable)
-            return [result["answer"] for result in results]
-
-        close = client.close
+        answer, close = _client_answerer(args, unanswerable)
     predictions = {}
     try:
         with console.progress(len(questions), "answering") as progress:

@@ -28,6 +28,7 @@ import numpy as np
 
 from tf_qa import errors, protos
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.signatures import answer_top_k_inputs, answers_from_arrays
 from tf_qa.tensors import make_ndarray, make_tensor_proto
 
 
@@ -45,25 +46,6 @@ def _channel_options() -> list[tuple[str, Any]]:
         # Spread calls over every address a DNS name resolves to, not just the first.
         ("grpc.lb_policy_name", "round_robin"),
     ]
-
-
-def answers_from_arrays(out: dict, top_ks: Sequence[int]) -> list:
-    """``answer_top_k``'s [B, K] outputs (numpy) as the pipeline's results: per example a dict, or a list of them
-    when its ``top_k`` > 1 (padding left out)."""
-    results = []
-    for row, top_k in enumerate(top_ks):
-        answers = [
-            {
-                "answer": out["answer"][row, rank].decode("utf-8"),
-                "score": float(out["score"][row, rank]),
-                "start": int(out["start"][row, rank]),
-                "end": int(out["end"][row, rank]),
-            }
-            for rank in range(min(top_k, out["answer"].shape[1]))
-            if out["start"][row, rank] != -1
-        ]
-        results.append(answers[0] if top_k == 1 and answers else answers)
-    return results
 
 
 class _RequestBuilder:
@@ -84,25 +66,18 @@ class _RequestBuilder:
             spec.version_label = self.version_label
 
     def answer_request(self, questions, contexts, top_k, max_answer_len, handle_impossible_answer):
-        if len(questions) != len(contexts):
-            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-        if not questions:
-            raise ValueError("at least one question is required")
-        n = len(questions)
+        inputs = answer_top_k_inputs(
+            questions,
+            contexts,
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+        )
         request = protos.PredictRequest()
         self._spec(request.model_spec)
         request.model_spec.signature_name = TOP_K_SIGNATURE
-
-        def encode(texts):
-            return np.array([t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts], dtype=object)
-
-        request.inputs["question"].CopyFrom(make_tensor_proto(encode(questions)))
-        request.inputs["context"].CopyFrom(make_tensor_proto(encode(contexts)))
-        request.inputs["top_k"].CopyFrom(make_tensor_proto(np.full([n], top_k, np.int32)))
-        request.inputs["max_answer_len"].CopyFrom(make_tensor_proto(np.full([n], max_answer_len, np.int32)))
-        request.inputs["handle_impossible_answer"].CopyFrom(
-            make_tensor_proto(np.full([n], handle_impossible_answer, bool))
-        )
+        for name, array in inputs.items():
+            request.inputs[name].CopyFrom(make_tensor_proto(array))
         return request
 
     @staticmethod

@@ -35,6 +35,8 @@ class SquadQuestion:
     question: str
     context: str
     answers: tuple[str, ...]  # empty for an unanswerable SQuAD v2.0 question
+    title: str = ""  # the article's, so that a split by article can be made
+    answer_starts: tuple[int, ...] = ()  # character offset of each answer in the context
 
 
 class SquadFormatError(ValueError):
@@ -56,8 +58,13 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
         for article in data["data"]:
             for paragraph in article["paragraphs"]:
                 for qa in paragraph["qas"]:
-                    answers = () if qa.get("is_impossible") else tuple(a["text"] for a in qa["answers"])
-                    questions.append(SquadQuestion(qa["id"], qa["question"], paragraph["context"], answers))
+                    gold = [] if qa.get("is_impossible") else qa["answers"]
+                    answers, starts = tuple(a["text"] for a in gold), tuple(a["answer_start"] for a in gold)
+                    questions.append(
+                        SquadQuestion(
+                            qa["id"], qa["question"], paragraph["context"], answers, article.get("title", ""), starts
+                        )
+                    )
     except (KeyError, TypeError, AttributeError) as error:
         raise SquadFormatError(
             f"{path} is not in SQuAD format (data / paragraphs / qas): missing or wrong {error}"

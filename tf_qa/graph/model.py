@@ -29,6 +29,7 @@ from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.graph.options import ExportOptions
 from tf_qa.graph.spans import SpanExtractor
 from tf_qa.graph.tokenization import WordPieceTokenizer
+from tf_qa.signatures import answer_top_k_inputs
 
 
 def run_top_k_signature(
@@ -44,14 +45,14 @@ def run_top_k_signature(
 
     Returns the outputs (``answer``, ``score``, ``start``, ``end``) as [B, K] numpy arrays.
     """
-    n = len(questions)
-    out = signature(
-        question=tf.constant(questions),
-        context=tf.constant(contexts),
-        top_k=tf.fill([n], top_k),
-        max_answer_len=tf.fill([n], max_answer_len),
-        handle_impossible_answer=tf.fill([n], handle_impossible_answer),
+    inputs = answer_top_k_inputs(
+        questions,
+        contexts,
+        top_k=top_k,
+        max_answer_len=max_answer_len,
+        handle_impossible_answer=handle_impossible_answer,
     )
+    out = signature(**{name: tf.constant(array) for name, array in inputs.items()})
     return {key: value.numpy() for key, value in out.items()}
 
 

@@ -109,10 +109,12 @@ def export_model(
     model_name: str | None = None,
     options: ExportOptions | None = None,
     report: Callable[[str], None] = print,
+    source: str | None = None,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
 
-    ``options`` (default: the pipeline's) are recorded in ``assets.extra/tf_qa_export.json``.
+    ``options`` (default: the pipeline's) are recorded in ``assets.extra/tf_qa_export.json``, with ``source``
+    (default: ``checkpoint``), what the report and the record call the checkpoint.
 
     Raises:
         ExportError: with a message naming the problem; nothing is left behind.
@@ -126,6 +128,7 @@ def export_model(
             saved = _build_and_check(
                 checkpoint,
                 staging,
+                source=source or checkpoint,
                 from_pt=from_pt,
                 model_name=model_name or output.name,
                 options=options,
@@ -137,7 +140,7 @@ def export_model(
                 shutil.rmtree(final)
             os.rename(saved, final)
             stage("publish")
-            report(f"exported {checkpoint} to {final}")
+            report(f"exported {source or checkpoint} to {final}")
             return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -156,10 +159,18 @@ def _stage_timer(report: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _build_and_check(
-    checkpoint: str, staging: Path, *, from_pt: bool, model_name: str, options: ExportOptions | None, report, stage
+    checkpoint: str,
+    staging: Path,
+    *,
+    source: str,
+    from_pt: bool,
+    model_name: str,
+    options: ExportOptions | None,
+    report,
+    stage,
 ) -> Path:
     """Loads, builds, saves, writes warmup and metadata, and self-checks ``staging/model``; returns it."""
-    report(f"[load] {checkpoint}")
+    report(f"[load] {source}")
     qa_model, tokenizer = _load(checkpoint, from_pt)
     stage("load")
     from tf_qa.graph.model import QuestionAnsweringModel
@@ -178,7 +189,7 @@ def _build_and_check(
     stage("save")
     requests = warmup_requests(model_name)
     write_warmup(saved / "assets.extra" / WARMUP_FILE, requests)
-    _write_metadata(saved / "assets.extra" / METADATA_FILE, checkpoint, model)
+    _write_metadata(saved / "assets.extra" / METADATA_FILE, source, model)
     stage("warmup")
     _self_check(model, saved, requests, model.options.matmul_dtype)
     stage("self-check")

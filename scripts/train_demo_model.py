@@ -1,0 +1,242 @@
+"""Trains tf-qa's demo model: all-MiniLM-L6-v2 as a DistilBERT, fine-tuned for SQuAD question answering.
+
+The recipe (tf_qa/data/minilm_squad/MODEL_CARD.md gives its figures): the pinned encoder (tf_qa.minilm) becomes a
+6-layer, 384-wide ``DistilBertForQuestionAnswering`` with a new QA head; it is fine-tuned on the articles of SQuAD
+v1.1 dev part 1 that are not held out, with its word embeddings frozen (they are rebuilt from the pinned package,
+so the repository carries only the rest, in float16); the held-out articles give its EM/F1, scored with the
+transformers pipeline on the float16 weights as shipped. Seeded: the same machine gives the same weights.
+
+PyTorch (the bench extra: pip install -e '.[bench]'), not Keras: on CPU it trains with bf16 autocast on oneDNN,
+and the transformers pipeline that scores it is the reference tf-qa's exports are compared with.
+
+    .venv/bin/python scripts/train_demo_model.py            # about 40 min on 2 cores; --max-steps 20 to try it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tf_qa import minilm, squad  # noqa: E402
+from tf_qa.checkpoints import BUNDLED_VOCAB, HELD_OUT_TITLES, TRAINED_DEMO  # noqa: E402
+from tf_qa.cpu import cpu_features  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--squad", default=str(squad.SQUAD_V1_PART), help="SQuAD v1.1 file to train on")
+    parser.add_argument("--output", default=str(TRAINED_DEMO), help="folder for weights.safetensors and training.json")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-seq-len", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps with a rising learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop early (a trial run; nothing is written)")
+    parser.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast by default)")
+    return parser.parse_args(argv)
+
+
+def training_features(questions, tokenizer, max_seq_len: int, doc_stride: int):
+    """Tokenized windows with start/end token labels; a window without the answer points at [CLS]."""
+    encoded = tokenizer(
+        [q.question.lstrip() for q in questions],
+        [q.context for q in questions],
+        truncation="only_second",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    starts, ends = [], []
+    for window, offsets in enumerate(encoded["offset_mapping"]):
+        question = questions[encoded["overflow_to_sample_mapping"][window]]
+        first, last = question.answer_starts[0], question.answer_starts[0] + len(question.answers[0])
+        sequence_ids = encoded.sequence_ids(window)
+        context = [i for i, s in enumerate(sequence_ids) if s == 1]
+        if offsets[context[0]][0] > first or offsets[context[-1]][1] < last:
+            starts.append(0), ends.append(0)
+            continue
+        starts.append(next(i for i in context if offsets[i][1] > first))
+        ends.append(next(i for i in reversed(context) if offsets[i][0] < last))
+    return encoded["input_ids"], encoded["attention_mask"], starts, ends
+
+
+def length_grouped_batches(torch, lengths: list[int], batch_size: int, generator):
+    """Shuffled batches of windows of similar length (as transformers' group_by_length): less padding to train on."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches = []
+    for group in range(0, len(order), batch_size * 50):
+        chunk = sorted(order[group : group + batch_size * 50], key=lambda i: lengths[i], reverse=True)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def padded(torch, rows: list[list[int]]):
+    """Rows padded with 0 ([PAD], and attention 0) to the longest of them."""
+    width = max(len(row) for row in rows)
+    return torch.tensor([row + [0] * (width - len(row)) for row in rows])
+
+
+def build_model(torch):
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+    config = DistilBertConfig(vocab_size=30522, **minilm.DISTILBERT_SIZE)
+    model = DistilBertForQuestionAnswering(config)
+    encoder = {name: torch.from_numpy(array) for name, array in minilm.distilbert_encoder().items()}
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    assert sorted(missing) == ["qa_outputs.bias", "qa_outputs.weight"] and not unexpected, (missing, unexpected)
+    model.distilbert.embeddings.word_embeddings.weight.requires_grad_(False)
+    return model
+
+
+def train(model, torch, features, args, log, evaluate=None) -> dict:
+    """Fine-tunes ``model``; ``evaluate()`` (held-out EM/F1) after each full epoch, when given, goes in the log."""
+    input_ids, attention_mask, starts, ends = features
+    starts, ends = torch.tensor(starts), torch.tensor(ends)
+    lengths = [len(row) for row in input_ids]
+    windows = len(starts)
+    steps_per_epoch = math.ceil(windows / args.batch_size)
+    total_steps = args.max_steps or math.ceil(steps_per_epoch * args.epochs)
+    warmup = max(1, int(total_steps * args.warmup))
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(
+                parameter
+            )
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / (total_steps - warmup)))
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    model.train()
+    step, started, losses, epochs = 0, time.perf_counter(), [], []
+    while step < total_steps:
+        for batch in length_grouped_batches(torch, lengths, args.batch_size, generator):
+            if step >= total_steps:
+                break
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+                output = model(
+                    input_ids=padded(torch, [input_ids[i] for i in batch]),
+                    attention_mask=padded(torch, [attention_mask[i] for i in batch]),
+                    start_positions=starts[batch],
+                    end_positions=ends[batch],
+                )
+            output.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step(), schedule.step(), optimizer.zero_grad()
+            losses.append(output.loss.item())
+            step += 1
+            if step % 50 == 0 or step == total_steps:
+                elapsed = time.perf_counter() - started
+                log(
+                    f"step {step}/{total_steps}  loss {sum(losses[-50:]) / len(losses[-50:]):.3f}  "
+                    f"{elapsed / step:.2f} s/step  eta {(total_steps - step) * elapsed / step / 60:.1f} min"
+                )
+            if evaluate and step % steps_per_epoch == 0 and step < total_steps:
+                scores = evaluate()
+                epochs.append(
+                    {
+                        "epoch": step // steps_per_epoch,
+                        "exact_match": round(scores["exact_match"], 2),
+                        "f1": round(scores["f1"], 2),
+                    }
+                )
+                log(f"epoch {step // steps_per_epoch}: held out EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}")
+    seconds = round(time.perf_counter() - started, 1)
+    return {"steps": total_steps, "windows": windows, "seconds": seconds, "held_out_by_epoch": epochs}
+
+
+def shipped_weights(model, torch) -> dict:
+    """Every trained tensor but the frozen word embeddings, in float16 (the repository's copy)."""
+    state = model.state_dict()
+    return {
+        name: tensor.to(torch.float16).contiguous() for name, tensor in state.items() if name != minilm.WORD_EMBEDDINGS
+    }
+
+
+def round_to_shipped(model, torch) -> None:
+    """Rounds the model's weights to the float16 values the repository ships."""
+    with torch.no_grad():
+        for name, tensor in shipped_weights(model, torch).items():
+            model.state_dict()[name].copy_(tensor.float())
+
+
+def held_out_scores(model, torch, tokenizer, questions) -> dict:
+    """EM/F1 of the transformers pipeline (PyTorch) with the model as it is; leaves it in training mode."""
+    from transformers import pipeline
+
+    model.eval()
+    answer = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
+    predictions = {}
+    for question in questions:
+        predictions[question.id] = answer(question=question.question, context=question.context)["answer"]
+    model.train()
+    return squad.evaluate(questions, predictions)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("USE_TF", "0")  # transformers would import TensorFlow too: this process needs PyTorch only
+    import torch
+    from safetensors.torch import save_file
+    from transformers import DistilBertTokenizerFast
+
+    started = time.perf_counter()
+    log = lambda message: print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)  # noqa: E731
+    cpu = cpu_features().describe()
+    log(f"CPU: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    random.seed(args.seed), torch.manual_seed(args.seed)
+    questions = squad.load_squad(args.squad)
+    held_out = set(HELD_OUT_TITLES)
+    training = [q for q in questions if q.title not in held_out]
+    evaluation = [q for q in questions if q.title in held_out]
+    log(f"{len(training)} training questions; {len(evaluation)} held out ({', '.join(sorted(held_out))})")
+    tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
+    features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride)
+    model = build_model(torch)
+    run = train(model, torch, features, args, log, lambda: held_out_scores(model, torch, tokenizer, evaluation))
+    round_to_shipped(model, torch)
+    scores = held_out_scores(model, torch, tokenizer, evaluation)
+    log(f"held out: EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({scores['total']} questions)")
+    if args.max_steps:
+        log("a trial run (--max-steps): nothing written")
+        return 0
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    save_file(shipped_weights(model, torch), str(output / "weights.safetensors"), metadata={"format": "pt"})
+    recipe = {k: v for k, v in vars(args).items() if k not in ("squad", "output", "max_steps")}
+    record = {
+        "encoder": f"{minilm.PACKAGE}=={minilm.PACKAGE_VERSION} (model.safetensors sha256 {minilm.MODEL_SHA256})",
+        "trained_on": f"{Path(args.squad).name}: {len(training)} questions, articles not held out",
+        "held_out_titles": sorted(held_out),
+        "held_out": {
+            "questions": scores["total"],
+            "exact_match": round(scores["exact_match"], 2),
+            "f1": round(scores["f1"], 2),
+        },
+        "recipe": recipe,
+        "run": {**run, "cpu": cpu, "torch": torch.__version__},
+    }
+    (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    log(f"wrote {output}/weights.safetensors ({(output / 'weights.safetensors').stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

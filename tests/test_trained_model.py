@@ -1,0 +1,106 @@
+"""The trained demo model, scored: ``tf-qa evaluate`` gives the transformers pipeline's EM and F1 on held-out SQuAD
+articles in-process, over gRPC through ``tf-qa serve`` and in TensorFlow's C++ runtime; bfloat16 stays within 1.0
+F1 of float32; and the shipped weights reproduce the recipe's own held-out figures."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+from conftest import SQUAD_V1
+
+from tf_qa import squad
+from tf_qa.checkpoints import HELD_OUT_TITLES, TRAINED_DEMO
+from tf_qa.cli import main
+
+pytestmark = pytest.mark.skipif(not SQUAD_V1.exists(), reason=f"{SQUAD_V1} is absent")
+
+#: The largest F1 a bfloat16 export may lose against float32 on the held-out questions.
+MAX_BF16_F1_DROP = 1.0
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    from tf_qa.checkpoints import make_trained_demo_checkpoint
+
+    return make_trained_demo_checkpoint(tmp_path_factory.mktemp("minilm-squad"))
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    """``tf-qa export --demo`` as it is run by a user: float32 and bfloat16, one model folder each."""
+    root = tmp_path_factory.mktemp("trained-repository")
+    for name, flags in (("fp32", []), ("bf16", ["--matmul-dtype", "bfloat16"])):
+        assert main(["export", "--demo", "--output", str(root / name), *flags]) == 0
+    return root
+
+
+def evaluate(*where: str) -> dict:
+    """``tf-qa evaluate`` on the held-out articles; its JSON figures."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["evaluate", "--squad", str(SQUAD_V1), "--articles", *HELD_OUT_TITLES, "--json", *where]) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def pipeline_scores(checkpoint) -> dict:
+    """The transformers pipeline (TensorFlow, as the export's source) on the same questions."""
+    from transformers import pipeline
+
+    answer = pipeline("question-answering", model=checkpoint, tokenizer=checkpoint, framework="tf", dtype=None)
+    questions = [q for q in squad.load_squad(SQUAD_V1) if q.title in HELD_OUT_TITLES]
+    predictions = {}
+    for begin in range(0, len(questions), 32):
+        batch = questions[begin : begin + 32]
+        results = answer(question=[q.question for q in batch], context=[q.context for q in batch])
+        for question, result in zip(batch, results if isinstance(results, list) else [results]):
+            predictions[question.id] = result["answer"]
+    return squad.evaluate(questions, predictions)
+
+
+@pytest.fixture(scope="module")
+def in_process(repository) -> dict:
+    return evaluate("--saved-model", str(repository / "fp32"))
+
+
+def test_the_demo_weights_and_record_ship_together():
+    record = json.loads((TRAINED_DEMO / "training.json").read_text())
+    assert record["held_out_titles"] == sorted(HELD_OUT_TITLES)
+    assert (TRAINED_DEMO / "MODEL_CARD.md").read_text().count(f"F1 {record['held_out']['f1']:.2f}") >= 1
+
+
+def test_in_process_scores_equal_the_pipeline(in_process, pipeline_scores):
+    print(f"held out, pipeline: {pipeline_scores}; tf-qa in-process: {in_process}")
+    assert in_process == pytest.approx(pipeline_scores, abs=1e-9)
+
+
+def test_in_process_scores_reproduce_the_recipe(in_process):
+    """The repository's weights give what the recipe measured (its pipeline in PyTorch, float16 weights)."""
+    recorded = json.loads((TRAINED_DEMO / "training.json").read_text())["held_out"]
+    assert in_process["total"] == recorded["questions"]
+    assert in_process["f1"] == pytest.approx(recorded["f1"], abs=0.5)
+    assert in_process["exact_match"] == pytest.approx(recorded["exact_match"], abs=0.5)
+
+
+def test_grpc_scores_equal_in_process(repository, in_process):
+    from tf_qa.server.model_server import ModelServer
+
+    server = ModelServer(str(repository / "fp32"), "minilm-squad", port=0, poll_seconds=0).start()
+    try:
+        over_grpc = evaluate("--target", f"127.0.0.1:{server.port}", "--model-name", "minilm-squad")
+    finally:
+        server.stop(0)
+    assert over_grpc == in_process
+
+
+def test_native_runtime_scores_equal_in_process(repository, in_process):
+    assert evaluate("--saved-model", str(repository / "fp32"), "--native") == in_process
+
+
+def test_bfloat16_loses_at_most_one_f1_point(repository, in_process):
+    bf16 = evaluate("--saved-model", str(repository / "bf16"))
+    print(f"held out, float32: {in_process}; bfloat16: {bf16}")
+    assert in_process["f1"] - bf16["f1"] <= MAX_BF16_F1_DROP
