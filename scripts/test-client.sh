@@ -21,8 +21,8 @@ if "$CLIENT_VENV/bin/python" -c "import tensorflow" 2> /dev/null; then
 fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-# The model the servers serve, exported by the full install unless given (scripts/test.sh passes the main suite's;
-# random weights do as well: the client suite checks the calls, the parity suites the answers).
+# The model the servers serve, exported by the full install unless given (scripts/test.sh passes the main suite's
+# small random-weights one: the client suite checks the calls, the parity suites the answers).
 if [ ! -d "${TF_QA_CLIENT_REPOSITORY:-}" ]; then
   TF_QA_CLIENT_REPOSITORY="$WORK/tiny-qa"
   .venv/bin/tf-qa export --demo --output "$TF_QA_CLIENT_REPOSITORY" > "$WORK/export.log" 2>&1 \

@@ -44,12 +44,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, default=None, help="stop early (a trial run; nothing is written)")
+    parser.add_argument(
+        "--first-answer-only", action="store_true", help="train on each question's first gold answer only"
+    )
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast by default)")
     return parser.parse_args(argv)
 
 
-def training_features(questions, tokenizer, max_seq_len: int, doc_stride: int):
-    """Tokenized windows with start/end token labels; a window without the answer points at [CLS]."""
+def training_features(questions, tokenizer, max_seq_len: int, doc_stride: int, all_answers: bool):
+    """Tokenized windows with their start/end token labels, one pair per gold answer (the first only, unless
+    ``all_answers``; SQuAD dev has up to 3 per question); an answer outside the window points at [CLS]."""
     encoded = tokenizer(
         [q.question.lstrip() for q in questions],
         [q.context for q in questions],
@@ -62,15 +66,25 @@ def training_features(questions, tokenizer, max_seq_len: int, doc_stride: int):
     starts, ends = [], []
     for window, offsets in enumerate(encoded["offset_mapping"]):
         question = questions[encoded["overflow_to_sample_mapping"][window]]
-        first, last = question.answer_starts[0], question.answer_starts[0] + len(question.answers[0])
+        answers = sorted(set(zip(question.answer_starts, question.answers)))
         sequence_ids = encoded.sequence_ids(window)
         context = [i for i, s in enumerate(sequence_ids) if s == 1]
-        if offsets[context[0]][0] > first or offsets[context[-1]][1] < last:
-            starts.append(0), ends.append(0)
-            continue
-        starts.append(next(i for i in context if offsets[i][1] > first))
-        ends.append(next(i for i in reversed(context) if offsets[i][0] < last))
+        window_starts, window_ends = [], []
+        for first, text in answers if all_answers else [(question.answer_starts[0], question.answers[0])]:
+            last = first + len(text)
+            if offsets[context[0]][0] > first or offsets[context[-1]][1] < last:
+                window_starts.append(0), window_ends.append(0)
+            else:
+                window_starts.append(next(i for i in context if offsets[i][1] > first))
+                window_ends.append(next(i for i in reversed(context) if offsets[i][0] < last))
+        starts.append(window_starts), ends.append(window_ends)
     return encoded["input_ids"], encoded["attention_mask"], starts, ends
+
+
+def span_loss(torch, logits, targets: list[list[int]]):
+    """Cross-entropy averaged over each window's gold positions, then over the windows."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return torch.stack([-log_probs[row, positions].mean() for row, positions in enumerate(targets)]).mean()
 
 
 def length_grouped_batches(torch, lengths: list[int], batch_size: int, generator):
@@ -104,7 +118,6 @@ def build_model(torch):
 def train(model, torch, features, args, log, evaluate=None) -> dict:
     """Fine-tunes ``model``; ``evaluate()`` (held-out EM/F1) after each full epoch, when given, goes in the log."""
     input_ids, attention_mask, starts, ends = features
-    starts, ends = torch.tensor(starts), torch.tensor(ends)
     lengths = [len(row) for row in input_ids]
     windows = len(starts)
     steps_per_epoch = math.ceil(windows / args.batch_size)
@@ -134,13 +147,15 @@ def train(model, torch, features, args, log, evaluate=None) -> dict:
                 output = model(
                     input_ids=padded(torch, [input_ids[i] for i in batch]),
                     attention_mask=padded(torch, [attention_mask[i] for i in batch]),
-                    start_positions=starts[batch],
-                    end_positions=ends[batch],
                 )
-            output.loss.backward()
+            loss = (
+                span_loss(torch, output.start_logits, [starts[i] for i in batch])
+                + span_loss(torch, output.end_logits, [ends[i] for i in batch])
+            ) / 2
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step(), schedule.step(), optimizer.zero_grad()
-            losses.append(output.loss.item())
+            losses.append(loss.item())
             step += 1
             if step % 50 == 0 or step == total_steps:
                 elapsed = time.perf_counter() - started
@@ -208,7 +223,7 @@ def main(argv=None) -> int:
     evaluation = [q for q in questions if q.title in held_out]
     log(f"{len(training)} training questions; {len(evaluation)} held out ({', '.join(sorted(held_out))})")
     tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
-    features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride)
+    features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
     model = build_model(torch)
     run = train(model, torch, features, args, log, lambda: held_out_scores(model, torch, tokenizer, evaluation))
     round_to_shipped(model, torch)

@@ -142,34 +142,6 @@ def test_unwritable_output_and_bert_style_models(tmp_path, checkpoint_dir, capsy
     assert "token_type_ids, like BERT, are not supported" in capsys.readouterr().err
 
 
-def test_bfloat16_export_is_opt_in_and_agrees_with_float32(repository, checkpoint_dir, tmp_path):
-    import numpy as np
-    import tensorflow as tf
-    from conftest import SQUAD_V1, squad_pairs
-    from texts import non_ascii_cases
-
-    from tf_qa.graph.model import run_top_k_signature
-
-    bf16_repo = tmp_path / "tiny-bf16"
-    assert main(["export", "--model", checkpoint_dir, "--output", str(bf16_repo), "--matmul-dtype", "bfloat16"]) == 0
-    assert main(["validate", str(bf16_repo / "1")]) == 0
-    fp32_options = json.loads((repository / "1" / "assets.extra" / METADATA_FILE).read_text())["options"]
-    bf16_options = json.loads((bf16_repo / "1" / "assets.extra" / METADATA_FILE).read_text())["options"]
-    assert fp32_options["matmul_dtype"] == "float32" and bf16_options["matmul_dtype"] == "bfloat16"
-
-    pairs = squad_pairs(SQUAD_V1, 200) if SQUAD_V1.exists() else non_ascii_cases()
-    questions, contexts = [q for q, _ in pairs], [c for _, c in pairs]
-    answers = {}
-    for name, repo in (("float32", repository), ("bfloat16", bf16_repo)):
-        signature = tf.saved_model.load(str(repo / "1")).signatures["answer_top_k"]
-        answers[name] = run_top_k_signature(signature, questions, contexts)
-    same = (answers["float32"]["start"][:, 0] == answers["bfloat16"]["start"][:, 0]) & (
-        answers["float32"]["end"][:, 0] == answers["bfloat16"]["end"][:, 0]
-    )
-    assert same.mean() >= 0.98, f"bf16 top answers agree with fp32 on only {same.mean():.1%}"
-    assert not np.array_equal(answers["float32"]["score"], answers["bfloat16"]["score"])  # really bf16
-
-
 def _spans(score, start=3, end=5):
     return {"score": np.array([0.5, score], np.float32), "start": np.array([1, start]), "end": np.array([2, end])}
 

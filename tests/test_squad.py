@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import SQUAD_V1, SQUAD_V2
 
@@ -42,3 +44,37 @@ def test_evaluate_command_runs(path, saved_model_dir, capsys):
     out = capsys.readouterr().out
     assert "64 questions" in out and "exact match" in out
     assert ("v2.0" in out) == (path == SQUAD_V2)
+
+
+def _write_squad(path, titles):
+    qa = {"question": "Who?", "answers": [{"text": "Ada", "answer_start": 0}]}
+    articles = [
+        {"title": title, "paragraphs": [{"context": "Ada wrote it.", "qas": [{"id": title, **qa}]}]} for title in titles
+    ]
+    path.write_text(json.dumps({"data": articles}))
+    return str(path)
+
+
+def test_load_squad_keeps_titles_and_answer_starts(tmp_path):
+    questions = squad.load_squad(_write_squad(tmp_path / "s.json", ["A", "B"]))
+    assert [(q.title, q.answers, q.answer_starts) for q in questions] == [("A", ("Ada",), (0,)), ("B", ("Ada",), (0,))]
+
+
+def test_evaluate_keeps_the_articles_asked_for(tmp_path, saved_model_dir, capsys):
+    path = _write_squad(tmp_path / "s.json", ["A", "B", "C"])
+    assert main(["evaluate", "--squad", path, "--saved-model", saved_model_dir, "--articles", "A", "C"]) == 0
+    assert "2 questions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags,code,message",
+    [
+        (["--saved-model", "unused", "--articles", "A", "Nowhere"], 1, "has no article titled Nowhere"),
+        (["--target", "127.0.0.1:1", "--model-name", "m", "--native"], 2, "--native runs a --saved-model"),
+    ],
+)
+def test_evaluate_refuses_in_one_line(tmp_path, flags, code, message, capsys):
+    path = _write_squad(tmp_path / "s.json", ["A"])
+    assert main(["evaluate", "--squad", path, *flags]) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
