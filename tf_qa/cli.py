@@ -183,10 +183,10 @@ def _evaluate(args) -> int:
     from tf_qa import squad
     from tf_qa.errors import TFQAError
 
-    questions = _evaluation_questions(args)
-    unanswerable = any(not q.answers for q in questions)
     if args.native and not args.saved_model:
         raise CommandError("--native runs a --saved-model", code=2)
+    questions = _evaluation_questions(args)
+    unanswerable = any(not q.answers for q in questions)
     if args.saved_model:
         make = _native_answerer if args.native else _saved_model_answerer
         answer, close = make(args.saved_model, unanswerable)

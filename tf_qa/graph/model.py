@@ -20,7 +20,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras
 
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.defaults import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.graph import answers as answers_lib
 from tf_qa.graph import inputs as inputs_lib
 from tf_qa.graph import window_groups
@@ -32,26 +32,13 @@ from tf_qa.graph.tokenization import WordPieceTokenizer
 from tf_qa.signatures import answer_top_k_inputs
 
 
-def run_top_k_signature(
-    signature,
-    questions,
-    contexts,
-    *,
-    top_k: int = 1,
-    max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-    handle_impossible_answer: bool = False,
-) -> dict:
-    """Calls a loaded SavedModel's ``answer_top_k`` signature with one setting for every example.
+def run_top_k_signature(signature, questions, contexts, **settings) -> dict:
+    """Calls a loaded SavedModel's ``answer_top_k`` signature with one setting for every example (``settings``:
+    ``top_k``, ``max_answer_len``, ``handle_impossible_answer``, defaults as in ``answer_top_k_inputs``).
 
     Returns the outputs (``answer``, ``score``, ``start``, ``end``) as [B, K] numpy arrays.
     """
-    inputs = answer_top_k_inputs(
-        questions,
-        contexts,
-        top_k=top_k,
-        max_answer_len=max_answer_len,
-        handle_impossible_answer=handle_impossible_answer,
-    )
+    inputs = answer_top_k_inputs(questions, contexts, **settings)
     out = signature(**{name: tf.constant(array) for name, array in inputs.items()})
     return {key: value.numpy() for key, value in out.items()}
 
