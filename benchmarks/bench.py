@@ -48,14 +48,15 @@ from bench_setup import (
     model_size,
     percentile,
     prepare,
+    profile_exports,
     run_load_rows,
     run_server_rows,
 )
 from bench_workers import run_worker
 from served import cpu_name
 
-from tf_qa import squad
-from tf_qa.arguments import positive_int
+from tf_qa import console, squad
+from tf_qa.arguments import non_negative_int, positive_int
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
 
 #: --exports: the export's matmul dtype.
@@ -214,6 +215,38 @@ def versus_onnx_runtime(table: list[dict]) -> list[str]:
     return lines
 
 
+def batch1_breakdown(checkpoint: str, checkpoint_pt: str, workdir: Path, dtypes, rows, cases) -> dict[str, dict]:
+    """Per-stage median ms at batch 1 (breakdown.py) of each export and of ONNX Runtime int8, on ``cases``; what
+    the end-to-end p50 of the same questions takes beyond the stages is the transport (tf-qa: gRPC and the
+    server's threads; ONNX Runtime: the pipeline's own code)."""
+    columns = {}
+    for dtype, repo in profile_exports(checkpoint, workdir, report, dtypes).items():
+        report(f"{LABELS[dtype]}: batch-1 breakdown ...")
+        columns[f"{LABELS[dtype]}, gRPC"] = _with_total(
+            run_worker("breakdown_tf", {"saved_model": f"{repo}/1", "cases": cases})["stages"],
+            rows.get(f"{LABELS[dtype]} gRPC bs1"),
+            "gRPC transport, server threads",
+            len(cases),
+        )
+    onnx = workdir / "onnx" / "int8.onnx"
+    if onnx.exists():
+        report("ONNX Runtime int8: batch-1 breakdown ...")
+        config = {"onnx": str(onnx), "checkpoint_pt": checkpoint_pt, "cases": cases}
+        stages = run_worker("breakdown_onnx", config)["stages"]
+        row = rows.get("ONNX Runtime int8 bs1")
+        columns["ONNX Runtime int8, pipeline"] = _with_total(stages, row, "pipeline: other", len(cases))
+    return columns
+
+
+def _with_total(stages: dict, row: dict | None, rest: str, count: int) -> dict:
+    """``stages`` with the end-to-end p50 of ``row`` over the first ``count`` questions, and the rest of it."""
+    if row and row.get("latencies"):
+        total = 1000 * percentile(row["latencies"][:count], 50)
+        stages[rest] = total - sum(stages.values())
+        stages["end to end, p50"] = total
+    return stages
+
+
 def load_table(repositories: dict[str, str], cases) -> list[dict]:
     """Latency under load, by export, server batching (off, and the platform config's) and concurrent clients."""
     table = []
@@ -261,12 +294,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the tf-qa rows")
+    parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
     parser.add_argument(
         "--exports",
         nargs="+",
         choices=EXPORTS,
         default=list(EXPORTS),
         help="the exports to measure (default: both)",
+    )
+    parser.add_argument(
+        "--breakdown-questions",
+        type=non_negative_int,
+        default=50,
+        help="questions of the batch-1 per-stage breakdown (0: none; default %(default)s)",
     )
     parser.add_argument(
         "--load", action="store_true", help="also measure latency under load: 1, 4, 8 and 16 concurrent clients"
@@ -281,6 +321,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.verbose:
+        console.quiet()
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -297,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     report(f"peak fp32 matmul: {peak:.1f} GFLOP/s")
     rows = {} if args.skip_pipelines else pipeline_rows(checkpoint, checkpoint_pt, cases)
     if not args.skip_pipelines:
-        rows.update(onnx_rows(checkpoint_pt, output, cases))
+        rows.update(onnx_rows(checkpoint_pt, output / args.model, cases))
     # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
     more_rows, grpc_by_export = tf_qa_rows({LABELS[d]: repo for d, repo in repositories.items()}, cases)
     rows.update(more_rows)
@@ -324,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         fp32_spans, spans = rows["tf-qa in-process bs1"]["spans"], rows[f"{LABELS[dtype]} in-process bs1"]["spans"]
         summary[f"{dtype}_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, spans)) / n
     summary["versus_onnx_runtime"] = versus_onnx_runtime(summary["rows"])
+    if args.breakdown_questions:
+        summary["batch1_breakdown"] = batch1_breakdown(
+            checkpoint, checkpoint_pt, output / args.model, repositories, rows, cases[: args.breakdown_questions]
+        )
     if args.load:
         summary["under_load"] = load_table(repositories, cases)
     if args.sweep_batching:
@@ -371,6 +417,12 @@ def format_table(summary: dict) -> str:
             f"ONNX Runtime int8: top answer (characters) equal to ONNX Runtime fp32's on "
             f"{100 * summary['onnx_int8_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
         )
+    breakdown = summary.get("batch1_breakdown", {})
+    stages = list(dict.fromkeys(stage for column in breakdown.values() for stage in column))
+    lines += markdown_table(
+        ["batch 1, median ms", *breakdown],
+        [[stage, *(fmt(column.get(stage), ".2f") for column in breakdown.values())] for stage in stages],
+    )
     load = summary.get("under_load", [])
     lines += markdown_table(
         ["export", "server batching", "clients", "q/s", "p50 ms", "p99 ms"],

@@ -123,22 +123,30 @@ def prepare(workdir: Path, report, matmul_dtypes: list[str], model: str = "base"
     return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, matmul_dtypes)
 
 
-def _exports(checkpoint: Path, workdir: Path, report, matmul_dtypes: list[str]) -> dict[str, str]:
+def _exports(checkpoint: Path, workdir: Path, report, matmul_dtypes: list[str], profile: bool = False) -> dict:
+    """The checkpoint's exports by matmul dtype; with ``profile``, the copies the batch-1 breakdown traces
+    (``--window-group-size 0``, see breakdown.py)."""
     repositories = {}
     for matmul_dtype in matmul_dtypes:
         folder = {"float32": "repository", "bfloat16": "repository-bf16"}[matmul_dtype]
+        folder += "-profile" if profile else ""
         repository = workdir / folder / MODEL_NAME
         if not (repository / "1" / "saved_model.pb").exists():
             from tf_qa.graph.options import ExportOptions
             from tf_qa.saved_model.export import export_model
 
             shutil.rmtree(repository, ignore_errors=True)
-            report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}")
-            export_model(
-                str(checkpoint), repository, version=1, options=ExportOptions(matmul_dtype=matmul_dtype), report=report
-            )
+            flags = " --window-group-size 0" if profile else ""
+            report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}{flags}")
+            options = ExportOptions(matmul_dtype=matmul_dtype, **({"window_group_size": 0} if profile else {}))
+            export_model(str(checkpoint), repository, version=1, options=options, report=report)
         repositories[matmul_dtype] = str(repository)
     return repositories
+
+
+def profile_exports(checkpoint: str, workdir: Path, report, matmul_dtypes: list[str]) -> dict[str, str]:
+    """The exports the batch-1 breakdown traces, by matmul dtype; reused when present."""
+    return _exports(Path(checkpoint), workdir, report, matmul_dtypes, profile=True)
 
 
 #: Concurrent clients of the latency-under-load rows (each sends one question per request).

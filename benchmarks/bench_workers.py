@@ -16,6 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from breakdown import worker_breakdown_onnx, worker_breakdown_tf
+
 from tf_qa.defaults import TOP_K_SIGNATURE
 from tf_qa.signatures import answer_top_k_inputs
 
@@ -240,6 +242,8 @@ WORKERS = {
     "runtime": worker_runtime,
     "grpc": worker_grpc,
     "grpc_load": worker_grpc_load,
+    "breakdown_tf": worker_breakdown_tf,
+    "breakdown_onnx": worker_breakdown_onnx,
 }
 
 

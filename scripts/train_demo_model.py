@@ -48,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--first-answer-only", action="store_true", help="train on each question's first gold answer only"
     )
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast by default)")
+    parser.add_argument(
+        "--train-word-embeddings", action="store_true", help="fine-tune the word embeddings too (frozen by default)"
+    )
     return parser.parse_args(argv)
 
 
@@ -103,7 +106,7 @@ def padded(torch, rows: list[list[int]]):
     return torch.tensor([row + [0] * (width - len(row)) for row in rows])
 
 
-def build_model(torch):
+def build_model(torch, train_word_embeddings: bool = False):
     from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 
     config = DistilBertConfig(vocab_size=30522, **minilm.DISTILBERT_SIZE)
@@ -111,7 +114,7 @@ def build_model(torch):
     encoder = {name: torch.from_numpy(array) for name, array in minilm.distilbert_encoder().items()}
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     assert sorted(missing) == ["qa_outputs.bias", "qa_outputs.weight"] and not unexpected, (missing, unexpected)
-    model.distilbert.embeddings.word_embeddings.weight.requires_grad_(False)
+    model.distilbert.embeddings.word_embeddings.weight.requires_grad_(train_word_embeddings)
     return model
 
 
@@ -126,9 +129,9 @@ def train(model, torch, features, args, log, evaluate=None) -> dict:
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(
-                parameter
-            )
+            # No decay on the word embeddings: rows of tokens never seen in training stay as the package has them.
+            exempt = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "word_embeddings" in name
+            (no_decay if exempt else decay).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.learning_rate,
@@ -178,10 +181,13 @@ def train(model, torch, features, args, log, evaluate=None) -> dict:
 
 
 def shipped_weights(model, torch) -> dict:
-    """Every trained tensor but the frozen word embeddings, in float16 (the repository's copy)."""
+    """Every trained tensor, in float16 (the repository's copy); the word embeddings only if they were trained."""
+    trained = model.distilbert.embeddings.word_embeddings.weight.requires_grad
     state = model.state_dict()
     return {
-        name: tensor.to(torch.float16).contiguous() for name, tensor in state.items() if name != minilm.WORD_EMBEDDINGS
+        name: tensor.to(torch.float16).contiguous()
+        for name, tensor in state.items()
+        if trained or name != minilm.WORD_EMBEDDINGS
     }
 
 
@@ -224,7 +230,7 @@ def main(argv=None) -> int:
     log(f"{len(training)} training questions; {len(evaluation)} held out ({', '.join(sorted(held_out))})")
     tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
     features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
-    model = build_model(torch)
+    model = build_model(torch, args.train_word_embeddings)
     run = train(model, torch, features, args, log, lambda: held_out_scores(model, torch, tokenizer, evaluation))
     round_to_shipped(model, torch)
     scores = held_out_scores(model, torch, tokenizer, evaluation)

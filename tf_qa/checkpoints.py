@@ -94,9 +94,10 @@ def trained_demo_weights() -> dict:
         )
     with resources.as_file(weights) as path:
         tensors = {name: array.astype("float32") for name, array in load_file(str(path)).items()}
-    with safe_open(str(minilm.model_file()), framework="numpy") as encoder:
-        sources = {name: encoder.get_tensor(name) for name in minilm.WORD_EMBEDDING_SOURCES}
-    tensors[minilm.WORD_EMBEDDINGS] = minilm.distilbert_from_bert(sources)[minilm.WORD_EMBEDDINGS]
+    if minilm.WORD_EMBEDDINGS not in tensors:  # frozen in training (the recipe's default): the package's own
+        with safe_open(str(minilm.model_file()), framework="numpy") as encoder:
+            sources = {name: encoder.get_tensor(name) for name in minilm.WORD_EMBEDDING_SOURCES}
+        tensors[minilm.WORD_EMBEDDINGS] = minilm.distilbert_from_bert(sources)[minilm.WORD_EMBEDDINGS]
     return tensors
 
 

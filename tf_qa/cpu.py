@@ -5,6 +5,8 @@ Example:
 >>> features = cpu_features("model name : Example CPU\\nflags : fpu avx512f avx512_bf16\\n")
 >>> features.name, features.native_bf16, features.describe()
 ('Example CPU', True, 'Example CPU (avx512f, avx512_bf16; without avx512_vnni, amx_bf16, amx_int8)')
+>>> cpu_features("model name : AMX CPU\\nflags : avx512f avx512_bf16 avx512_vnni amx_bf16 amx_int8\\n").describe()
+'AMX CPU (avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8)'
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class CpuFeatures:
         """The name and which of ``FLAGS`` the CPU has: the line every printed figure carries."""
         has = [flag for flag in FLAGS if flag in self.flags]
         lacks = [flag for flag in FLAGS if flag not in self.flags]
-        return f"{self.name} ({', '.join(has) or 'no AVX-512'}; without {', '.join(lacks) or 'none of them'})"
+        missing = f"; without {', '.join(lacks)}" if lacks else ""
+        return f"{self.name} ({', '.join(has) or 'no AVX-512'}{missing})"
 
 
 def cpu_features(cpuinfo: str | None = None) -> CpuFeatures:

@@ -160,21 +160,24 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         as_rows = lambda x: tf.reshape(x, [-1, self.dim])  # noqa: E731
 
-        embeddings = distilbert.embeddings
-        hidden = tf.gather(embeddings.weight, input_ids) + tf.gather(
-            embeddings.position_embeddings, tf.range(length)[tf.newaxis, :]
-        )
-        hidden = self._layer_norm(embeddings.LayerNorm, as_rows(hidden))
-
-        # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
-        mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
+        # The name scopes are the stages a profile (benchmarks/breakdown.py) reports.
+        with tf.name_scope("embeddings"):
+            embeddings = distilbert.embeddings
+            hidden = tf.gather(embeddings.weight, input_ids) + tf.gather(
+                embeddings.position_embeddings, tf.range(length)[tf.newaxis, :]
+            )
+            hidden = self._layer_norm(embeddings.LayerNorm, as_rows(hidden))
+            # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
+            mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
         for block in distilbert.transformer.layer:
-            attended = self._attention(block.attention, hidden, mask, batch, length)
-            attended = self._layer_norm(block.sa_layer_norm, attended + hidden)
-            hidden = self._layer_norm(block.output_layer_norm, self._ffn(block.ffn, attended) + attended)
-
-        logits = tf.reshape(self._dense(self.qa_model.qa_outputs, hidden), [batch, length, 2])
-        return logits[:, :, 0], logits[:, :, 1]
+            with tf.name_scope("attention"):
+                attended = self._attention(block.attention, hidden, mask, batch, length)
+                attended = self._layer_norm(block.sa_layer_norm, attended + hidden)
+            with tf.name_scope("ffn"):
+                hidden = self._layer_norm(block.output_layer_norm, self._ffn(block.ffn, attended) + attended)
+        with tf.name_scope("qa_head"):
+            logits = tf.reshape(self._dense(self.qa_model.qa_outputs, hidden), [batch, length, 2])
+            return logits[:, :, 0], logits[:, :, 1]
 
     def _attention(self, attention, hidden, mask, batch, length):
         def heads(x):  # [B*L, dim] -> [B, heads, L, dim_per_head]

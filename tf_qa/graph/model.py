@@ -154,36 +154,43 @@ class QuestionAnsweringModel(tf_keras.Model):
         Raises:
             tf.errors.InvalidArgumentError naming the problem for bad input or a request over ``limits``.
         """
-        question, context, top_k, max_answer_len, handle_impossible_answer = inputs_lib.checked_texts(
-            self.options, question, context, top_k, max_answer_len, handle_impossible_answer
-        )
-        batch = tf.shape(question)[0]
-        tokens = self.tokenizer(tf.concat([question, context], axis=0))
-        question_ids, context_ids = inputs_lib.checked_token_ids(
-            self.options, tokens.token_ids[:batch], tokens.token_ids[batch:]
-        )
-        windows = windows_lib.make_windows(
-            question_ids,
-            context_ids,
-            max_seq_len=self.options.max_seq_len,
-            doc_stride=self.options.doc_stride,
-            cls_id=self.cls_id,
-            sep_id=self.sep_id,
-        )
-        start_logits, end_logits = self.grouped_logits(windows.input_ids, windows.attention_mask)
-        spans, valid = self._candidate_spans(start_logits, end_logits, windows, top_k, max_answer_len)
-        char_starts, char_ends = self._character_spans(spans, windows, tokens, context_ids, batch)
-        return answers_lib.merge_answers(
-            contexts=context,
-            example=windows.example,
-            char_starts=char_starts,
-            char_ends=char_ends,
-            scores=spans.scores,
-            valid=valid,
-            null_scores=spans.null_scores,
-            top_k=top_k,
-            handle_impossible_answer=handle_impossible_answer,
-        )
+        # The name scopes are the stages a profile (benchmarks/breakdown.py) reports.
+        with tf.name_scope("inputs"):
+            question, context, top_k, max_answer_len, handle_impossible_answer = inputs_lib.checked_texts(
+                self.options, question, context, top_k, max_answer_len, handle_impossible_answer
+            )
+            batch = tf.shape(question)[0]
+        with tf.name_scope("tokenization"):
+            tokens = self.tokenizer(tf.concat([question, context], axis=0))
+            question_ids, context_ids = inputs_lib.checked_token_ids(
+                self.options, tokens.token_ids[:batch], tokens.token_ids[batch:]
+            )
+        with tf.name_scope("windows"):
+            windows = windows_lib.make_windows(
+                question_ids,
+                context_ids,
+                max_seq_len=self.options.max_seq_len,
+                doc_stride=self.options.doc_stride,
+                cls_id=self.cls_id,
+                sep_id=self.sep_id,
+            )
+        with tf.name_scope("model"):
+            start_logits, end_logits = self.grouped_logits(windows.input_ids, windows.attention_mask)
+        with tf.name_scope("spans"):
+            spans, valid = self._candidate_spans(start_logits, end_logits, windows, top_k, max_answer_len)
+            char_starts, char_ends = self._character_spans(spans, windows, tokens, context_ids, batch)
+        with tf.name_scope("merging"):
+            return answers_lib.merge_answers(
+                contexts=context,
+                example=windows.example,
+                char_starts=char_starts,
+                char_ends=char_ends,
+                scores=spans.scores,
+                valid=valid,
+                null_scores=spans.null_scores,
+                top_k=top_k,
+                handle_impossible_answer=handle_impossible_answer,
+            )
 
     def _candidate_spans(self, start_logits, end_logits, windows, top_k, max_answer_len):
         """Each window's best spans, as many as the pipeline takes from it for its example's ``top_k``; with
@@ -264,11 +271,6 @@ class QuestionAnsweringModel(tf_keras.Model):
         """
         text = tf.TensorSpec([None], tf.string)
 
-        @tf.function(input_signature=[text, text])
-        def serving_default(question, context):
-            result = self.answer(question, context)
-            return {name: value[:, 0] for name, value in result._asdict().items()}
-
         @tf.function(
             input_signature=[
                 text,
@@ -280,6 +282,20 @@ class QuestionAnsweringModel(tf_keras.Model):
         )
         def answer_top_k(question, context, top_k, max_answer_len, handle_impossible_answer):
             return self.answer(question, context, top_k, max_answer_len, handle_impossible_answer)._asdict()
+
+        # serving_default calls answer_top_k's graph with the export's defaults rather than tracing its own copy
+        # of the pipeline: half the graph to save, load and optimize.
+        @tf.function(input_signature=[text, text])
+        def serving_default(question, context):
+            batch = tf.shape(question)[:1]
+            result = answer_top_k(
+                question,
+                context,
+                tf.ones(batch, tf.int32),
+                tf.fill(batch, self.options.max_answer_len),
+                tf.fill(batch, self.options.handle_impossible_answer),
+            )
+            return {name: value[:, 0] for name, value in result.items()}
 
         ids = tf.TensorSpec([None, None], tf.int32)
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
+from tf_qa.defaults import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
 from tf_qa.errors import graph_error_message
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
 from tf_qa.server.repository import LoadedVersion, ModelRepository
@@ -75,7 +75,7 @@ class Predictor:
         self,
         repository: ModelRepository,
         batcher: RequestBatcher | None = None,
-        max_in_flight: int = 32,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ):
         self.repository = repository
