@@ -23,9 +23,20 @@ from collections import defaultdict
 
 #: The graph's stages, in order: the name scopes of the export's graph.
 GRAPH_STAGES = ("inputs", "tokenization", "windows", "embeddings", "attention", "ffn", "qa_head", "spans", "merging")
-#: The model's parts, as node names show them (TF name scopes; ONNX node names or fused op types).
-MODEL_PART = re.compile(r"(embeddings|embed|attention|ffn|gelu|qa_head|qa_outputs)", re.IGNORECASE)
-MODEL_PART_NAMES = {"embed": "embeddings", "gelu": "ffn", "qa_outputs": "qa_head"}
+#: The model's parts, as node names show them (TF name scopes; ONNX node names or fused op types); a layer's
+#: first layer norm goes with its attention, the second with its FFN, as in the TF graph's scopes.
+MODEL_PART = re.compile(
+    r"(embeddings|embed|sa_layer_norm|attention|output_layer_norm|ffn|gelu|qa_head|qa_outputs)", re.IGNORECASE
+)
+MODEL_PART_NAMES = {
+    "embed": "embeddings",
+    "sa_layer_norm": "attention",
+    "output_layer_norm": "ffn",
+    "gelu": "ffn",
+    "qa_outputs": "qa_head",
+}
+#: ONNX Runtime's fused residual + layer norm nodes, numbered in order: even ones end an attention block.
+SKIP_LAYER_NORM = re.compile(r"SkipLayerNorm\w*_(\d+)")
 
 
 def _ms(fn):
@@ -45,6 +56,9 @@ def graph_stage(node_name: str) -> str | None:
 
 def onnx_stage(node_name: str, op_type: str) -> str:
     """The model part of an ONNX Runtime node (its name, else its fused op's type)."""
+    skip = SKIP_LAYER_NORM.fullmatch(node_name)
+    if skip:
+        return "ffn" if int(skip.group(1)) % 2 else "attention"
     part = MODEL_PART.search(node_name) or MODEL_PART.search(op_type)
     return MODEL_PART_NAMES.get(part.group(1).lower(), part.group(1).lower()) if part else "model, other"
 
@@ -119,49 +133,57 @@ def worker_breakdown_tf(config) -> dict:
 
 
 def worker_breakdown_onnx(config) -> dict:
-    """Per-stage medians (ms) of the transformers pipeline around an ONNX Runtime session, at batch 1."""
-    import os
-
+    """Per-stage medians (ms) of the transformers pipeline around an ONNX Runtime session, at batch 1. The
+    profiled session runs after the timed ones, so that its threads never compete with them."""
     import onnxruntime as ort
     import torch
     from transformers import pipeline
 
-    def session_with(profiling: bool):
+    def session(profiling: bool = False):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_profiling = profiling
         return ort.InferenceSession(config["onnx"], options, providers=["CPUExecutionProvider"])
 
-    session, profiled = session_with(False), session_with(True)
     pipe = pipeline("question-answering", model=config["checkpoint_pt"], tokenizer=config["checkpoint_pt"])
+    timed, windows = session(), []
 
     def one(question: str, context: str) -> dict[str, float]:
         times = {}
         inputs = pipe._args_parser(question=question, context=context)[0]
         times["pipeline: preprocess (tokenization, windows)"], features = _ms(lambda: list(pipe.preprocess(inputs)))
-        outputs, wall = [], 0.0
+        outputs, times["model: ORT session"] = [], 0.0
         for feature in features:
             feeds = {k: feature[k].numpy() for k in ("input_ids", "attention_mask")}
-            ms, (start, end) = _ms(lambda feeds=feeds: session.run(["start_logits", "end_logits"], feeds))
-            profiled.run(["start_logits", "end_logits"], feeds)
-            wall += ms
+            ms, (start, end) = _ms(lambda feeds=feeds: timed.run(["start_logits", "end_logits"], feeds))
+            times["model: ORT session"] += ms
             outputs.append({**feature, "start": torch.from_numpy(start), "end": torch.from_numpy(end)})
-        times["model: ORT session"] = wall
+            windows.append(feeds)
         times["pipeline: postprocess (spans, merging)"], _ = _ms(lambda: pipe.postprocess(outputs))
         return times
 
     for question, context in config["cases"][:3]:
         one(question, context)
     stages = _medians([one(q, c) for q, c in config["cases"]])
-    profile = profiled.end_profiling()
-    op_micros = defaultdict(float)
-    for event in json.loads(open(profile).read()):
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            node = event["name"][: -len("_kernel_time")]
-            op_micros[onnx_stage(node, event.get("args", {}).get("op_name", ""))] += event["dur"]
-    os.unlink(profile)
-    model = stages.pop("model: ORT session")
-    postprocess = stages.pop("pipeline: postprocess (spans, merging)")
-    stages.update({f"model: {part}": ms for part, ms in _scaled(op_micros, model).items()})
+    model, postprocess = stages.pop("model: ORT session"), stages.pop("pipeline: postprocess (spans, merging)")
+    parts = _scaled(_onnx_node_micros(session(True), windows), model)
+    stages.update({f"model: {part}": ms for part, ms in parts.items()})
     stages["pipeline: postprocess (spans, merging)"] = postprocess
     return {"stages": stages}
+
+
+def _onnx_node_micros(profiled, windows: list[dict]) -> dict[str, float]:
+    """Kernel microseconds by model part of ``profiled`` (a session with profiling on) over ``windows``."""
+    import os
+
+    for feeds in windows:
+        profiled.run(["start_logits", "end_logits"], feeds)
+    profile = profiled.end_profiling()
+    op_micros = defaultdict(float)
+    with open(profile) as file:
+        for event in json.load(file):
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                node = event["name"][: -len("_kernel_time")]
+                op_micros[onnx_stage(node, event.get("args", {}).get("op_name", ""))] += event["dur"]
+    os.unlink(profile)
+    return op_micros

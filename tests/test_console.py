@@ -37,9 +37,10 @@ def _validate(version_dir, *flags) -> tuple[int, list[str]]:
     return done.returncode, (done.stdout + done.stderr).splitlines()
 
 
-def test_only_tf_qa_lines_by_default(tiny_repository):
+def test_validate_passes_an_export_printing_only_tf_qa_lines(tiny_repository):
     code, lines = _validate(tiny_repository / "1")
     assert code == 0 and lines[-1] == "fits TensorFlow Serving", lines
+    assert any("FastWordpieceTokenizeWithOffsets" in line for line in lines), lines
     assert [line for line in lines if any(noise in line for noise in NOISE)] == []
     assert len(lines) < 15
 

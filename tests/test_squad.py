@@ -60,10 +60,13 @@ def test_load_squad_keeps_titles_and_answer_starts(tmp_path):
     assert [(q.title, q.answers, q.answer_starts) for q in questions] == [("A", ("Ada",), (0,)), ("B", ("Ada",), (0,))]
 
 
-def test_evaluate_keeps_the_articles_asked_for(tmp_path, saved_model_dir, capsys):
-    path = _write_squad(tmp_path / "s.json", ["A", "B", "C"])
-    assert main(["evaluate", "--squad", path, "--saved-model", saved_model_dir, "--articles", "A", "C"]) == 0
+def test_evaluate_keeps_the_articles_asked_for_and_writes_their_predictions(tmp_path, saved_model_dir, capsys):
+    path, predictions = _write_squad(tmp_path / "s.json", ["A", "B", "C"]), tmp_path / "predictions.json"
+    flags = ["--saved-model", saved_model_dir, "--articles", "A", "C", "--predictions", str(predictions)]
+    assert main(["evaluate", "--squad", path, *flags]) == 0
     assert "2 questions" in capsys.readouterr().out
+    written = json.loads(predictions.read_text())  # {question id: answer}, as SQuAD's evaluation script reads
+    assert sorted(written) == ["A", "C"] and all(isinstance(answer, str) for answer in written.values())
 
 
 @pytest.mark.parametrize(
@@ -71,6 +74,7 @@ def test_evaluate_keeps_the_articles_asked_for(tmp_path, saved_model_dir, capsys
     [
         (["--saved-model", "unused", "--articles", "A", "Nowhere"], 1, "has no article titled Nowhere"),
         (["--target", "127.0.0.1:1", "--model-name", "m", "--native"], 2, "--native runs a --saved-model"),
+        (["--saved-model", "unused", "--predictions", "/proc/no/such.json"], 1, "cannot write /proc/no/such.json"),
     ],
 )
 def test_evaluate_refuses_in_one_line(tmp_path, flags, code, message, capsys):

@@ -42,22 +42,28 @@ def repository(tmp_path_factory):
     return root
 
 
-def evaluate(*where: str, limit: int | None = COMPARED) -> dict:
-    """``tf-qa evaluate`` on the held-out articles (the first ``limit`` questions); its JSON figures."""
-    out = io.StringIO()
+def evaluate(tmp_path_factory, *where: str, limit: int | None = COMPARED) -> tuple[dict, dict]:
+    """``tf-qa evaluate`` on the held-out articles (the first ``limit`` questions): its JSON figures, and its
+    answers by question id (``--predictions``)."""
+    out, predictions = io.StringIO(), tmp_path_factory.mktemp("predictions") / "predictions.json"
     command = ["evaluate", "--squad", str(SQUAD_V1), "--articles", *HELD_OUT_TITLES, "--json", *where]
+    command += ["--predictions", str(predictions)] + (["--limit", str(limit)] if limit else [])
     with contextlib.redirect_stdout(out):
-        assert main(command + (["--limit", str(limit)] if limit else [])) == 0
-    return json.loads(out.getvalue().strip().splitlines()[-1])
+        assert main(command) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1]), json.loads(predictions.read_text())
+
+
+def held_out_questions() -> list:
+    return [q for q in squad.load_squad(SQUAD_V1) if q.title in HELD_OUT_TITLES]
 
 
 @pytest.fixture(scope="module")
 def pipeline_scores(checkpoint) -> dict:
-    """The transformers pipeline (TensorFlow, as the export's source) on the same questions."""
+    """The transformers pipeline (TensorFlow, as the export's source) on the first ``COMPARED`` questions."""
     from transformers import pipeline
 
     answer = pipeline("question-answering", model=checkpoint, tokenizer=checkpoint, framework="tf", dtype=None)
-    questions = [q for q in squad.load_squad(SQUAD_V1) if q.title in HELD_OUT_TITLES][:COMPARED]
+    questions = held_out_questions()[:COMPARED]
     predictions = {}
     for begin in range(0, len(questions), 32):
         batch = questions[begin : begin + 32]
@@ -68,8 +74,17 @@ def pipeline_scores(checkpoint) -> dict:
 
 
 @pytest.fixture(scope="module")
-def in_process(repository) -> dict:
-    return evaluate("--saved-model", str(repository / "fp32"))
+def all_held_out(repository, tmp_path_factory) -> tuple[dict, dict]:
+    """The float32 export in-process on every held-out question: figures and answers."""
+    return evaluate(tmp_path_factory, "--saved-model", str(repository / "fp32"), limit=None)
+
+
+@pytest.fixture(scope="module")
+def in_process(all_held_out) -> tuple[dict, dict]:
+    """``all_held_out`` on the first ``COMPARED`` questions, as ``evaluate`` gives them."""
+    questions = held_out_questions()[:COMPARED]
+    predictions = {q.id: all_held_out[1][q.id] for q in questions}
+    return squad.evaluate(questions, predictions), predictions
 
 
 def test_the_demo_weights_and_record_ship_together():
@@ -79,42 +94,43 @@ def test_the_demo_weights_and_record_ship_together():
 
 
 def test_in_process_scores_equal_the_pipeline(in_process, pipeline_scores):
-    print(f"held out, pipeline: {pipeline_scores}; tf-qa in-process: {in_process}")
-    assert in_process == pytest.approx(pipeline_scores, abs=1e-9)
+    print(f"held out, pipeline: {pipeline_scores}; tf-qa in-process: {in_process[0]}")
+    assert in_process[0] == pytest.approx(pipeline_scores, abs=1e-9)
 
 
-def test_in_process_scores_reproduce_the_recipe(repository):
+def test_in_process_scores_reproduce_the_recipe(all_held_out):
     """The repository's weights give what the recipe measured (its pipeline in PyTorch, float16 weights)."""
     recorded = json.loads((TRAINED_DEMO / "training.json").read_text())["held_out"]
-    scores = evaluate("--saved-model", str(repository / "fp32"), limit=None)
+    scores = all_held_out[0]
     print(f"held out, all {scores['total']} questions: {scores}; the recipe's record: {recorded}")
     assert scores["total"] == recorded["questions"]
     assert scores["f1"] == pytest.approx(recorded["f1"], abs=0.5)
     assert scores["exact_match"] == pytest.approx(recorded["exact_match"], abs=0.5)
 
 
-def test_grpc_scores_equal_in_process(repository, in_process):
+def test_grpc_answers_equal_in_process(repository, in_process, tmp_path_factory):
     from tf_qa.server.model_server import ModelServer
 
     server = ModelServer(str(repository / "fp32"), "minilm-squad", port=0, poll_seconds=0).start()
     try:
-        over_grpc = evaluate("--target", f"127.0.0.1:{server.port}", "--model-name", "minilm-squad")
+        target = ("--target", f"127.0.0.1:{server.port}", "--model-name", "minilm-squad")
+        over_grpc = evaluate(tmp_path_factory, *target)
     finally:
         server.stop(0)
     assert over_grpc == in_process
 
 
-def test_native_runtime_scores_equal_in_process(repository, in_process):
-    assert evaluate("--saved-model", str(repository / "fp32"), "--native") == in_process
+def test_native_runtime_answers_equal_in_process(repository, in_process, tmp_path_factory):
+    assert evaluate(tmp_path_factory, "--saved-model", str(repository / "fp32"), "--native") == in_process
 
 
-def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(repository, in_process):
+def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(repository, in_process, tmp_path_factory):
     options = {
         name: json.loads((repository / name / "1" / "assets.extra" / METADATA_FILE).read_text())["options"]
         for name in ("fp32", "bf16")
     }
     assert options["fp32"]["matmul_dtype"] == "float32" and options["bf16"]["matmul_dtype"] == "bfloat16"
     assert main(["validate", str(repository / "bf16")]) == 0  # the native check at bf16's tolerance included
-    bf16 = evaluate("--saved-model", str(repository / "bf16"))
-    print(f"held out, float32: {in_process}; bfloat16: {bf16}")
-    assert in_process["f1"] - bf16["f1"] <= MAX_BF16_F1_DROP
+    bf16, _ = evaluate(tmp_path_factory, "--saved-model", str(repository / "bf16"))
+    print(f"held out, float32: {in_process[0]}; bfloat16: {bf16}")
+    assert in_process[0]["f1"] - bf16["f1"] <= MAX_BF16_F1_DROP

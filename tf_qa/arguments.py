@@ -167,6 +167,9 @@ def _add_evaluate(commands, common) -> None:
     evaluate.add_argument("--limit", type=positive_int, help="only the first N questions")
     evaluate.add_argument("--timeout", type=positive_float, default=120.0)
     evaluate.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    evaluate.add_argument(
+        "--predictions", metavar="FILE", help="also write the answers as SQuAD's evaluation script reads them"
+    )
 
 
 def _add_batch(commands, common) -> None:

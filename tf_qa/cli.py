@@ -186,6 +186,8 @@ def _evaluate(args) -> int:
     if args.native and not args.saved_model:
         raise CommandError("--native runs a --saved-model", code=2)
     questions = _evaluation_questions(args)
+    if args.predictions:
+        _write_text(args.predictions, "")  # an unwritable file is refused before the questions are asked
     unanswerable = any(not q.answers for q in questions)
     if args.saved_model:
         make = _native_answerer if args.native else _saved_model_answerer
@@ -209,7 +211,18 @@ def _evaluate(args) -> int:
     print(f"{kind}: {result['total']} questions  exact match {result['exact_match']:.2f}  F1 {result['f1']:.2f}")
     if args.json:
         print(json.dumps(result))
+    if args.predictions:
+        _write_text(args.predictions, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
     return 0
+
+
+def _write_text(path: str, text: str) -> None:
+    """Writes ``text`` to ``path``; CommandError naming the file when it cannot be written."""
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _bench(args) -> int:
