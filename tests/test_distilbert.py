@@ -51,8 +51,8 @@ def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model):
     exact = DistilBertSpanLogits(transformers_qa_model)(input_ids, attention_mask)
     bf16_layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
     fast = bf16_layer(input_ids, attention_mask)
-    assert {v.dtype for v in bf16_layer.bf16_weights[0]} == {tf.bfloat16}
-    assert len(bf16_layer.bf16_weights) == 6 * transformers_qa_model.config.n_layers
+    assert {tf.as_dtype(a.dtype) for a in bf16_layer._bf16_arrays[0]} == {tf.bfloat16}
+    assert len(bf16_layer._bf16_arrays) == 6 * transformers_qa_model.config.n_layers
     for got, want in zip(fast, exact):
         assert got.dtype == tf.float32
         difference = np.abs(got.numpy() - want.numpy())
