@@ -109,8 +109,12 @@ def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
 def tiny_server(tiny_repository):
     """``tiny_repository`` served in-process as model ``tiny-qa`` over gRPC and REST; shared, never changed."""
     from tf_qa.server.model_server import ModelServer
+    from tf_qa.server.options import ServeOptions
 
-    server = ModelServer(str(tiny_repository), "tiny-qa", port=0, poll_seconds=0, rest_port=0).start()
+    options = ServeOptions(
+        model_base_path=str(tiny_repository), model_name="tiny-qa", port=0, poll_seconds=0, rest_api_port=0
+    )
+    server = ModelServer(options).start()
     yield server
     server.stop(0)
 

@@ -98,12 +98,21 @@ def test_batching_server_answers_as_unbatched(tiny_repository, tiny_server):
 
     from tf_qa.client import QAClient
     from tf_qa.server.model_server import ModelServer
+    from tf_qa.server.options import ServeOptions
 
     repo = tiny_repository
     cases = non_ascii_cases()[:24]
-    batched = ModelServer(
-        str(repo), "tiny-qa", port=0, poll_seconds=0, batching={"max_batch_size": 8, "timeout": 0.05, "num_threads": 2}
-    ).start()
+    options = ServeOptions(
+        model_base_path=str(repo),
+        model_name="tiny-qa",
+        port=0,
+        poll_seconds=0,
+        enable_batching=True,
+        max_batch_size=8,
+        batch_timeout_micros=50_000,
+        num_batch_threads=2,
+    )
+    batched = ModelServer(options).start()
     try:
         with QAClient(f"127.0.0.1:{tiny_server.port}", "tiny-qa") as client:
             expected = [client.answer(q, c, top_k=2) for q, c in cases]

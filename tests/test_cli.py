@@ -38,19 +38,23 @@ def test_other_commands_refuse_unknown_options(capsys):
     assert "unrecognized arguments: --questions 3" in capsys.readouterr().err
 
 
-def _serve_args(*extra):
+def _serving_options(*extra):
+    """``session_and_batching`` of the ServeOptions that ``tf-qa serve`` makes of its flags and ``extra``."""
     from tf_qa.arguments import build_parser
+    from tf_qa.server.model_server import session_and_batching
+    from tf_qa.server.options import ServeOptions
 
-    return build_parser("tf-qa").parse_args(["serve", "--model-base-path", "m", "--model-name", "m", *extra])
+    args = build_parser("tf-qa").parse_args(["serve", "--model-base-path", "m", "--model-name", "m", *extra])
+    return session_and_batching(ServeOptions.from_namespace(args))
 
 
 def test_serve_takes_the_kits_platform_config():
     from tensorflow.core.protobuf import rewriter_config_pb2
 
-    session_config, batching = cli._serving_options(_serve_args())
+    session_config, batching = _serving_options()
     assert batching is None
     assert session_config.graph_options.rewrite_options.function_optimization == rewriter_config_pb2.RewriterConfig.OFF
-    _, batching = cli._serving_options(_serve_args("--enable-batching"))
+    _, batching = _serving_options("--enable-batching")
     assert batching == {"max_batch_size": 16, "timeout": 0.0, "num_threads": 2}
 
 
@@ -62,13 +66,11 @@ def test_serve_batching_flags_override_the_platform_config(tmp_path):
         "session_config { intra_op_parallelism_threads: 1 } "
         "batching_parameters { max_batch_size { value: 8 } batch_timeout_micros { value: 5000 } } } } } } }"
     )
-    session_config, batching = cli._serving_options(
-        _serve_args("--platform-config-file", str(config), "--enable-batching")
-    )
+    session_config, batching = _serving_options("--platform-config-file", str(config), "--enable-batching")
     assert session_config.intra_op_parallelism_threads == 1
     assert batching == {"max_batch_size": 8, "timeout": 0.005, "num_threads": 2}  # unset in the file: tf-qa's 2
     flags = ("--enable-batching", "--batch-timeout-micros", "0", "--max-batch-size", "4")
-    _, batching = cli._serving_options(_serve_args("--platform-config-file", str(config), *flags))
+    _, batching = _serving_options("--platform-config-file", str(config), *flags)
     assert batching == {"max_batch_size": 4, "timeout": 0.0, "num_threads": 2}
 
 
@@ -80,3 +82,16 @@ def test_serve_refuses_a_broken_platform_config(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert str(config) in err and "typo" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "flags,code,message",
+    [
+        (["--ssl-cert", "cert.pem"], 2, "--ssl-cert and --ssl-key go together"),
+        (["--ssl-cert", "/nonexistent/cert.pem", "--ssl-key", "/nonexistent/key.pem"], 1, "cannot read --ssl-key"),
+    ],
+)
+def test_serve_refuses_bad_tls_options_in_one_line(flags, code, message, capsys):
+    assert cli.main(["serve", "--model-base-path", "m", "--model-name", "m", *flags]) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -17,7 +17,7 @@ ALLOWED = {
     "tf_qa.defaults": set(),
     "tf_qa.errors": set(),
     "tf_qa.cpu": set(),
-    "tf_qa.arguments": {"tf_qa.defaults", "tf_qa.graph"},
+    "tf_qa.arguments": {"tf_qa.defaults", "tf_qa.graph", "tf_qa.server"},  # the options objects make the flags
     "tf_qa.squad": set(),
     # The pinned encoder, read as DistilBERT weights; the checkpoints it and the random ones make.
     "tf_qa.minilm": set(),

@@ -18,8 +18,16 @@ from tf_qa.client import QAClient
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.graph.options import ExportOptions
 from tf_qa.server.model_server import ModelServer
+from tf_qa.server.options import ServeOptions
 
 NAME = "tiny-qa"
+
+
+def serve_options(repository, **options) -> ServeOptions:
+    """Options serving ``repository`` as ``NAME`` on a free port, without polling."""
+    return ServeOptions(model_base_path=str(repository), model_name=NAME, port=0, poll_seconds=0, **options)
+
+
 QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
 WORDS = "the river city north south museum opened century built bridge king queen army war treaty Paris ".split()
 
@@ -37,7 +45,7 @@ def repository(checkpoint_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repository):
-    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, rest_port=0, max_request_bytes=1 << 20).start()
+    server = ModelServer(serve_options(repository, rest_api_port=0, max_request_bytes=1 << 20)).start()
     yield server
     server.stop(0)
 
@@ -47,11 +55,12 @@ def _heavy_context(n_bytes: int) -> str:
     return " ".join(rng.choice(WORDS, n_bytes // 5))[:n_bytes]
 
 
-@pytest.mark.parametrize("batching", [None, {"max_batch_size": 16, "timeout": 0.0, "num_threads": 2}])
+BATCHING = {"enable_batching": True, "max_batch_size": 16, "batch_timeout_micros": 0, "num_batch_threads": 2}
+
+
+@pytest.mark.parametrize("batching", [{}, BATCHING], ids=["unbatched", "batching"])
 def test_a_passed_deadline_stops_the_work(repository, batching):
-    server = ModelServer(
-        str(repository), NAME, port=0, poll_seconds=0, batching=batching, max_request_bytes=16 << 20
-    ).start()
+    server = ModelServer(serve_options(repository, max_request_bytes=16 << 20, **batching)).start()
     heavy = _heavy_context(2_000_000)
     try:
         with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=120, retries=0) as client:
@@ -81,7 +90,7 @@ def test_a_passed_deadline_stops_the_work(repository, batching):
 
 
 def test_requests_past_max_in_flight_are_refused_at_once(repository):
-    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0, rest_port=0, max_in_flight=1).start()
+    server = ModelServer(serve_options(repository, rest_api_port=0, max_in_flight=1)).start()
     release, entered = threading.Event(), threading.Event()
     run = server.predictor.run
 

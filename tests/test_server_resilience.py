@@ -12,6 +12,7 @@ import pytest
 from tf_qa import errors
 from tf_qa.client import QAClient
 from tf_qa.server.model_server import ModelServer
+from tf_qa.server.options import ServeOptions
 
 NAME = "tiny-qa"
 QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
@@ -29,7 +30,7 @@ def _free_port() -> int:
 
 
 def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
-    server = ModelServer(str(repository), NAME, port=0, poll_seconds=0).start()
+    server = ModelServer(ServeOptions(model_base_path=str(repository), model_name=NAME, port=0, poll_seconds=0)).start()
     # As much work as one request may carry: 28 contexts of 8.4 KB stay within max_text_bytes (256 KiB).
     long_contexts = [" ".join([CONTEXT] * 150)] * 28
     outcome = {}
@@ -61,7 +62,7 @@ def test_server_stopped_mid_call_fails_clearly_within_the_deadline(repository):
 def test_new_version_published_while_requests_are_in_flight(repository, tmp_path):
     repo = tmp_path / NAME
     shutil.copytree(repository / "1", repo / "1")
-    server = ModelServer(str(repo), NAME, port=0, poll_seconds=0.2).start()
+    server = ModelServer(ServeOptions(model_base_path=str(repo), model_name=NAME, port=0, poll_seconds=0.2)).start()
     failures, versions_seen, answered, stop = [], set(), [], threading.Event()
 
     def hammer():

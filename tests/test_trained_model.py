@@ -110,8 +110,10 @@ def test_in_process_scores_reproduce_the_recipe(all_held_out):
 
 def test_grpc_answers_equal_in_process(repository, in_process, tmp_path_factory):
     from tf_qa.server.model_server import ModelServer
+    from tf_qa.server.options import ServeOptions
 
-    server = ModelServer(str(repository / "fp32"), "minilm-squad", port=0, poll_seconds=0).start()
+    options = ServeOptions(model_base_path=str(repository / "fp32"), model_name="minilm-squad", port=0, poll_seconds=0)
+    server = ModelServer(options).start()
     try:
         target = ("--target", f"127.0.0.1:{server.port}", "--model-name", "minilm-squad")
         over_grpc = evaluate(tmp_path_factory, *target)

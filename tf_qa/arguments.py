@@ -12,10 +12,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from tf_qa import defaults
 from tf_qa.graph.limits import RequestLimits, export_flag
 from tf_qa.graph.options import flag_fields
+from tf_qa.server.options import ServeOptions, serve_flag
 
 
 def _number(kind, minimum):
@@ -83,58 +85,28 @@ def _add_validate(commands, common) -> None:
     validate.add_argument("path", help="a version folder, e.g. export/NAME/1")
 
 
+#: The argparse settings of each ``ServeOptions`` field kind.
+_SERVE_KINDS = {
+    "text": {},
+    "port": {"type": port_number},
+    "versions": {"type": positive_int, "nargs": "*"},
+    "switch": {"action": "store_true"},
+    "positive_int": {"type": positive_int},
+    "non_negative_int": {"type": non_negative_int},
+    "non_negative_float": {"type": non_negative_float},
+}
+
+
 def _add_serve(commands, common) -> None:
     serve = commands.add_parser(
         "serve", parents=[common], help="serve an exported model over TF Serving's gRPC and REST APIs (development)"
     )
-    serve.add_argument("--model-base-path", required=True)
-    serve.add_argument("--model-name", required=True)
-    serve.add_argument("--port", type=port_number, default=8500)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--rest-api-port", type=port_number, help="also serve TF Serving's REST API on this port")
-    serve.add_argument("--versions", type=positive_int, nargs="*", help="versions to serve (default: the newest)")
-    serve.add_argument(
-        "--poll-seconds", type=non_negative_float, default=2.0, help="how often to look for new versions"
-    )
-    serve.add_argument(
-        "--platform-config-file",
-        default=str(defaults.DEFAULT_PLATFORM_CONFIG),
-        help="TF Serving's platform config: the session options and batching parameters to serve with "
-        "(default: the kit's serving/platform_config.pbtxt)",
-    )
-    serve.add_argument(
-        "--enable-batching",
-        action="store_true",
-        help="merge concurrent requests into batches (as TF Serving's --enable_batching), with the platform "
-        "config's batching parameters unless the flags below say otherwise",
-    )
-    serve.add_argument("--max-batch-size", type=positive_int)
-    serve.add_argument(
-        "--batch-timeout-micros", type=non_negative_int, help="how long a request waits for others to join its batch"
-    )
-    serve.add_argument("--num-batch-threads", type=positive_int)
-    serve.add_argument(
-        "--max-in-flight",
-        type=positive_int,
-        default=defaults.DEFAULT_MAX_IN_FLIGHT,
-        help="Predict requests at once (gRPC and REST); more are refused at once with "
-        "RESOURCE_EXHAUSTED / HTTP 429 (default %(default)s)",
-    )
-    serve.add_argument(
-        "--max-request-bytes",
-        type=positive_int,
-        default=defaults.DEFAULT_MAX_REQUEST_BYTES,
-        help="largest gRPC request message and REST body (default %(default)s)",
-    )
-    serve.add_argument(
-        "--rest-api-timeout-in-ms",
-        type=positive_int,
-        default=int(defaults.DEFAULT_REST_TIMEOUT * 1000),
-        help="time a REST request may run, as TF Serving's flag (default %(default)s); gRPC requests "
-        "run until their own deadline",
-    )
-    serve.add_argument("--ssl-cert", help="PEM certificate chain: serve TLS")
-    serve.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
+    for field in dataclasses.fields(ServeOptions):  # one flag per serve option (tf_qa.server.options)
+        required, kind = field.metadata["required"], field.metadata["kind"]
+        default = {} if required or kind == "switch" else {"default": field.default}
+        serve.add_argument(
+            serve_flag(field.name), required=required, help=field.metadata["help"], **default, **_SERVE_KINDS[kind]
+        )
 
 
 def _add_ask(commands, common) -> None:

@@ -44,10 +44,10 @@ class CommandError(Exception):
         self.code = code
 
 
-def _read_file(path: str, what: str, *, text: bool) -> str | bytes:
-    """The file's contents (UTF-8 text, or bytes); CommandError naming ``what`` when it cannot be read."""
+def _read_text(path: str, what: str) -> str:
+    """The file's UTF-8 text; CommandError naming ``what`` when it cannot be read."""
     try:
-        with open(path, "r" if text else "rb", encoding="utf-8" if text else None) as handle:
+        with open(path, encoding="utf-8") as handle:
             return handle.read()
     except OSError as error:
         raise CommandError(f"cannot read {what} {path}: {error.strerror or error}") from None
@@ -251,72 +251,34 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
-    from tf_qa.server.model_server import ModelServer
+    from tf_qa.server.model_server import ModelServer, ServeSetupError
+    from tf_qa.server.options import ServeOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    credentials = None
-    if args.ssl_cert or args.ssl_key:
-        if not (args.ssl_cert and args.ssl_key):
-            raise CommandError("--ssl-cert and --ssl-key go together", code=2)
-        import grpc
-
-        pair = (_read_file(args.ssl_key, "--ssl-key", text=False), _read_file(args.ssl_cert, "--ssl-cert", text=False))
-        try:
-            credentials = grpc.ssl_server_credentials([pair])
-        except (ValueError, RuntimeError) as error:
-            raise CommandError(f"--ssl-cert/--ssl-key: {error}") from None
-    session_config, batching = _serving_options(args)
     try:
-        server = ModelServer(
-            args.model_base_path,
-            args.model_name,
-            port=args.port,
-            host=args.host,
-            versions=args.versions,
-            poll_seconds=args.poll_seconds,
-            credentials=credentials,
-            batching=batching,
-            rest_port=args.rest_api_port,
-            max_in_flight=args.max_in_flight,
-            max_request_bytes=args.max_request_bytes,
-            rest_timeout=args.rest_api_timeout_in_ms / 1000,
-            session_config=session_config,
-        ).start()
+        options = ServeOptions.from_namespace(args)
+    except ValueError as error:
+        raise CommandError(str(error), code=2) from None
+    try:
+        server = ModelServer(options).start()
+    except ServeSetupError as error:
+        raise CommandError(str(error), code=2 if error.usage else 1) from None
     except (RuntimeError, OSError) as error:
         raise CommandError(str(error)) from None
-    rest = f", REST on {args.host}:{server.rest_port}" if server.rest_port else ""
+    rest = f", REST on {options.host}:{server.rest_port}" if server.rest_port else ""
     print(
-        f"serving {args.model_name} versions {server.repository.statuses()} on {args.host}:{server.port}{rest}",
+        f"serving {options.model_name} versions {server.repository.statuses()} on {options.host}:{server.port}{rest}",
         flush=True,
     )
     server.wait()
     return 0
 
 
-def _serving_options(args):
-    """The platform config's session options, and the batching options when ``--enable-batching``."""
-    from tf_qa.saved_model.platform_config import read_platform_config
-    from tf_qa.server.batching import batching_options
-
-    try:
-        platform = read_platform_config(args.platform_config_file)
-    except ValueError as error:
-        raise CommandError(str(error), code=2) from None
-    if not args.enable_batching:
-        return platform.session_config, None
-    overrides = {
-        "max_batch_size": args.max_batch_size,
-        "timeout_micros": args.batch_timeout_micros,
-        "num_threads": args.num_batch_threads,
-    }
-    return platform.session_config, batching_options(platform.batching_parameters, **overrides)
-
-
 def _ask(args) -> int:
     from tf_qa.client import QAClient
     from tf_qa.errors import TFQAError
 
-    context = _read_file(args.context_file, "--context-file", text=True) if args.context_file else args.context
+    context = _read_text(args.context_file, "--context-file") if args.context_file else args.context
     try:
         with QAClient(args.target, args.model_name, timeout=args.timeout) as client:
             result = client.answer(

@@ -20,7 +20,7 @@ queued), and messages are capped in size.
 
 Example:
 
->>> server = ModelServer("export/demo", "demo", port=0)       # doctest: +SKIP
+>>> server = ModelServer(ServeOptions(model_base_path="export/demo", model_name="demo", port=0))  # doctest: +SKIP
 >>> server.start(); print(server.port)                        # doctest: +SKIP
 """
 
@@ -44,14 +44,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tf_qa.defaults import (
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_REST_TIMEOUT,
-    MAX_MESSAGE_BYTES,
-    SERVING_DEFAULT,
-)
-from tf_qa.server.batching import RequestBatcher
+from tf_qa.defaults import MAX_MESSAGE_BYTES, SERVING_DEFAULT
+from tf_qa.saved_model.platform_config import read_platform_config
+from tf_qa.server.batching import RequestBatcher, batching_options
+from tf_qa.server.options import ServeOptions, serve_flag
 from tf_qa.server.predictor import Predictor, RequestError, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.rest import RestServer
@@ -137,46 +133,64 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+class ServeSetupError(RuntimeError):
+    """Options the server cannot start with: an unreadable TLS file, a bad platform config. ``usage``: the
+    command line's usage error (exit code 2) rather than a failure (1)."""
+
+    def __init__(self, message: str, usage: bool = False):
+        super().__init__(message)
+        self.usage = usage
+
+
+def _read_bytes(options: ServeOptions, name: str) -> bytes:
+    path = getattr(options, name)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise ServeSetupError(f"cannot read {serve_flag(name)} {path}: {error.strerror or error}") from None
+
+
+def server_credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
+    """TLS credentials of ``--ssl-cert`` and ``--ssl-key``; None (plaintext) without them."""
+    if not options.ssl_cert:
+        return None
+    pair = (_read_bytes(options, "ssl_key"), _read_bytes(options, "ssl_cert"))
+    try:
+        return grpc.ssl_server_credentials([pair])
+    except (ValueError, RuntimeError) as error:
+        raise ServeSetupError(f"{serve_flag('ssl_cert')}/{serve_flag('ssl_key')}: {error}") from None
+
+
+def session_and_batching(options: ServeOptions) -> tuple:
+    """The platform config's session options, and the batcher's options when ``enable_batching`` (the
+    platform config's batching parameters, the batching flags taking precedence)."""
+    try:
+        platform = read_platform_config(options.platform_config_file)
+    except ValueError as error:
+        raise ServeSetupError(str(error), usage=True) from None
+    if not options.enable_batching:
+        return platform.session_config, None
+    overrides = {
+        "max_batch_size": options.max_batch_size,
+        "timeout_micros": options.batch_timeout_micros,
+        "num_threads": options.num_batch_threads,
+    }
+    return platform.session_config, batching_options(platform.batching_parameters, **overrides)
+
+
 class ModelServer:
-    """Serves one model's versions from ``model_base_path`` over TF Serving's gRPC API.
+    """Serves one model's versions over TF Serving's gRPC API (and its REST API when ``rest_api_port`` is set),
+    as ``options`` (``ServeOptions``, see there for each) say. Port 0 picks a free port: see ``port`` and
+    ``rest_port`` after construction. Raises ``ServeSetupError`` for options it cannot start with."""
 
-    Args:
-        model_base_path: folder of numeric version folders (``export/NAME``).
-        model_name: the name requests use in ``model_spec.name``.
-        port: gRPC port (0 picks a free one; see ``port`` after ``start``).
-        host: address to bind.
-        versions: versions to serve (default: the newest).
-        poll_seconds: how often to look for new versions (0 disables polling).
-        credentials: ``grpc.ssl_server_credentials(...)`` to serve TLS; plaintext when None.
-        batching: merge concurrent requests (``RequestBatcher`` options: max_batch_size, timeout,
-            num_threads), as TF Serving's ``--enable_batching``; None runs each request on its own.
-        session_config: the ConfigProto sessions load with (default: the platform config's).
-        rest_port: also serve TF Serving's REST API on this port (0 picks a free one; see ``rest_port``).
-        max_in_flight: Predict requests at once (gRPC and REST); past it RESOURCE_EXHAUSTED / HTTP 429.
-        max_request_bytes: the largest gRPC request message and REST body.
-        rest_timeout: seconds a REST request may run (REST has no deadline of its own), as TF Serving's
-            ``--rest_api_timeout_in_ms``.
-    """
-
-    def __init__(
-        self,
-        model_base_path: str,
-        model_name: str,
-        *,
-        port: int = 8500,
-        host: str = "127.0.0.1",
-        versions: list[int] | None = None,
-        poll_seconds: float = 2.0,
-        credentials: grpc.ServerCredentials | None = None,
-        batching: dict | None = None,
-        rest_port: int | None = None,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        rest_timeout: float = DEFAULT_REST_TIMEOUT,
-        session_config=None,
-    ):
-        self.repository = ModelRepository(model_base_path, model_name, versions, session_config)
-        self.poll_seconds = poll_seconds
+    def __init__(self, options: ServeOptions):
+        self.options = options
+        credentials = server_credentials(options)
+        session_config, batching = session_and_batching(options)
+        versions = list(options.versions) if options.versions is not None else None
+        self.repository = ModelRepository(options.model_base_path, options.model_name, versions, session_config)
+        self.poll_seconds = options.poll_seconds
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.health = health.HealthServicer()
@@ -185,15 +199,18 @@ class ModelServer:
             self.batcher = RequestBatcher(
                 Predictor.run, **batching, is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError)
             )
-        self.predictor = Predictor(self.repository, self.batcher, max_in_flight, max_request_bytes)
-        self.server = self._grpc_server(max_in_flight, max_request_bytes)
-        address = f"{host}:{port}"
+        self.predictor = Predictor(self.repository, self.batcher, options.max_in_flight, options.max_request_bytes)
+        self.server = self._grpc_server(options.max_in_flight, options.max_request_bytes)
+        address = f"{options.host}:{options.port}"
         self.port = (
             self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
         )
         if self.port == 0:
-            raise OSError(f"could not bind {host}:{port}")
-        self.rest = RestServer(self.predictor, host, rest_port, rest_timeout) if rest_port is not None else None
+            raise OSError(f"could not bind {address}")
+        rest_port = options.rest_api_port
+        self.rest = (
+            RestServer(self.predictor, options.host, rest_port, options.rest_timeout) if rest_port is not None else None
+        )
         self.rest_port = self.rest.port if self.rest else None
 
     def _grpc_server(self, max_in_flight: int, max_request_bytes: int) -> grpc.Server:

@@ -1,0 +1,100 @@
+"""``ServeOptions``: everything ``tf-qa serve`` is told, defined and validated once (no TensorFlow here).
+
+``tf-qa serve`` makes one flag of each field (``serve_flag``; the help and the argparse type come from the field),
+``ServeOptions.from_namespace`` reads them back, and ``ModelServer`` is built from the one object. The flags are
+TF Serving's where it has one (``--model_base_path``, ``--rest_api_port``, ``--enable_batching``, ...), spelled
+with dashes.
+
+Example:
+
+>>> options = ServeOptions(model_base_path="export/demo", model_name="demo", port=0)
+>>> options.max_in_flight, serve_flag("rest_api_timeout_in_ms")
+(32, '--rest-api-timeout-in-ms')
+>>> ServeOptions(model_base_path="export/demo", model_name="demo", ssl_cert="server.pem")
+Traceback (most recent call last):
+...
+ValueError: --ssl-cert and --ssl-key go together
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tf_qa.defaults import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_PLATFORM_CONFIG,
+    DEFAULT_REST_TIMEOUT,
+)
+
+
+def _flag(default, help_text: str | None, kind: str = "text", *, required: bool = False):
+    """A field and its ``tf-qa serve`` flag; ``kind`` names the flag's argparse type (``tf_qa.arguments``)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "kind": kind, "required": required})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    """The options of one ``tf-qa serve``; the defaults are TF Serving's where it has the option."""
+
+    model_base_path: str = _flag("", "folder of numeric version folders, e.g. export/NAME", required=True)
+    model_name: str = _flag("", "the name requests use in model_spec.name", required=True)
+    port: int = _flag(8500, "gRPC port (0: a free one)", "port")
+    host: str = _flag("127.0.0.1", "address to bind")
+    rest_api_port: int | None = _flag(None, "also serve TF Serving's REST API on this port", "port")
+    versions: tuple[int, ...] | None = _flag(None, "versions to serve (default: the newest)", "versions")
+    poll_seconds: float = _flag(2.0, "how often to look for new versions (0: never)", "non_negative_float")
+    platform_config_file: str = _flag(
+        str(DEFAULT_PLATFORM_CONFIG),
+        "TF Serving's platform config: the session options and batching parameters to serve with "
+        "(default: the kit's serving/platform_config.pbtxt)",
+    )
+    enable_batching: bool = _flag(
+        False,
+        "merge concurrent requests into batches (as TF Serving's --enable_batching), with the platform config's "
+        "batching parameters unless the flags below say otherwise",
+        "switch",
+    )
+    max_batch_size: int | None = _flag(None, "largest merged batch, in examples", "positive_int")
+    batch_timeout_micros: int | None = _flag(
+        None, "how long a request waits for others to join its batch", "non_negative_int"
+    )
+    num_batch_threads: int | None = _flag(None, "batches run at once", "positive_int")
+    max_in_flight: int = _flag(
+        DEFAULT_MAX_IN_FLIGHT,
+        "Predict requests at once (gRPC and REST); more are refused at once with RESOURCE_EXHAUSTED / HTTP 429 "
+        "(default %(default)s)",
+        "positive_int",
+    )
+    max_request_bytes: int = _flag(
+        DEFAULT_MAX_REQUEST_BYTES, "largest gRPC request message and REST body (default %(default)s)", "positive_int"
+    )
+    rest_api_timeout_in_ms: int = _flag(
+        int(DEFAULT_REST_TIMEOUT * 1000),
+        "time a REST request may run, as TF Serving's flag (default %(default)s); gRPC requests run until their "
+        "own deadline",
+        "positive_int",
+    )
+    ssl_cert: str | None = _flag(None, "PEM certificate chain: serve TLS")
+    ssl_key: str | None = _flag(None, "PEM private key of --ssl-cert")
+
+    def __post_init__(self):
+        if bool(self.ssl_cert) != bool(self.ssl_key):
+            raise ValueError(f"{serve_flag('ssl_cert')} and {serve_flag('ssl_key')} go together")
+        if self.versions is not None:
+            object.__setattr__(self, "versions", tuple(self.versions))
+
+    @property
+    def rest_timeout(self) -> float:
+        """``rest_api_timeout_in_ms`` in seconds."""
+        return self.rest_api_timeout_in_ms / 1000
+
+    @classmethod
+    def from_namespace(cls, namespace) -> ServeOptions:
+        """The options of parsed ``tf-qa serve`` flags (``argparse.Namespace``)."""
+        return cls(**{field.name: getattr(namespace, field.name) for field in dataclasses.fields(cls)})
+
+
+def serve_flag(name: str) -> str:
+    """The ``tf-qa serve`` flag of the field ``name``."""
+    return "--" + name.replace("_", "-")
