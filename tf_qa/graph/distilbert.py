@@ -13,11 +13,11 @@ Measured on 2 cores, DistilBERT-base size, 120 SQuAD questions at batch 1: p50 5
 and GELU fused away (TF profiler); logits agree with the transformers model to ~3e-5.
 
 Opt-in, ``matmul_dtype="bfloat16"``: the 36 dense layers of the encoder multiply in bfloat16 (bf16 copies of
-their kernels, fp32 inputs rounded to bf16, results back to fp32; the FFN's GELU runs inside lin1's bf16
-MatMul and feeds lin2 in bf16); embeddings, layer norms, residuals, the attention scores and softmax and the
-QA head stay fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16 is
-emulated and slower. It changes the logits (by ~1e-2), so it is never the
-default: ``tf-qa bench`` measures how often its answers agree with fp32.
+their kernels as graph constants, fp32 inputs rounded to bf16, results back to fp32; the FFN's GELU runs inside
+lin1's bf16 MatMul and feeds lin2 in bf16); embeddings, layer norms, residuals, the attention scores and softmax
+and the QA head stay fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16
+is emulated and slower. It changes the logits (by ~1e-2), so it is never the default: ``tf-qa bench`` and
+``tf-qa evaluate`` measure what it does to the answers and to EM/F1.
 
 Example:
 
