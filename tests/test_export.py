@@ -12,10 +12,10 @@ import pytest
 
 from tf_qa.cli import main
 from tf_qa.graph.options import ExportOptions
-from tf_qa.saved_model.export import METADATA_FILE, check_output
+from tf_qa.saved_model.export import check_output
+from tf_qa.saved_model.layout import export_record_file, version_folders, warmup_file
 from tf_qa.saved_model.session import run_requests
-from tf_qa.saved_model.warmup import WARMUP_FILE, read_warmup
-from tf_qa.server.repository import version_folders
+from tf_qa.saved_model.warmup import read_warmup
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,14 @@ def test_layout_warmup_and_metadata(repository):
     version = repository / "1"
     assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
     assert (version / "assets" / "vocab.txt").read_text().splitlines()[101:103] == ["[CLS]", "[SEP]"]
-    requests = read_warmup(version / "assets.extra" / WARMUP_FILE)
+    requests = read_warmup(warmup_file(version))
     signatures = {r.model_spec.signature_name for r in requests}
     assert signatures == {"serving_default", "answer_top_k", "token_spans"} and len(requests) <= 1000
     batch_sizes = {r.inputs[next(iter(r.inputs))].tensor_shape.dim[0].size for r in requests}
     assert batch_sizes == {1, 8}
     results = run_requests(version, requests)
     assert len(results) == len(requests)
-    metadata = json.loads((version / "assets.extra" / METADATA_FILE).read_text())
+    metadata = json.loads(export_record_file(version).read_text())
     assert metadata["options"]["max_seq_len"] == 384 and "tensorflow_text" in metadata["versions"]
     assert ExportOptions.from_dict(metadata["options"]) == ExportOptions(max_seq_len=384)
     assert not [p for p in repository.iterdir() if p.name.startswith(".tmp")]

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 
 from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES
 from tf_qa.graph.limits import RequestLimits
+from tf_qa.saved_model.layout import version_folders
 
 SEED = 20261127
 NAME = "tiny-qa"
@@ -330,7 +331,7 @@ def test_version_swaps_do_not_grow_the_server(served, repository):
     request.model_spec.name = NAME
     predict(_top_k_request(1), timeout=30)
     rss_before = _rss_mb(process.pid)
-    newest = max(int(p.name) for p in repository.iterdir() if p.name.isdigit())
+    newest = version_folders(repository)[-1]
     for version in range(newest + 1, newest + 3):
         shutil.copytree(repository / str(newest), repository.parent / f".tmp-{version}")
         (repository.parent / f".tmp-{version}").rename(repository / str(version))

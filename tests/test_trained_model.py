@@ -16,7 +16,7 @@ from conftest import SQUAD_V1
 from tf_qa import squad
 from tf_qa.checkpoints import HELD_OUT_TITLES, TRAINED_DEMO
 from tf_qa.cli import main
-from tf_qa.saved_model.export import METADATA_FILE
+from tf_qa.saved_model.layout import export_record_file
 
 pytestmark = pytest.mark.skipif(not SQUAD_V1.exists(), reason=f"{SQUAD_V1} is absent")
 
@@ -128,7 +128,7 @@ def test_native_runtime_answers_equal_in_process(repository, in_process, tmp_pat
 
 def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(repository, in_process, tmp_path_factory):
     options = {
-        name: json.loads((repository / name / "1" / "assets.extra" / METADATA_FILE).read_text())["options"]
+        name: json.loads(export_record_file(repository / name / "1").read_text())["options"]
         for name in ("fp32", "bf16")
     }
     assert options["fp32"]["matmul_dtype"] == "float32" and options["bf16"]["matmul_dtype"] == "bfloat16"

@@ -57,7 +57,7 @@ def _read_text(path: str, what: str) -> str:
 
 def _version_dir(path: str) -> str:
     """``path`` if it is a version folder, else its newest version (said on stderr)."""
-    from tf_qa.server.repository import resolve_version_dir
+    from tf_qa.saved_model.layout import resolve_version_dir
 
     try:
         version_dir, note = resolve_version_dir(path)

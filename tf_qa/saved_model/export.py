@@ -29,19 +29,13 @@ from pathlib import Path
 
 from tf_qa.defaults import TOKEN_SPANS_SIGNATURE
 from tf_qa.graph.options import ExportOptions
+from tf_qa.saved_model.layout import export_record_file, next_version, warmup_file
 from tf_qa.saved_model.session import run_requests
-from tf_qa.saved_model.warmup import WARMUP_FILE, warmup_requests, write_warmup
-
-METADATA_FILE = "tf_qa_export.json"
+from tf_qa.saved_model.warmup import warmup_requests, write_warmup
 
 
 class ExportError(Exception):
     """An export that cannot be done; the message says why."""
-
-
-def next_version(output: Path) -> int:
-    versions = [int(p.name) for p in output.iterdir() if p.name.isdigit()] if output.is_dir() else []
-    return max(versions, default=0) + 1
 
 
 def check_output(output: Path, version: int | None, force: bool) -> int:
@@ -188,8 +182,8 @@ def _build_and_check(
     shutil.rmtree(vocab_dir)
     stage("save")
     requests = warmup_requests(model_name)
-    write_warmup(saved / "assets.extra" / WARMUP_FILE, requests)
-    _write_metadata(saved / "assets.extra" / METADATA_FILE, source, model)
+    write_warmup(warmup_file(saved), requests)
+    _write_metadata(export_record_file(saved), source, model)
     stage("warmup")
     _self_check(model, saved, requests, model.options.matmul_dtype)
     stage("self-check")

@@ -31,10 +31,10 @@ import numpy as np
 
 from tf_qa.cpu import cpu_features
 from tf_qa.defaults import SERVING_DEFAULT, TOP_K_SIGNATURE
-from tf_qa.saved_model.export import METADATA_FILE
+from tf_qa.saved_model.layout import EXPORT_RECORD_FILE, export_record_file, warmup_file
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
 from tf_qa.saved_model.session import load_session, run_predict_request
-from tf_qa.saved_model.warmup import WARMUP_FILE, make_request, read_warmup
+from tf_qa.saved_model.warmup import make_request, read_warmup
 
 #: Core ops that exist in TensorFlow but cannot run in tensorflow_model_server (no Python there).
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
@@ -168,7 +168,7 @@ def _check_ops(meta_graph, report: ValidationReport) -> None:
 def _check_warmup(path: Path, session, report: ValidationReport) -> tuple[list, list]:
     """Runs the warmup requests in ``session``; returns those that ran and their outputs (none when one fails, or
     when there is no session to run them in)."""
-    warmup = path / "assets.extra" / WARMUP_FILE
+    warmup = warmup_file(path)
     if not warmup.exists():
         report.say("warmup: none (the first requests after a load will be slow)")
         return [], []
@@ -212,12 +212,12 @@ def probe_requests(meta_graph) -> list:
 
 
 def _check_metadata(path: Path, report: ValidationReport) -> None:
-    metadata_file = path / "assets.extra" / METADATA_FILE
+    metadata_file = export_record_file(path)
     if metadata_file.exists():
         try:
             metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
         except ValueError as error:
-            report.problem(f"{METADATA_FILE} is not JSON: {error}")
+            report.problem(f"{EXPORT_RECORD_FILE} is not JSON: {error}")
             return
         versions = metadata.get("versions", {})
         tf_version = versions.get("tensorflow", "?")

@@ -5,8 +5,9 @@ request finds every shape's kernels ready (``--enable_model_warmup``).
 
 Example:
 
->>> write_warmup(Path("export/demo/1/assets.extra") / WARMUP_FILE, warmup_requests("demo"))   # doctest: +SKIP
->>> len(read_warmup(Path("export/demo/1/assets.extra") / WARMUP_FILE))                      # doctest: +SKIP
+>>> from tf_qa.saved_model.layout import warmup_file
+>>> write_warmup(warmup_file("export/demo/1"), warmup_requests("demo"))   # doctest: +SKIP
+>>> len(read_warmup(warmup_file("export/demo/1")))                       # doctest: +SKIP
 6
 """
 
@@ -19,9 +20,6 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
-
-#: The file name TF Serving looks for in ``assets.extra``.
-WARMUP_FILE = "tf_serving_warmup_requests"
 
 _WARMUP_QUESTION = "What is the capital of France?"
 _WARMUP_CONTEXT = "Paris is the capital and most populous city of France, on the Seine."

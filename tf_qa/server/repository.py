@@ -23,44 +23,11 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
+from tf_qa.saved_model.layout import version_folders, warmup_file
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import read_warmup
 
 log = logging.getLogger("tf_qa.server")
-
-
-def version_folders(base_path: str) -> list[int]:
-    """Numeric version folders that hold a complete SavedModel, oldest first."""
-    if not os.path.isdir(base_path):
-        return []
-    versions = []
-    for name in os.listdir(base_path):
-        if name.isdigit() and os.path.isfile(os.path.join(base_path, name, "saved_model.pb")):
-            versions.append(int(name))
-    return sorted(versions)
-
-
-def resolve_version_dir(path: str | os.PathLike) -> tuple[str, str | None]:
-    """A version folder for ``path``: itself when it holds a SavedModel, else its newest version folder.
-
-    Returns the folder and a note saying which version was taken (None when ``path`` was one); raises
-    ``FileNotFoundError`` naming what is there when neither holds a SavedModel.
-    """
-    path = os.fspath(path)
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path, None
-    versions = version_folders(path)
-    if versions:
-        return os.path.join(
-            path, str(versions[-1])
-        ), f"{path} is a model folder; using its newest version, {versions[-1]} (of {', '.join(map(str, versions))})"
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path} is a file, not a SavedModel folder")
-    raise FileNotFoundError(
-        f"no SavedModel in {path}: it holds no saved_model.pb and no numeric version folder with one"
-    )
 
 
 @dataclass(eq=False)  # hashed by identity: a batching key
@@ -118,10 +85,10 @@ def load_version(base_path: str, version: int, *, warm_up: bool = True, session_
     """
     path = os.path.join(base_path, str(version))
     loaded = LoadedVersion(version, *load_session(path, session_config))
-    warmup_file = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
-    if warm_up and os.path.exists(warmup_file):
+    warmup = warmup_file(path)
+    if warm_up and warmup.exists():
         started = time.monotonic()
-        requests = read_warmup(warmup_file)
+        requests = read_warmup(warmup)
         for request in requests:
             run_predict_request(loaded.session, loaded.signatures, request)
         log.info("version %d warmed up with %d requests in %.1fs", version, len(requests), time.monotonic() - started)
