@@ -32,6 +32,35 @@ from tf_qa.graph.tokenization import WordPieceTokenizer
 from tf_qa.signatures import answer_top_k_inputs
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded, or that tf-qa does not serve; the message names it and says why."""
+
+
+def load_checkpoint(name_or_path: str, *, from_pt: bool = False) -> tuple[Any, Any]:
+    """A transformers DistilBERT question-answering checkpoint (hub name or local folder): its TF model and fast
+    tokenizer, after checking from its config that it is one (CheckpointError otherwise)."""
+    from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot load checkpoint {name_or_path!r}: {error}") from None
+    if config.model_type != "distilbert":
+        raise CheckpointError(
+            f"{name_or_path!r} is a {config.model_type!r} model; tf-qa exports DistilBERT question-answering "
+            "checkpoints (models that take token_type_ids, like BERT, are not supported)"
+        )
+    architectures = config.architectures or []
+    if architectures and not any(a.endswith("ForQuestionAnswering") for a in architectures):
+        raise CheckpointError(f"{name_or_path!r} is not a question-answering model (architectures: {architectures})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
+        qa_model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, from_pt=from_pt)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot load checkpoint {name_or_path!r}: {error}") from None
+    return qa_model, tokenizer
+
+
 def run_top_k_signature(signature, questions, contexts, **settings) -> dict:
     """Calls a loaded SavedModel's ``answer_top_k`` signature with one setting for every example (``settings``:
     ``top_k``, ``max_answer_len``, ``handle_impossible_answer``, defaults as in ``answer_top_k_inputs``).
@@ -86,11 +115,9 @@ class QuestionAnsweringModel(tf_keras.Model):
     def from_pretrained(
         cls, name_or_path: str, *, from_pt: bool = False, options: ExportOptions | None = None
     ) -> QuestionAnsweringModel:
-        """Loads a transformers QA checkpoint (hub name or local folder) and its fast tokenizer."""
-        from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
-
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
-        qa_model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, from_pt=from_pt)
+        """Loads a transformers QA checkpoint (hub name or local folder) and its fast tokenizer, checked
+        (``load_checkpoint``)."""
+        qa_model, tokenizer = load_checkpoint(name_or_path, from_pt=from_pt)
         return cls.from_transformers(qa_model, tokenizer, options)
 
     @classmethod

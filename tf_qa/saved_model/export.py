@@ -191,26 +191,12 @@ def _build_and_check(
 
 
 def _load(checkpoint: str, from_pt: bool):
-    from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
+    from tf_qa.graph.model import CheckpointError, load_checkpoint
 
     try:
-        config = AutoConfig.from_pretrained(checkpoint)
-    except (OSError, ValueError) as error:
-        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {error}") from None
-    if config.model_type != "distilbert":
-        raise ExportError(
-            f"{checkpoint!r} is a {config.model_type!r} model; tf-qa exports DistilBERT question-answering "
-            "checkpoints (models that take token_type_ids, like BERT, are not supported)"
-        )
-    architectures = config.architectures or []
-    if architectures and not any(a.endswith("ForQuestionAnswering") for a in architectures):
-        raise ExportError(f"{checkpoint!r} is not a question-answering model (architectures: {architectures})")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
-        qa_model = TFAutoModelForQuestionAnswering.from_pretrained(checkpoint, from_pt=from_pt)
-    except (OSError, ValueError) as error:
-        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {error}") from None
-    return qa_model, tokenizer
+        return load_checkpoint(checkpoint, from_pt=from_pt)
+    except CheckpointError as error:
+        raise ExportError(str(error)) from None
 
 
 def _write_metadata(path: Path, checkpoint: str, model) -> None:
