@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 _WORDS = (
@@ -17,21 +18,28 @@ _NAMES = ["Paris", "Warsaw", "Denver", "Kyoto", "Lagos", "Turing", "Curie", "Nil
 
 def long_context_cases(tokenizer, seed: int = 7) -> list[tuple[str, str]]:
     """Questions over contexts long enough for 2 to 10 windows (5 of each), checked with ``tokenizer``."""
+    return list(_long_context_cases(tokenizer, seed))
+
+
+@functools.cache  # several test files ask for them in one worker
+def _long_context_cases(tokenizer, seed: int) -> tuple[tuple[str, str], ...]:
     rng = random.Random(seed)
     cases = []
     for windows in range(2, 11):
         for _ in range(5):
             target_tokens = 256 * (windows - 1) + rng.randint(150, 250)
-            sentences = []
-            while len(tokenizer(" ".join(sentences), add_special_tokens=False)["input_ids"]) < target_tokens:
+            sentences, tokens = [], 0
+            while tokens < target_tokens:
                 words = rng.choices(_WORDS, k=rng.randint(6, 16))
                 words.insert(rng.randrange(len(words)), rng.choice(_NAMES))
                 words.insert(rng.randrange(len(words)), str(rng.randint(1, 2024)))
                 sentences.append(" ".join(words).capitalize() + rng.choice([".", ".", ",", ";", "!"]))
+                # WordPiece splits on whitespace first: the context's tokens are its sentences' tokens.
+                tokens += len(tokenizer(sentences[-1], add_special_tokens=False)["input_ids"])
             context = " ".join(sentences)
             question = " ".join(rng.choices(_WORDS + _NAMES, k=rng.randint(3, 9))) + "?"
             cases.append((question, context))
-    return cases
+    return tuple(cases)
 
 
 _FRAGMENTS = [
