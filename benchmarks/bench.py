@@ -17,7 +17,9 @@ questions where the data is absent):
 * tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/platform_config.pbtxt): batch 1 (p50,
   p99), 16 per request, and 8 concurrent clients sending one question each; the first request after start
   against a warm one; the server's peak RSS;
-* the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set.
+* the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set;
+* where a batch-1 question's time goes, stage by stage (``breakdown.py``), for each export over gRPC and for
+  ONNX Runtime int8 in the pipeline, on the first ``--breakdown-questions`` questions.
 
 With ``--load``, latency under load: 1, 4, 8 and 16 concurrent clients of one question per request, with and
 without server batching, for each export. With ``--sweep-batching`` the gRPC rows are also run under each server
