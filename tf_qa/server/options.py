@@ -14,6 +14,10 @@ Example:
 Traceback (most recent call last):
 ...
 ValueError: --ssl-cert and --ssl-key go together
+>>> ServeOptions(model_base_path="export/demo", model_name="demo", max_in_flight=0)
+Traceback (most recent call last):
+...
+ValueError: --max-in-flight must be at least 1; got 0
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ from tf_qa.defaults import (
     DEFAULT_PLATFORM_CONFIG,
     DEFAULT_REST_TIMEOUT,
 )
+
+#: The range of each numeric field kind (the command line's argparse types refuse the same values earlier).
+KIND_RANGES = {
+    "port": (0, 65535),
+    "positive_int": (1, None),
+    "non_negative_int": (0, None),
+    "non_negative_float": (0, None),
+    "versions": (1, None),
+}
 
 
 def _flag(default, help_text: str | None, kind: str = "text", *, required: bool = False):
@@ -83,6 +96,11 @@ class ServeOptions:
             raise ValueError(f"{serve_flag('ssl_cert')} and {serve_flag('ssl_key')} go together")
         if self.versions is not None:
             object.__setattr__(self, "versions", tuple(self.versions))
+        for field in dataclasses.fields(self):
+            kind, value = field.metadata["kind"], getattr(self, field.name)
+            if kind in KIND_RANGES and value is not None:
+                for number in value if kind == "versions" else [value]:
+                    _check_range(field.name, number, *KIND_RANGES[kind])
 
     @property
     def rest_timeout(self) -> float:
@@ -93,6 +111,12 @@ class ServeOptions:
     def from_namespace(cls, namespace) -> ServeOptions:
         """The options of parsed ``tf-qa serve`` flags (``argparse.Namespace``)."""
         return cls(**{field.name: getattr(namespace, field.name) for field in dataclasses.fields(cls)})
+
+
+def _check_range(name: str, number, low, high) -> None:
+    if number < low or (high is not None and number > high):
+        bounds = f"at least {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{serve_flag(name)} must be {bounds}; got {number}")
 
 
 def serve_flag(name: str) -> str:
