@@ -33,17 +33,14 @@ def questions(count: int) -> list[dict]:
 
 
 def in_process_rate(version_dir: str, records: list[dict]) -> float:
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
+    from tf_qa.saved_model.answerer import SavedModelAnswerer
 
-    from tf_qa.graph.model import run_top_k_signature
-
-    signature = tf.saved_model.load(version_dir).signatures["answer_top_k"]
+    answerer = SavedModelAnswerer(version_dir)
     batches = [records[i : i + 16] for i in range(0, len(records), 16)]
-    run_top_k_signature(signature, [r["question"] for r in batches[0]], [r["context"] for r in batches[0]])  # warm
+    answerer.answer_batch([r["question"] for r in batches[0]], [r["context"] for r in batches[0]])  # warm
     started = time.perf_counter()
     for batch in batches:
-        run_top_k_signature(signature, [r["question"] for r in batch], [r["context"] for r in batch])
+        answerer.answer_batch([r["question"] for r in batch], [r["context"] for r in batch])
     return len(records) / (time.perf_counter() - started)
 
 

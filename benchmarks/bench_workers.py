@@ -122,13 +122,11 @@ def _pipeline_rows(pipe, cases, batch_size: int) -> dict:
 
 
 def worker_saved_model(config) -> dict:
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
+    from tf_qa.saved_model.answerer import SavedModelAnswerer
 
-    from tf_qa.graph.model import run_top_k_signature
-
-    signature = tf.saved_model.load(config["saved_model"]).signatures[TOP_K_SIGNATURE]
-    return _answer_rows(lambda q, c: run_top_k_signature(signature, q, c), config["cases"], config["batch_size"])
+    answerer = SavedModelAnswerer(config["saved_model"])
+    answer = lambda q, c: answerer.answer_arrays(answer_top_k_inputs(q, c))  # noqa: E731
+    return _answer_rows(answer, config["cases"], config["batch_size"])
 
 
 def worker_runtime(config) -> dict:
@@ -142,10 +140,10 @@ def worker_runtime(config) -> dict:
 
         session_config = config_pb2.ConfigProto()
     if config["runtime"] == "native":
-        from tf_qa.saved_model.native import NativeSession
+        from tf_qa.saved_model.answerer import NativeAnswerer
 
-        native = NativeSession(config["saved_model"], session_config)
-        answer = lambda q, c: native.run(TOP_K_SIGNATURE, answer_top_k_inputs(q, c))[0]  # noqa: E731
+        native = NativeAnswerer(config["saved_model"], session_config)
+        answer = lambda q, c: native.answer_arrays(answer_top_k_inputs(q, c))  # noqa: E731
     else:
         from tf_qa.saved_model.session import load_session, run_predict_request
         from tf_qa.saved_model.warmup import make_request

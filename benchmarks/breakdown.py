@@ -80,21 +80,22 @@ def worker_breakdown_tf(config) -> dict:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from tf_qa.client import _RequestBuilder
-    from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN
+    from tf_qa import signatures as contract
     from tf_qa.saved_model.session import load_session
     from tf_qa.server.predictor import tensor_from_proto
+    from tf_qa.tensors import make_ndarray
 
     session, signatures = load_session(config["saved_model"])
     signature = signatures["answer_top_k"]
     outputs = sorted(signature.outputs)
-    builder = _RequestBuilder("bench", None, None)
     traced = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
 
     def one(question: str, context: str) -> dict[str, float]:
         times = {}
         times["request: build (client)"], request = _ms(
-            lambda: builder.answer_request([question], [context], 1, DEFAULT_MAX_ANSWER_LEN, False)
+            lambda: contract.predict_request(
+                "answer_top_k", contract.answer_top_k_inputs([question], [context]), "bench"
+            )
         )
         times["request: serialize, parse"], request = _ms(
             lambda: predict_pb2.PredictRequest.FromString(request.SerializeToString())
@@ -124,7 +125,9 @@ def worker_breakdown_tf(config) -> dict:
         times["response: serialize, parse"], response = _ms(
             lambda: predict_pb2.PredictResponse.FromString(response.SerializeToString())
         )
-        times["response: decode (client)"], _ = _ms(lambda: builder.answers(response, 1))
+        times["response: decode (client)"], _ = _ms(
+            lambda: contract.answers_from_arrays({k: make_ndarray(v) for k, v in response.outputs.items()}, [1])
+        )
         return times
 
     for question, context in config["cases"][:3]:

@@ -101,7 +101,13 @@ def calibrated_ranges(span_logits, tokenizer, questions) -> dict:
 
 def rate_and_spans(signature, cases, batch: int) -> tuple[float, float, list]:
     """q/s, p50 seconds per call, and each question's top (start, end), asked ``batch`` questions a call."""
-    from tf_qa.graph.model import run_top_k_signature
+    import tensorflow as tf
+
+    from tf_qa.signatures import answer_top_k_inputs
+
+    def run_top_k_signature(signature, questions, contexts) -> dict:  # a traced, not a loaded, signature
+        out = signature(**{k: tf.constant(v) for k, v in answer_top_k_inputs(questions, contexts).items()})
+        return {k: v.numpy() for k, v in out.items()}
 
     questions, contexts = [q for q, _ in cases], [c for _, c in cases]
     run_top_k_signature(signature, questions[:16], contexts[:16])

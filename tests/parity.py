@@ -76,9 +76,8 @@ def as_list(result) -> list[dict]:
 
 
 def in_batches(answer_batch, batch_size: int):
-    """An ``answer_fn`` for ``compare``: ``answer_batch(questions, contexts, top_k=, handle_impossible_answer=)``
-    returns the pipeline's results (per case a dict, or a list when top_k > 1; a client's ``answer_batch``), and
-    is asked ``batch_size`` cases at a time."""
+    """An ``answer_fn`` for ``compare``: ``answer_batch`` is a ``tf_qa.signatures.Answerer``'s (the client's, an
+    in-process answerer's), asked ``batch_size`` cases at a time."""
 
     def answer_fn(questions, contexts, *, top_k, handle_impossible_answer):
         results = []
@@ -95,20 +94,6 @@ def in_batches(answer_batch, batch_size: int):
     return answer_fn
 
 
-def saved_model_answers(signature, batch_size: int = 32):
-    """``in_batches`` over a loaded SavedModel's ``answer_top_k`` signature."""
-    from tf_qa.graph.model import run_top_k_signature
-    from tf_qa.signatures import answers_from_arrays
-
-    def answer_batch(questions, contexts, *, top_k, handle_impossible_answer):
-        out = run_top_k_signature(
-            signature, questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer
-        )
-        return answers_from_arrays(out, [top_k] * len(questions))
-
-    return in_batches(answer_batch, batch_size)
-
-
 def _same(a: dict, b: dict) -> bool:
     return (a["answer"], a["start"], a["end"]) == (b["answer"], b["start"], b["end"]) and abs(
         a["score"] - b["score"]
@@ -119,7 +104,7 @@ def compare(pipe, answer_fn, questions, contexts, *, top_k, handle_impossible_an
     """Counts identical, tied and differing cases over all pairs.
 
     ``answer_fn(questions, contexts, top_k=, handle_impossible_answer=)`` returns tf-qa's answers: per case a
-    list of ``{"answer", "score", "start", "end"}`` without padding (``saved_model_answers``, ``in_batches``).
+    list of ``{"answer", "score", "start", "end"}`` without padding (``in_batches``).
     """
     ours_all = answer_fn(questions, contexts, top_k=top_k, handle_impossible_answer=handle_impossible_answer)
     counts = ParityCounts()

@@ -39,17 +39,15 @@ def squad_part(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluate_predictions(squad_part, saved_model_dir):
     """What tf-qa evaluate --saved-model answers, per question id."""
-    import tensorflow as tf
-
-    from tf_qa.graph.model import run_top_k_signature
+    from tf_qa.saved_model.answerer import SavedModelAnswerer
 
     questions = load_squad(squad_part)
-    signature = tf.saved_model.load(saved_model_dir).signatures["answer_top_k"]
+    answerer = SavedModelAnswerer(saved_model_dir)
     predictions = {}
     for begin in range(0, len(questions), 64):
         batch = questions[begin : begin + 64]
-        out = run_top_k_signature(signature, [q.question for q in batch], [q.context for q in batch])
-        predictions.update({q.id: a.decode("utf-8") for q, a in zip(batch, out["answer"][:, 0])})
+        results = answerer.answer_batch([q.question for q in batch], [q.context for q in batch])
+        predictions.update({q.id: result["answer"] for q, result in zip(batch, results)})
     return predictions
 
 

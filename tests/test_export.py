@@ -178,3 +178,15 @@ def test_validate_says_whether_bf16_is_native(monkeypatch, flags, line):
     report = validate.ValidationReport()
     validate._check_bf16_cpu(report)
     assert report.ok and report.lines[0].startswith(line), report.lines
+
+
+def test_validate_holds_a_tf_qa_export_to_the_signature_contract(tmp_path, capsys):
+    """Any SavedModel may name its inputs as it likes; one with tf-qa's export record must state tf_qa.signatures."""
+    from tf_qa.saved_model.layout import export_record_file
+
+    code, out = _validate_model(tmp_path / "1", lambda x: {"y": 2 * x}, capsys)
+    assert "tf_qa.signatures states" not in out, out
+    export_record_file(tmp_path / "1").parent.mkdir()
+    export_record_file(tmp_path / "1").write_text("{}", encoding="utf-8")
+    code, out = _validate_model(tmp_path / "1", lambda x: {"y": 2 * x}, capsys)
+    assert code == 1 and "serving_default: inputs ['x'], but tf_qa.signatures states ['context', 'question']" in out

@@ -18,17 +18,19 @@ ALLOWED = {
     "tf_qa.errors": set(),
     "tf_qa.cpu": set(),
     "tf_qa.arguments": {"tf_qa.defaults", "tf_qa.graph", "tf_qa.server"},  # the options objects make the flags
-    "tf_qa.squad": set(),
+    # Every error is a tf_qa.errors.TFQAError with a status code: any layer raises them.
+    "tf_qa.squad": {"tf_qa.errors"},
     # The pinned encoder, read as DistilBERT weights; the checkpoints it and the random ones make.
-    "tf_qa.minilm": set(),
+    "tf_qa.minilm": {"tf_qa.errors"},
     "tf_qa.checkpoints": {"tf_qa.defaults", "tf_qa.minilm"},
-    # The answer_top_k signature's inputs and outputs as numpy arrays: every runtime and client speaks them.
-    "tf_qa.signatures": {"tf_qa.defaults"},
-    "tf_qa.graph": {"tf_qa.defaults", "tf_qa.signatures"},
+    # The signatures' contract, TensorFlow-free: every runtime and client speaks it.
+    "tf_qa.signatures": {"tf_qa.defaults", "tf_qa.protos", "tf_qa.tensors"},
+    "tf_qa.graph": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.signatures"},
     # The native runtime speaks TensorProto as TF Serving does: the client's conversions.
     "tf_qa.saved_model": {
         "tf_qa.cpu",
         "tf_qa.defaults",
+        "tf_qa.errors",
         "tf_qa.graph",
         "tf_qa.protos",
         "tf_qa.signatures",
@@ -39,8 +41,8 @@ ALLOWED = {
     "tf_qa.tensors": {"tf_qa.protos"},
     "tf_qa.client": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.protos", "tf_qa.signatures", "tf_qa.tensors"},
     "tf_qa.console": set(),
-    # Batch answering on Beam: the client (ServingHandler) or the SavedModel loaded with TensorFlow.
-    "tf_qa.beam": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.client", "tf_qa.signatures"},
+    # Batch answering on Beam: the client (ServingHandler) or the SavedModel in-process (SavedModelHandler).
+    "tf_qa.beam": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.client", "tf_qa.saved_model", "tf_qa.signatures"},
     "tf_qa.batch": {"tf_qa.beam", "tf_qa.squad"},
 }
 

@@ -76,7 +76,9 @@ def _theirs_answer_request(model, questions, contexts, top_k, max_answer_len, ha
 def test_every_request_is_the_same_bytes(size, top_k, handle, version):
     builder = _RequestBuilder("qa", version, None)
     questions, contexts = QUESTIONS[:size], CONTEXTS[:size]
-    ours = builder.answer_request(questions, contexts, top_k, 15, handle)
+    ours, _ = builder.answer_request(
+        questions, contexts, top_k=top_k, max_answer_len=15, handle_impossible_answer=handle
+    )
     theirs = _theirs_answer_request("qa", questions, contexts, top_k, 15, handle, version)
     assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
 
@@ -130,7 +132,7 @@ def test_real_responses_parse_the_same_with_both(server):
     calls = [
         (
             "/tensorflow.serving.PredictionService/Predict",
-            builder.answer_request(QUESTIONS, CONTEXTS, 3, 15, True),
+            builder.answer_request(QUESTIONS, CONTEXTS, top_k=3, max_answer_len=15, handle_impossible_answer=True)[0],
             predict_pb2.PredictResponse,
             protos.PredictResponse,
         ),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_qa.server.predictor import RequestError
+from tf_qa.errors import TFQAError
 from tf_qa.server.rest import _column_inputs, _row_inputs, parse_body, to_array, to_json
 
 
@@ -43,7 +43,7 @@ def test_to_array_reads_exactly_the_signatures_dtype(value, dtype, expected):
     ],
 )
 def test_to_array_refuses_other_kinds_naming_them(value, dtype, message):
-    with pytest.raises(RequestError) as raised:
+    with pytest.raises(TFQAError) as raised:
         to_array(value, dtype)
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT and message in str(raised.value)
 
@@ -84,7 +84,7 @@ def test_row_and_column_formats_read_the_same_arrays():
     ],
 )
 def test_bad_row_bodies(instances, message):
-    with pytest.raises(RequestError, match=message):
+    with pytest.raises(TFQAError, match=message):
         _row_inputs(instances, SIGNATURE)
 
 
@@ -98,5 +98,5 @@ def test_bad_row_bodies(instances, message):
     ],
 )
 def test_parse_body_refuses_what_is_not_a_json_object(raw, message):
-    with pytest.raises(RequestError, match=message):
+    with pytest.raises(TFQAError, match=message):
         parse_body(raw)

@@ -29,6 +29,9 @@ _PUBLIC = {
     "QuestionAnsweringModel": "tf_qa.graph.model",
     "export_model": "tf_qa.saved_model.export",
     "validate_saved_model": "tf_qa.saved_model.validate",
+    "SavedModelAnswerer": "tf_qa.saved_model.answerer",
+    "NativeAnswerer": "tf_qa.saved_model.answerer",
+    "ServeOptions": "tf_qa.server.options",
     "ModelServer": "tf_qa.server.model_server",
 }
 __all__ = ["__version__", *_PUBLIC]

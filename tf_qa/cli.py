@@ -15,8 +15,11 @@ import os
 import sys
 import tempfile
 
-from tf_qa import console, defaults
+from grpc import StatusCode
+
+from tf_qa import console
 from tf_qa.arguments import build_parser
+from tf_qa.errors import TFQAError
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.graph.options import ExportOptions, flag_fields
 
@@ -36,12 +39,19 @@ _FULL_INSTALL_MODULES = {
 }
 
 
-class CommandError(Exception):
-    """A user's mistake or an impossible request: one line on stderr and an exit code, never a traceback."""
+class CommandError(TFQAError):
+    """A command that cannot be done as asked (FAILED_PRECONDITION unless said): one line on stderr and an exit
+    code, never a traceback."""
 
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
+    code = StatusCode.FAILED_PRECONDITION
+
+
+#: The exit code of a ``TFQAError``'s status code; 1 for every other code.
+EXIT_CODES = {
+    StatusCode.OK: 0,
+    StatusCode.INVALID_ARGUMENT: 2,  # what was given is wrong: a flag, a value, a file's content, a question
+    StatusCode.CANCELLED: 130,  # interrupted (Ctrl-C), as a shell reports SIGINT
+}
 
 
 def _read_text(path: str, what: str) -> str:
@@ -77,25 +87,21 @@ def _export(args) -> int:
         limits = RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()})
         options = ExportOptions(**{field.name: getattr(args, field.name) for field in flag_fields()}, limits=limits)
     except ValueError as error:
-        raise CommandError(str(error), code=2) from None
+        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
     if args.demo:
         from tf_qa.checkpoints import make_trained_demo_checkpoint
-        from tf_qa.minilm import WeightsUnavailable
 
         print(f"exporting the {DEMO_SOURCE}; see its model card")
         with tempfile.TemporaryDirectory(prefix="tf-qa-demo-") as folder:
-            try:
-                checkpoint = make_trained_demo_checkpoint(folder)
-            except WeightsUnavailable as error:
-                raise CommandError(str(error)) from None
+            checkpoint = make_trained_demo_checkpoint(folder)
             return _export_checkpoint(args, checkpoint, DEMO_SOURCE, options)
     if not args.model:
-        raise CommandError("--model or --demo is required", code=2)
+        raise CommandError("--model or --demo is required", code=StatusCode.INVALID_ARGUMENT)
     return _export_checkpoint(args, args.model, args.model, options)
 
 
 def _export_checkpoint(args, checkpoint: str, source: str, options: ExportOptions) -> int:
-    from tf_qa.saved_model.export import ExportError, export_model
+    from tf_qa.saved_model.export import export_model
 
     try:
         export_model(
@@ -108,69 +114,36 @@ def _export_checkpoint(args, checkpoint: str, source: str, options: ExportOption
             options=options,
             source=source,
         )
-    except ExportError as error:
-        raise CommandError(str(error)) from None
     except KeyboardInterrupt:
-        raise CommandError("interrupted; nothing was published", code=130) from None
+        raise CommandError("interrupted; nothing was published", code=StatusCode.CANCELLED) from None
     return 0
 
 
-def _saved_model_answerer(path: str, handle_impossible_answer: bool):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
+def _answerer(args):
+    """What ``evaluate`` asks (``tf_qa.signatures.Answerer``): the SavedModel in-process or in TensorFlow's C++
+    runtime (``--native``), or a TF Serving target."""
+    if not args.saved_model:
+        from tf_qa.client import QAClient
 
-    from tf_qa.graph.model import run_top_k_signature
+        return QAClient(args.target, args.model_name, timeout=args.timeout)
+    from tf_qa.saved_model.answerer import NativeAnswerer, SavedModelAnswerer
 
-    signature = tf.saved_model.load(_version_dir(path)).signatures[defaults.TOP_K_SIGNATURE]
-
-    def answer(questions, contexts):
-        out = run_top_k_signature(signature, questions, contexts, handle_impossible_answer=handle_impossible_answer)
-        return [a.decode("utf-8") for a in out["answer"][:, 0]]
-
-    return answer, lambda: None
-
-
-def _native_answerer(path: str, handle_impossible_answer: bool):
-    """The version folder in TensorFlow's C++ runtime, as tensorflow_model_server runs it (no Python there)."""
-    from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable
-    from tf_qa.signatures import answer_top_k_inputs
+    version_dir = _version_dir(args.saved_model)
+    if not args.native:
+        return SavedModelAnswerer(version_dir)
+    from tf_qa.saved_model.native import NativeError, NativeUnavailable
 
     try:
-        native = NativeSession(_version_dir(path))
+        return NativeAnswerer(version_dir)
     except (NativeUnavailable, NativeError) as error:
-        raise CommandError(f"--native: {error}") from None
-
-    def answer(questions, contexts):
-        inputs = answer_top_k_inputs(questions, contexts, handle_impossible_answer=handle_impossible_answer)
-        try:
-            outputs, _ = native.run(defaults.TOP_K_SIGNATURE, inputs)
-        except NativeError as error:
-            raise CommandError(f"--native: {error}") from None
-        return [a.decode("utf-8") for a in outputs["answer"][:, 0]]
-
-    return answer, native.close
-
-
-def _client_answerer(args, handle_impossible_answer: bool):
-    from tf_qa.client import QAClient
-
-    client = QAClient(args.target, args.model_name, timeout=args.timeout)
-
-    def answer(questions, contexts):
-        results = client.answer_batch(questions, contexts, handle_impossible_answer=handle_impossible_answer)
-        return [result["answer"] if result else "" for result in results]
-
-    return answer, client.close
+        raise CommandError(f"--native: {error}", code=error.code) from None
 
 
 def _evaluation_questions(args) -> list:
     """The file's questions, only those of ``--articles`` when given, then the first ``--limit``."""
     from tf_qa import squad
 
-    try:
-        questions = squad.load_squad(args.squad)
-    except squad.SquadFormatError as error:
-        raise CommandError(str(error)) from None
+    questions = squad.load_squad(args.squad)
     if args.articles:
         unknown = sorted(set(args.articles) - {q.title for q in questions})
         if unknown:
@@ -181,31 +154,22 @@ def _evaluation_questions(args) -> list:
 
 def _evaluate(args) -> int:
     from tf_qa import squad
-    from tf_qa.errors import TFQAError
 
     if args.native and not args.saved_model:
-        raise CommandError("--native runs a --saved-model", code=2)
+        raise CommandError("--native runs a --saved-model", code=StatusCode.INVALID_ARGUMENT)
     questions = _evaluation_questions(args)
     if args.predictions:
         _write_text(args.predictions, "")  # an unwritable file is refused before the questions are asked
     unanswerable = any(not q.answers for q in questions)
-    if args.saved_model:
-        make = _native_answerer if args.native else _saved_model_answerer
-        answer, close = make(args.saved_model, unanswerable)
-    else:
-        answer, close = _client_answerer(args, unanswerable)
     predictions = {}
-    try:
-        with console.progress(len(questions), "answering") as progress:
-            for begin in range(0, len(questions), args.batch_size):
-                batch = questions[begin : begin + args.batch_size]
-                for question, text in zip(batch, answer([q.question for q in batch], [q.context for q in batch])):
-                    predictions[question.id] = text
-                progress.update(len(batch))
-    except TFQAError as error:
-        raise CommandError(str(error)) from None
-    finally:
-        close()
+    with _answerer(args) as answerer, console.progress(len(questions), "answering") as progress:
+        for begin in range(0, len(questions), args.batch_size):
+            batch = questions[begin : begin + args.batch_size]
+            results = answerer.answer_batch(
+                [q.question for q in batch], [q.context for q in batch], handle_impossible_answer=unanswerable
+            )
+            predictions.update({q.id: result["answer"] if result else "" for q, result in zip(batch, results)})
+            progress.update(len(batch))
     result = squad.evaluate(questions, predictions)
     kind = "SQuAD v2.0 (with unanswerable questions)" if unanswerable else "SQuAD v1.1"
     print(f"{kind}: {result['total']} questions  exact match {result['exact_match']:.2f}  F1 {result['f1']:.2f}")
@@ -251,18 +215,16 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
-    from tf_qa.server.model_server import ModelServer, ServeSetupError
+    from tf_qa.server.model_server import ModelServer
     from tf_qa.server.options import ServeOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         options = ServeOptions.from_namespace(args)
     except ValueError as error:
-        raise CommandError(str(error), code=2) from None
+        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
     try:
         server = ModelServer(options).start()
-    except ServeSetupError as error:
-        raise CommandError(str(error), code=2 if error.usage else 1) from None
     except (RuntimeError, OSError) as error:
         raise CommandError(str(error)) from None
     rest = f", REST on {options.host}:{server.rest_port}" if server.rest_port else ""
@@ -276,7 +238,6 @@ def _serve(args) -> int:
 
 def _ask(args) -> int:
     from tf_qa.client import QAClient
-    from tf_qa.errors import TFQAError
 
     context = _read_text(args.context_file, "--context-file") if args.context_file else args.context
     try:
@@ -288,10 +249,8 @@ def _ask(args) -> int:
                 max_answer_len=args.max_answer_len,
                 handle_impossible_answer=args.handle_impossible_answer,
             )
-    except TFQAError as error:
-        raise CommandError(str(error)) from None
     except ValueError as error:
-        raise CommandError(str(error), code=2) from None
+        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0
@@ -308,7 +267,7 @@ def _batch(args) -> int:
         handler = SavedModelHandler(_version_dir(args.saved_model))
     else:
         if not args.model_name:
-            raise CommandError("batch --target needs --model-name", code=2)
+            raise CommandError("batch --target needs --model-name", code=StatusCode.INVALID_ARGUMENT)
         handler = ServingHandler(args.target, args.model_name, timeout=args.timeout)
     try:  # a clear error before Beam starts; the records themselves are read by the pipeline
         open(args.input, "rb").close()
@@ -318,12 +277,7 @@ def _batch(args) -> int:
         logging.getLogger().setLevel(logging.ERROR)  # Beam warns through the root logger
     dead_letter = args.dead_letter or f"{args.output}.errors.jsonl"
     print(f"[batch] {args.input} -> {args.output} (dead letters: {dead_letter})", flush=True)
-    from tf_qa.squad import SquadFormatError
-
-    try:
-        counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
-    except SquadFormatError as error:
-        raise CommandError(str(error)) from None
+    counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
     print(f"answered {counts['answered']}, dead-lettered {counts['refused']}")
     return 0
 
@@ -362,12 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         console.quiet()
     try:
         return COMMANDS[args.command](args)
-    except CommandError as error:
+    except TFQAError as error:
         print(f"tf-qa {args.command}: {error}", file=sys.stderr)
-        return error.code
+        return EXIT_CODES.get(error.code, 1)
     except KeyboardInterrupt:
         print(f"tf-qa {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CODES[StatusCode.CANCELLED]
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in _FULL_INSTALL_MODULES:
             raise

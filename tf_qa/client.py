@@ -24,12 +24,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-import numpy as np
 
-from tf_qa import errors, protos
+from tf_qa import errors, protos, signatures
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
-from tf_qa.signatures import answer_top_k_inputs, answers_from_arrays
-from tf_qa.tensors import make_ndarray, make_tensor_proto
+from tf_qa.tensors import make_ndarray
 
 
 def _targets(target: str | Sequence[str]) -> list[str]:
@@ -52,46 +50,26 @@ class _RequestBuilder:
     """Request and response conversion shared by the sync and async clients."""
 
     def __init__(self, model_name: str, version: int | None, version_label: str | None):
-        if version is not None and version_label is not None:
-            raise ValueError("give version or version_label, not both")
         self.model_name = model_name
-        self.version = version
-        self.version_label = version_label
+        self.version = {"version": version, "version_label": version_label}
+        self._spec(protos.PredictRequest().model_spec)  # ValueError now for a version and a label both
 
     def _spec(self, spec) -> None:
-        spec.name = self.model_name
-        if self.version is not None:
-            spec.version.value = self.version
-        if self.version_label is not None:
-            spec.version_label = self.version_label
+        signatures.model_spec(spec, self.model_name, **self.version)
 
-    def answer_request(self, questions, contexts, top_k, max_answer_len, handle_impossible_answer):
-        inputs = answer_top_k_inputs(
-            questions,
-            contexts,
-            top_k=top_k,
-            max_answer_len=max_answer_len,
-            handle_impossible_answer=handle_impossible_answer,
-        )
-        request = protos.PredictRequest()
-        self._spec(request.model_spec)
-        request.model_spec.signature_name = TOP_K_SIGNATURE
-        for name, array in inputs.items():
-            request.inputs[name].CopyFrom(make_tensor_proto(array))
-        return request
+    def answer_request(self, questions, contexts, **settings):
+        """The request, and each question's top_k (to read its answers back with)."""
+        inputs = signatures.answer_top_k_inputs(questions, contexts, **settings)
+        return signatures.predict_request(TOP_K_SIGNATURE, inputs, self.model_name, **self.version), inputs["top_k"]
 
     @staticmethod
-    def answers(response, top_k: int) -> list:
+    def answers(response, top_ks) -> list:
         out = {k: make_ndarray(v) for k, v in response.outputs.items()}
-        return answers_from_arrays(out, [top_k] * out["answer"].shape[0])
+        return signatures.answers_from_arrays(out, top_ks)
 
     def spans_request(self, input_ids, attention_mask):
-        request = protos.PredictRequest()
-        self._spec(request.model_spec)
-        request.model_spec.signature_name = TOKEN_SPANS_SIGNATURE
-        request.inputs["input_ids"].CopyFrom(make_tensor_proto(np.asarray(input_ids, np.int32)))
-        request.inputs["attention_mask"].CopyFrom(make_tensor_proto(np.asarray(attention_mask, np.int32)))
-        return request
+        inputs = signatures.token_spans_inputs(input_ids, attention_mask)
+        return signatures.predict_request(TOKEN_SPANS_SIGNATURE, inputs, self.model_name, **self.version)
 
     @staticmethod
     def spans(response) -> dict:
@@ -231,13 +209,20 @@ class QAClient(_ClientBase):
         questions: Sequence[str],
         contexts: Sequence[str],
         *,
-        top_k: int = 1,
-        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool = False,
+        top_k: int | Sequence[int] = 1,
+        max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool | Sequence[bool] = False,
     ) -> list:
-        """Answers many (question, context) pairs in one request; results in order."""
-        request = self.builder.answer_request(questions, contexts, top_k, max_answer_len, handle_impossible_answer)
-        return self.builder.answers(self._call(self._predict, "Predict", request), top_k)
+        """Answers many (question, context) pairs in one request, results in order (``tf_qa.signatures.Answerer``:
+        each setting one value for all, or one per question)."""
+        request, top_ks = self.builder.answer_request(
+            questions,
+            contexts,
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+        )
+        return self.builder.answers(self._call(self._predict, "Predict", request), top_ks)
 
     def spans(self, input_ids, attention_mask) -> dict:
         """Token-level signature: ``{"start", "end", "score"}`` lists, one per row of ``input_ids``."""
@@ -317,8 +302,14 @@ class AsyncQAClient(_ClientBase):
         max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
         handle_impossible_answer: bool = False,
     ) -> list:
-        request = self.builder.answer_request(questions, contexts, top_k, max_answer_len, handle_impossible_answer)
-        return self.builder.answers(await self._call(self._predict, "Predict", request), top_k)
+        request, top_ks = self.builder.answer_request(
+            questions,
+            contexts,
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+        )
+        return self.builder.answers(await self._call(self._predict, "Predict", request), top_ks)
 
     async def spans(self, input_ids, attention_mask) -> dict:
         request = self.builder.spans_request(input_ids, attention_mask)

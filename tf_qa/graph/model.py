@@ -19,8 +19,10 @@ from typing import Any
 
 import tensorflow as tf
 import tf_keras
+from grpc import StatusCode
 
 from tf_qa.defaults import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.errors import TFQAError
 from tf_qa.graph import answers as answers_lib
 from tf_qa.graph import inputs as inputs_lib
 from tf_qa.graph import window_groups
@@ -29,11 +31,13 @@ from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.graph.options import ExportOptions
 from tf_qa.graph.spans import SpanExtractor
 from tf_qa.graph.tokenization import WordPieceTokenizer
-from tf_qa.signatures import answer_top_k_inputs
+from tf_qa.signatures import SIGNATURES
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TFQAError, ValueError):
     """A checkpoint that cannot be loaded, or that tf-qa does not serve; the message names it and says why."""
+
+    code = StatusCode.FAILED_PRECONDITION
 
 
 def load_checkpoint(name_or_path: str, *, from_pt: bool = False) -> tuple[Any, Any]:
@@ -61,15 +65,10 @@ def load_checkpoint(name_or_path: str, *, from_pt: bool = False) -> tuple[Any, A
     return qa_model, tokenizer
 
 
-def run_top_k_signature(signature, questions, contexts, **settings) -> dict:
-    """Calls a loaded SavedModel's ``answer_top_k`` signature with one setting for every example (``settings``:
-    ``top_k``, ``max_answer_len``, ``handle_impossible_answer``, defaults as in ``answer_top_k_inputs``).
-
-    Returns the outputs (``answer``, ``score``, ``start``, ``end``) as [B, K] numpy arrays.
-    """
-    inputs = answer_top_k_inputs(questions, contexts, **settings)
-    out = signature(**{name: tf.constant(array) for name, array in inputs.items()})
-    return {key: value.numpy() for key, value in out.items()}
+def _input_specs(signature_name: str) -> list[tf.TensorSpec]:
+    """The signature's inputs as ``tf_qa.signatures`` states them, in order."""
+    inputs = SIGNATURES[signature_name].inputs
+    return [tf.TensorSpec(spec.shape, spec.dtype, name=name) for name, spec in inputs.items()]
 
 
 class QuestionAnsweringModel(tf_keras.Model):
@@ -288,31 +287,16 @@ class QuestionAnsweringModel(tf_keras.Model):
 
     # ------------------------------------------------------------------ serving
     def signatures(self) -> dict[str, Any]:
-        """The three serving signatures, as concrete functions for ``tf.saved_model.save``.
+        """The serving signatures of ``tf_qa.signatures.SIGNATURES``, as concrete functions for
+        ``tf.saved_model.save``."""
 
-        * ``serving_default``: question, context [B] string -> answer [B] string, score [B] float32,
-          start, end [B] int64 (top-1, export-time defaults).
-        * ``answer_top_k``: question, context [B] string, top_k, max_answer_len [B] int32,
-          handle_impossible_answer [B] bool -> answer, score, start, end [B, K] with K = max(top_k).
-        * ``token_spans``: input_ids, attention_mask [B, L] int32 -> start, end [B] int64, score [B] float32.
-        """
-        text = tf.TensorSpec([None], tf.string)
-
-        @tf.function(
-            input_signature=[
-                text,
-                text,
-                tf.TensorSpec([None], tf.int32),
-                tf.TensorSpec([None], tf.int32),
-                tf.TensorSpec([None], tf.bool),
-            ]
-        )
+        @tf.function(input_signature=_input_specs(TOP_K_SIGNATURE))
         def answer_top_k(question, context, top_k, max_answer_len, handle_impossible_answer):
             return self.answer(question, context, top_k, max_answer_len, handle_impossible_answer)._asdict()
 
         # serving_default calls answer_top_k's graph with the export's defaults rather than tracing its own copy
         # of the pipeline: half the graph to save, load and optimize.
-        @tf.function(input_signature=[text, text])
+        @tf.function(input_signature=_input_specs(SERVING_DEFAULT))
         def serving_default(question, context):
             batch = tf.shape(question)[:1]
             result = answer_top_k(
@@ -324,9 +308,7 @@ class QuestionAnsweringModel(tf_keras.Model):
             )
             return {name: value[:, 0] for name, value in result.items()}
 
-        ids = tf.TensorSpec([None, None], tf.int32)
-
-        @tf.function(input_signature=[ids, ids])
+        @tf.function(input_signature=_input_specs(TOKEN_SPANS_SIGNATURE))
         def token_spans(input_ids, attention_mask):
             return self.token_spans(input_ids, attention_mask)
 

@@ -28,14 +28,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tf_qa.defaults import TOKEN_SPANS_SIGNATURE
+from tf_qa.errors import SetupError
 from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.layout import export_record_file, next_version, warmup_file
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import warmup_requests, write_warmup
 
 
-class ExportError(Exception):
-    """An export that cannot be done; the message says why."""
+class ExportError(SetupError):
+    """An export that cannot be done (FAILED_PRECONDITION); the message says why."""
 
 
 def check_output(output: Path, version: int | None, force: bool) -> int:

@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from grpc import StatusCode
 
+from tf_qa.errors import SetupError, TFQAError
 from tf_qa.protos import TensorProto
 from tf_qa.tensors import make_ndarray, make_tensor_proto
 
@@ -35,16 +37,18 @@ SOURCE = Path(__file__).with_name("native_runner.cc")
 _BUILD_SECONDS = 600
 
 
-class NativeUnavailable(RuntimeError):
+class NativeUnavailable(SetupError):
     """The native runtime cannot run on this machine (no compiler, or the build failed); says why."""
 
 
-class NativeError(RuntimeError):
-    """The native runtime refused a request or a model: ``code`` is TensorFlow's status code name."""
+class NativeError(TFQAError):
+    """The native runtime refused a request or a model, with TensorFlow's status code (``code_name``, as the
+    runner reports it) and its message."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
+    def __init__(self, code_name: str, message: str):
+        code = StatusCode[code_name] if code_name in StatusCode.__members__ else StatusCode.UNKNOWN
+        super().__init__(f"{code_name}: {message}", code=code)
+        self.message = message
 
 
 def tf_text_op_libraries() -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_qa import signatures
 from tf_qa.cpu import cpu_features
 from tf_qa.defaults import SERVING_DEFAULT, TOP_K_SIGNATURE
 from tf_qa.saved_model.layout import EXPORT_RECORD_FILE, export_record_file, warmup_file
@@ -108,7 +109,7 @@ def validate_saved_model(path: str | os.PathLike) -> ValidationReport:
     if not serve:
         report.problem("no MetaGraph is tagged 'serve'")
         return report
-    _check_signatures(serve[0], report)
+    _check_signatures(serve[0], report, tf_qa_export=export_record_file(path).exists())
     _check_ops(serve[0], report)
     session = _load_python_session(path, report)
     try:
@@ -136,18 +137,39 @@ def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _check_signatures(meta_graph, report: ValidationReport) -> None:
-    signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
-    report.say(f"signatures: {', '.join(sorted(signatures))}")
-    if "serving_default" not in signatures:
+def _check_signatures(meta_graph, report: ValidationReport, tf_qa_export: bool) -> None:
+    """Every signature batched along dim 0; a tf-qa export's (it has an export record) also as
+    ``tf_qa.signatures`` states them, since tf-qa's clients send and read exactly that."""
+    found = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+    report.say(f"signatures: {', '.join(sorted(found))}")
+    if "serving_default" not in found:
         report.problem("no 'serving_default' signature (requests without a signature name will fail)")
-    for name, signature in sorted(signatures.items()):
+    for name, signature in sorted(found.items()):
+        contract = signatures.SIGNATURES.get(name) if tf_qa_export else None
         for kind, tensors in (("input", signature.inputs), ("output", signature.outputs)):
             for key, info in sorted(tensors.items()):
                 dims = [d.size for d in info.tensor_shape.dim]
                 if info.tensor_shape.unknown_rank or not dims or dims[0] != -1:
                     report.problem(f"{name}: {kind} {key!r} has shape {dims}, not batched along dim 0")
+            if contract:
+                _check_against_contract(name, kind, tensors, getattr(contract, kind + "s"), report)
         report.say(f"  {name}: inputs {sorted(signature.inputs)} -> outputs {sorted(signature.outputs)}, all batched")
+
+
+def _check_against_contract(name: str, kind: str, tensors, expected: dict, report: ValidationReport) -> None:
+    """Names, dtypes and ranks as ``tf_qa.signatures`` (what the clients send and read) states them."""
+    import tensorflow as tf
+
+    if set(tensors) != set(expected):
+        report.problem(f"{name}: {kind}s {sorted(tensors)}, but tf_qa.signatures states {sorted(expected)}")
+        return
+    for key, info in sorted(tensors.items()):
+        dtype, rank = tf.as_dtype(info.dtype).name, len(info.tensor_shape.dim)
+        if (dtype, rank) != (expected[key].dtype, len(expected[key].shape)):
+            report.problem(
+                f"{name}: {kind} {key!r} is {dtype} of rank {rank}, but tf_qa.signatures states "
+                f"{expected[key].dtype} of rank {len(expected[key].shape)}"
+            )
 
 
 def _check_ops(meta_graph, report: ValidationReport) -> None:
@@ -192,17 +214,13 @@ def _check_warmup(path: Path, session, report: ValidationReport) -> tuple[list, 
 
 def probe_requests(meta_graph) -> list:
     """Non-ASCII text, alone and as a multi-window context, for each text signature the model has."""
-    contexts = np.array([_PROBE_CONTEXT.encode(), " ".join([_PROBE_CONTEXT] * 40).encode()], dtype=object)
-    questions = np.array([_PROBE_QUESTION.encode()] * 2, dtype=object)
+    contexts = [_PROBE_CONTEXT, " ".join([_PROBE_CONTEXT] * 40)]
+    questions = [_PROBE_QUESTION] * 2
     inputs_by_signature = {
-        SERVING_DEFAULT: {"question": questions, "context": contexts},
-        TOP_K_SIGNATURE: {
-            "question": questions,
-            "context": contexts,
-            "top_k": np.array([3, 2], np.int32),
-            "max_answer_len": np.array([15, 30], np.int32),
-            "handle_impossible_answer": np.array([True, False]),
-        },
+        SERVING_DEFAULT: signatures.serving_default_inputs(questions, contexts),
+        TOP_K_SIGNATURE: signatures.answer_top_k_inputs(
+            questions, contexts, top_k=[3, 2], max_answer_len=[15, 30], handle_impossible_answer=[True, False]
+        ),
     }
     return [
         make_request("probe", name, inputs)

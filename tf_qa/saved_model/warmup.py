@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa import signatures
+from tf_qa.defaults import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 
 _WARMUP_QUESTION = "What is the capital of France?"
 _WARMUP_CONTEXT = "Paris is the capital and most populous city of France, on the Seine."
@@ -30,36 +31,25 @@ def warmup_requests(model_name: str) -> list:
     long_context = " ".join([_WARMUP_CONTEXT] * 60)  # about 1,000 tokens: several windows
     requests = []
     for batch in (1, 8):
-        questions = np.array([_WARMUP_QUESTION.encode()] * batch, dtype=object)
-        contexts = np.array(
-            [(long_context if i == batch - 1 else _WARMUP_CONTEXT).encode() for i in range(batch)], dtype=object
-        )
+        questions = [_WARMUP_QUESTION] * batch
+        contexts = [long_context if i == batch - 1 else _WARMUP_CONTEXT for i in range(batch)]
         inputs_by_signature = {
-            SERVING_DEFAULT: {"question": questions, "context": contexts},
-            TOP_K_SIGNATURE: {
-                "question": questions,
-                "context": contexts,
-                "top_k": np.full([batch], 3, np.int32),
-                "max_answer_len": np.full([batch], DEFAULT_MAX_ANSWER_LEN, np.int32),
-                "handle_impossible_answer": np.full([batch], True),
-            },
-            TOKEN_SPANS_SIGNATURE: {
-                "input_ids": np.tile(np.array([[101, 2054, 102, 3000, 2003, 102]], np.int32), [batch, 1]),
-                "attention_mask": np.ones([batch, 6], np.int32),
-            },
+            SERVING_DEFAULT: signatures.serving_default_inputs(questions, contexts),
+            TOP_K_SIGNATURE: signatures.answer_top_k_inputs(
+                questions, contexts, top_k=3, handle_impossible_answer=True
+            ),
+            TOKEN_SPANS_SIGNATURE: signatures.token_spans_inputs(
+                [[101, 2054, 102, 3000, 2003, 102]] * batch, [[1] * 6] * batch
+            ),
         }
         requests += [make_request(model_name, signature, inputs) for signature, inputs in inputs_by_signature.items()]
     return requests
 
 
-def make_request(model_name: str, signature: str, inputs: dict[str, np.ndarray]):
-    """A PredictRequest for a signature, the inputs as TensorProtos."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    return request
+def make_request(model_name: str, signature: str, inputs: dict[str, np.ndarray]) -> predict_pb2.PredictRequest:
+    """``tf_qa.signatures.predict_request`` as TF Serving's own message class, for its PredictionLog."""
+    request = signatures.predict_request(signature, inputs, model_name)
+    return predict_pb2.PredictRequest.FromString(request.SerializeToString())
 
 
 def write_warmup(path: Path, requests: list) -> None:

@@ -28,6 +28,8 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from tf_qa.errors import DeadlineExceeded
+
 #: run(key, feeds, timeout) -> list of output arrays, each batched along dim 0; timeout in seconds or None.
 RunFunction = Callable[[Hashable, dict[str, np.ndarray], "float | None"], list[np.ndarray]]
 
@@ -50,7 +52,7 @@ def batching_options(parameters, **overrides) -> dict:
     return options
 
 
-class DeadlineExpired(TimeoutError):
+class DeadlineExpired(DeadlineExceeded):
     """A request's deadline passed before it could run."""
 
 

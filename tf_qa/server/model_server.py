@@ -34,6 +34,7 @@ from concurrent import futures
 
 import grpc
 import tensorflow as tf
+from grpc import StatusCode
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (
@@ -45,10 +46,11 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.defaults import MAX_MESSAGE_BYTES, SERVING_DEFAULT
+from tf_qa.errors import SetupError, TFQAError
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.server.batching import RequestBatcher, batching_options
 from tf_qa.server.options import ServeOptions, serve_flag
-from tf_qa.server.predictor import Predictor, RequestError, tensor_from_proto
+from tf_qa.server.predictor import Predictor, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.rest import RestServer
 
@@ -70,7 +72,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "version labels are not supported by this server")
         try:
             return self.predictor.acquire(spec.name, spec.version.value if spec.HasField("version") else None)
-        except RequestError as error:
+        except TFQAError as error:
             _abort(context, error.code, str(error))
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
@@ -89,7 +91,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     )
                 finally:
                     loaded.release()
-        except RequestError as error:
+        except TFQAError as error:
             _abort(context, error.code, str(error))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.predictor.repository.model_name
@@ -123,7 +125,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         spec = request.model_spec
         try:
             versions = self.predictor.versions(spec.name, spec.version.value if spec.HasField("version") else None)
-        except RequestError as error:
+        except TFQAError as error:
             _abort(context, error.code, str(error))
         response = get_model_status_pb2.GetModelStatusResponse()
         for version in versions:
@@ -133,13 +135,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-class ServeSetupError(RuntimeError):
-    """Options the server cannot start with: an unreadable TLS file, a bad platform config. ``usage``: the
-    command line's usage error (exit code 2) rather than a failure (1)."""
-
-    def __init__(self, message: str, usage: bool = False):
-        super().__init__(message)
-        self.usage = usage
+class ServeSetupError(SetupError):
+    """Options the server cannot start with: an unreadable TLS file (FAILED_PRECONDITION), a bad platform config
+    (INVALID_ARGUMENT)."""
 
 
 def _read_bytes(options: ServeOptions, name: str) -> bytes:
@@ -168,7 +166,7 @@ def session_and_batching(options: ServeOptions) -> tuple:
     try:
         platform = read_platform_config(options.platform_config_file)
     except ValueError as error:
-        raise ServeSetupError(str(error), usage=True) from None
+        raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
     if not options.enable_batching:
         return platform.session_config, None
     overrides = {

@@ -2,7 +2,7 @@
 
 The predictor admits a bounded number of requests at once, resolves the version, checks the inputs against
 the signature (names, dtypes, ranks, sizes), runs the session with the request's deadline as its run timeout,
-and turns failures into ``RequestError`` with a gRPC status code.
+and turns failures into ``tf_qa.errors.TFQAError`` with a gRPC status code.
 
 Example:
 
@@ -18,11 +18,12 @@ import threading
 import time
 from contextlib import contextmanager
 
-import grpc
 import numpy as np
 import tensorflow as tf
+from grpc import StatusCode
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from tf_qa import errors
 from tf_qa.defaults import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
 from tf_qa.errors import graph_error_message
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
@@ -30,7 +31,7 @@ from tf_qa.server.repository import LoadedVersion, ModelRepository
 
 
 def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
-    """A request's TensorProto as an array; RequestError INVALID_ARGUMENT when malformed or too large.
+    """A request's TensorProto as an array; INVALID_ARGUMENT when malformed or too large.
 
     A TensorProto may state a shape and carry fewer values (the last one is repeated), so a few bytes can
     declare billions of elements: the count is checked before anything is allocated. Every element of a
@@ -38,26 +39,18 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
     """
     sizes = [dim.size for dim in tensor.tensor_shape.dim]
     if any(size < 0 for size in sizes):
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} has a negative dimension: {sizes}")
+        raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"input {name!r} has a negative dimension: {sizes}")
     elements = int(np.prod(sizes, dtype=object))
     if elements > max_elements:
-        raise RequestError(
-            grpc.StatusCode.INVALID_ARGUMENT,
+        raise errors.error_for(
+            StatusCode.INVALID_ARGUMENT,
             f"input {name!r} declares {elements} elements (shape {sizes}), more than a request may "
             f"carry ({max_elements}, tf-qa serve --max-request-bytes)",
         )
     try:
         return tf.make_ndarray(tensor)
     except Exception as error:  # noqa: BLE001  any malformed TensorProto
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
-
-
-class RequestError(Exception):
-    """A request the server refuses; ``code`` is the gRPC status (REST maps it to an HTTP status)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
+        raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
 
 
 class Predictor:
@@ -86,10 +79,10 @@ class Predictor:
 
     @contextmanager
     def admit(self):
-        """Holds one of the ``max_in_flight`` slots for a request; RequestError RESOURCE_EXHAUSTED when none is free."""
+        """Holds one of the ``max_in_flight`` slots for a request; RESOURCE_EXHAUSTED when none is free."""
         if not self._slots.acquire(blocking=False):
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise errors.error_for(
+                StatusCode.RESOURCE_EXHAUSTED,
                 f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
                 "tf-qa serve --max-in-flight; retry later",
             )
@@ -113,21 +106,21 @@ class Predictor:
         return loaded.session.run([signature.outputs[o].name for o in outputs], feeds, options=options)
 
     def acquire(self, model_name: str, version: int | None) -> LoadedVersion:
-        """The version to answer with (release it after); RequestError NOT_FOUND when there is none."""
+        """The version to answer with (release it after); NOT_FOUND when there is none."""
         if model_name != self.repository.model_name:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_name})")
+            raise errors.error_for(StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_name})")
         try:
             return self.repository.acquire(version)
         except LookupError as error:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+            raise errors.error_for(StatusCode.NOT_FOUND, str(error)) from None
 
     def versions(self, model_name: str, version: int | None) -> list[int]:
-        """The loaded versions of the model (only ``version`` when given); RequestError NOT_FOUND when none."""
+        """The loaded versions of the model (only ``version`` when given); NOT_FOUND when none."""
         if model_name != self.repository.model_name:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {model_name}")
+            raise errors.error_for(StatusCode.NOT_FOUND, f"Could not find any versions of model {model_name}")
         versions = [v for v in self.repository.statuses() if version is None or v == version]
         if not versions:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {model_name}")
+            raise errors.error_for(StatusCode.NOT_FOUND, f"Could not find version {version} of model {model_name}")
         return versions
 
     @staticmethod
@@ -153,14 +146,14 @@ class Predictor:
         name = signature_name or SERVING_DEFAULT
         signature = loaded.signatures.get(name)
         if signature is None:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT, f'Serving signature name: "{name}" not found in signature def'
+            raise errors.error_for(
+                StatusCode.INVALID_ARGUMENT, f'Serving signature name: "{name}" not found in signature def'
             )
         feeds = self._feeds(name, signature, inputs)
         outputs = sorted(output_filter or signature.outputs)
         unknown = [o for o in outputs if o not in signature.outputs]
         if unknown:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
+            raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
         key = (loaded, name, tuple(outputs))
         started = time.monotonic()
         try:
@@ -169,26 +162,26 @@ class Predictor:
             else:
                 values = self.run(key, feeds, None if deadline is None else deadline - time.monotonic())
         except tf.errors.InvalidArgumentError as error:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
+            raise errors.error_for(StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
         except (tf.errors.DeadlineExceededError, DeadlineExpired):
-            raise RequestError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
+            raise errors.error_for(
+                StatusCode.DEADLINE_EXCEEDED,
                 f"the request's deadline passed; its work was stopped after {time.monotonic() - started:.2f}s",
             ) from None
         except ValueError as error:  # e.g. a feed of the wrong rank
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+            raise errors.error_for(StatusCode.INVALID_ARGUMENT, str(error)) from None
         except tf.errors.OpError as error:
-            raise RequestError(grpc.StatusCode.INTERNAL, error.message) from None
+            raise errors.error_for(StatusCode.INTERNAL, error.message) from None
         return outputs, [np.asarray(v) for v in values]
 
     @staticmethod
     def _feeds(name: str, signature, inputs: dict[str, np.ndarray]) -> dict:
-        """The session feeds of ``inputs``; RequestError INVALID_ARGUMENT for missing, extra or mistyped inputs."""
+        """The session feeds of ``inputs``; INVALID_ARGUMENT for missing, extra or mistyped inputs."""
         missing = sorted(set(signature.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(signature.inputs))
         if missing or extra:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise errors.error_for(
+                StatusCode.INVALID_ARGUMENT,
                 f"input keys do not match signature {name!r}: missing {missing}, unexpected {extra}; "
                 f"expected {sorted(signature.inputs)}",
             )
@@ -197,14 +190,14 @@ class Predictor:
             expected = tf.dtypes.as_dtype(signature.inputs[key].dtype)
             got = tf.string if value.dtype == object else tf.dtypes.as_dtype(value.dtype)
             if got != expected:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                raise errors.error_for(
+                    StatusCode.INVALID_ARGUMENT,
                     f"input {key!r} has dtype {got.name}, signature {name!r} expects {expected.name}",
                 )
             rank = len(signature.inputs[key].tensor_shape.dim)
             if not signature.inputs[key].tensor_shape.unknown_rank and value.ndim != rank:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                raise errors.error_for(
+                    StatusCode.INVALID_ARGUMENT,
                     f"input {key!r} has shape {list(value.shape)}, signature {name!r} expects rank {rank}",
                 )
             feeds[signature.inputs[key].name] = value

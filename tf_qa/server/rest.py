@@ -32,37 +32,44 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
+from grpc import StatusCode
 
 from tf_qa.defaults import DEFAULT_REST_TIMEOUT, SERVING_DEFAULT
-from tf_qa.server.predictor import Predictor, RequestError
+from tf_qa.errors import InvalidRequest, TFQAError
+from tf_qa.server.predictor import Predictor
 
 log = logging.getLogger("tf_qa.server.rest")
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
-#: gRPC status of a RequestError -> HTTP status (anything else is 500).
+#: The HTTP status of a TFQAError's status code (anything else is 500).
 HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
-    grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
-    grpc.StatusCode.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
-    grpc.StatusCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
+    StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    StatusCode.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
+    StatusCode.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
+    StatusCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 
-class HttpError(Exception):
-    """A refusal with its own HTTP status (one gRPC has no code for: 411, 413)."""
+class HttpError(TFQAError):
+    """A refusal with an HTTP status of its own, finer than its status code's (411, 413)."""
 
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
+    def __init__(self, status: HTTPStatus, message: str, code: StatusCode = StatusCode.INVALID_ARGUMENT):
+        super().__init__(message, code=code)
         self.status = status
 
 
-def _invalid(message: str) -> RequestError:
-    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def http_status(error: TFQAError) -> HTTPStatus:
+    return (
+        error.status if isinstance(error, HttpError) else HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR)
+    )
+
+
+def _invalid(message: str) -> InvalidRequest:
+    return InvalidRequest(message)
 
 
 def _decode_strings(value):
@@ -209,10 +216,8 @@ class RestHandler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         try:
             self._answer(method)
-        except RequestError as error:
-            self._send(HTTP_STATUS.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": str(error)})
-        except HttpError as error:
-            self._send(error.status, {"error": str(error)})
+        except TFQAError as error:
+            self._send(http_status(error), {"error": str(error)})
         except (TimeoutError, ConnectionError):
             self.close_connection = True
         except Exception as error:
@@ -223,7 +228,7 @@ class RestHandler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         match = _PATH.match(self.path.split("?")[0])
         if not match or (method == "POST") != (match["rest"] == ":predict"):
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}")
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}", StatusCode.NOT_FOUND)
         version = int(match["version"]) if match["version"] else None
         if method == "GET" and not match["rest"]:
             self._send(HTTPStatus.OK, self._status(match["name"], version))
@@ -262,6 +267,7 @@ class RestHandler(BaseHTTPRequestHandler):
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"body of {length} bytes is over the limit of {self.predictor.max_request_bytes} bytes "
                 "(tf-qa serve --max-request-bytes)",
+                StatusCode.RESOURCE_EXHAUSTED,
             )
         return parse_body(self.rfile.read(length))
 
