@@ -18,8 +18,7 @@ from pathlib import Path
 
 from breakdown import worker_breakdown_onnx, worker_breakdown_tf
 
-from tf_qa.defaults import TOP_K_SIGNATURE
-from tf_qa.signatures import answer_top_k_inputs
+from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs
 
 MODEL_NAME = "bench"
 

@@ -114,13 +114,13 @@ def test_bad_records_go_to_the_dead_letter_file(saved_model_dir, tmp_path, capsy
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "message"),
+    ("name", "content", "message", "exit_code"),
     [
-        ("missing.jsonl", None, "cannot read --input"),
-        ("not-squad.json", '{"data": 5}', "is not in SQuAD format"),
+        ("missing.jsonl", None, "cannot read --input", 1),
+        ("not-squad.json", '{"data": 5}', "is not in SQuAD format", 2),  # INVALID_ARGUMENT: what was given is wrong
     ],
 )
-def test_an_input_that_cannot_be_read_is_one_line(name, content, message, saved_model_dir, tmp_path, capsys):
+def test_an_input_that_cannot_be_read_is_one_line(name, content, message, exit_code, saved_model_dir, tmp_path, capsys):
     if content is not None:
         (tmp_path / name).write_text(content, encoding="utf-8")
     code = main(
@@ -136,4 +136,4 @@ def test_an_input_that_cannot_be_read_is_one_line(name, content, message, saved_
         ]
     )
     err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err, err
+    assert code == exit_code and message in err and "Traceback" not in err, err

@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from grpc import StatusCode
 
-from tf_qa import cli
+from tf_qa import cli, errors
 
 BENCH_SCRIPT = Path(cli.__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
@@ -95,3 +96,24 @@ def test_serve_refuses_bad_tls_options_in_one_line(flags, code, message, capsys)
     assert cli.main(["serve", "--model-base-path", "m", "--model-name", "m", *flags]) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "code,exit_code",
+    [
+        (StatusCode.INVALID_ARGUMENT, 2),
+        (StatusCode.CANCELLED, 130),
+        (StatusCode.NOT_FOUND, 1),
+        (StatusCode.UNAVAILABLE, 1),
+        (StatusCode.RESOURCE_EXHAUSTED, 1),
+        (StatusCode.FAILED_PRECONDITION, 1),
+        (StatusCode.INTERNAL, 1),
+    ],
+)
+def test_every_error_exits_by_its_status_code_in_one_line(code, exit_code, monkeypatch, capsys):
+    def refuse(args):
+        raise errors.error_for(code, f"refused with {code.name}")
+
+    monkeypatch.setitem(cli.COMMANDS, "validate", refuse)
+    assert cli.main(["validate", "somewhere"]) == exit_code
+    assert capsys.readouterr().err == f"tf-qa validate: refused with {code.name}\n"

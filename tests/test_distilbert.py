@@ -8,9 +8,9 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the TF Text ops the SavedModel uses
 from transformers import TFDistilBertForQuestionAnswering
 
-from tf_qa.defaults import SERVING_DEFAULT
 from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.saved_model.session import load_session
+from tf_qa.signatures import SERVING_DEFAULT
 
 
 @pytest.fixture(scope="module")

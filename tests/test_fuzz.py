@@ -30,9 +30,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tf_qa.defaults import DEFAULT_MAX_REQUEST_BYTES
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.saved_model.layout import version_folders
+from tf_qa.server.options import DEFAULT_MAX_REQUEST_BYTES
 
 SEED = 20261127
 NAME = "tiny-qa"

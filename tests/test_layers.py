@@ -36,7 +36,7 @@ ALLOWED = {
         "tf_qa.signatures",
         "tf_qa.tensors",
     },
-    "tf_qa.server": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.saved_model"},
+    "tf_qa.server": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.saved_model", "tf_qa.signatures"},
     "tf_qa.protos": set(),
     "tf_qa.tensors": {"tf_qa.protos"},
     "tf_qa.client": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.protos", "tf_qa.signatures", "tf_qa.tensors"},

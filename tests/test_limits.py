@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from tf_qa.graph.limits import RequestLimits
-from tf_qa.graph.model import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.graph.options import ExportOptions
+from tf_qa.signatures import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 
 LIMITS = RequestLimits(max_examples=4, max_text_bytes=20_000, max_windows=6, max_top_k=50)
 WORDS = "the river city north south museum opened century built bridge Paris "

@@ -26,7 +26,8 @@ from typing import Any
 import grpc
 
 from tf_qa import errors, protos, signatures
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES
+from tf_qa.signatures import TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.tensors import make_ndarray
 
 

@@ -1,4 +1,7 @@
-"""Names and defaults shared by the model, the exporter, the server and the clients (no heavy imports)."""
+"""Defaults shared by more than one layer (the model, the exporter, the server, the clients); no heavy imports.
+
+Each layer's own defaults live with it: the signatures' names in ``tf_qa.signatures``, the serve flags' in
+``tf_qa.server.options``."""
 
 from pathlib import Path
 
@@ -14,19 +17,8 @@ WINDOW_GROUP_MAX_GROWTH = 1.5
 #: What the encoder's dense layers may multiply in (bfloat16 is opt-in; see tf_qa.graph.distilbert).
 MATMUL_DTYPES = ("float32", "bfloat16")
 
-SERVING_DEFAULT = "serving_default"
-TOP_K_SIGNATURE = "answer_top_k"
-TOKEN_SPANS_SIGNATURE = "token_spans"
-
 #: The client's gRPC message limit, past gRPC's 4 MB default (long contexts in large batches).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
-#: tf-qa serve: Predict requests at once (gRPC and REST) before more are refused with RESOURCE_EXHAUSTED.
-DEFAULT_MAX_IN_FLIGHT = 32
-#: tf-qa serve: the largest gRPC request message and REST body (what the graph accepts, 256 KiB of text or 512
-#: windows of ids, fits with room for JSON escapes).
-DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
-#: tf-qa serve: seconds a REST request may run, as TF Serving's --rest_api_timeout_in_ms (30000).
-DEFAULT_REST_TIMEOUT = 30.0
 #: TF Serving's platform config that tf-qa serves with: a link to the kit's serving/platform_config.pbtxt.
 DEFAULT_PLATFORM_CONFIG = Path(__file__).resolve().parent / "saved_model" / "platform_config.pbtxt"

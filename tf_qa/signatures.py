@@ -28,8 +28,12 @@ from typing import Protocol
 import numpy as np
 
 from tf_qa import protos
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN
 from tf_qa.tensors import make_tensor_proto
+
+SERVING_DEFAULT = "serving_default"
+TOP_K_SIGNATURE = "answer_top_k"
+TOKEN_SPANS_SIGNATURE = "token_spans"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,6 @@ import tensorflow as tf
 import tf_keras
 from grpc import StatusCode
 
-from tf_qa.defaults import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.errors import TFQAError
 from tf_qa.graph import answers as answers_lib
 from tf_qa.graph import inputs as inputs_lib
@@ -31,7 +30,7 @@ from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.graph.options import ExportOptions
 from tf_qa.graph.spans import SpanExtractor
 from tf_qa.graph.tokenization import WordPieceTokenizer
-from tf_qa.signatures import SIGNATURES
+from tf_qa.signatures import SERVING_DEFAULT, SIGNATURES, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 
 
 class CheckpointError(TFQAError, ValueError):

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tf_qa import errors
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, TOP_K_SIGNATURE
-from tf_qa.signatures import answer_top_k_inputs, answers_from_arrays
+from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN
+from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs, answers_from_arrays
 
 
 class _InProcessAnswerer:

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from tf_qa.defaults import TOKEN_SPANS_SIGNATURE
 from tf_qa.errors import SetupError
 from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.layout import export_record_file, next_version, warmup_file
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import warmup_requests, write_warmup
+from tf_qa.signatures import TOKEN_SPANS_SIGNATURE
 
 
 class ExportError(SetupError):

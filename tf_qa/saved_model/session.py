@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the TF Text ops of the graph, as tensorflow_model_server links them
 
-from tf_qa.defaults import SERVING_DEFAULT
 from tf_qa.saved_model.platform_config import read_platform_config
+from tf_qa.signatures import SERVING_DEFAULT
 
 
 def load_session(path: str, config: tf.compat.v1.ConfigProto | None = None) -> tuple[tf.compat.v1.Session, dict]:

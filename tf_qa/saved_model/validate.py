@@ -31,11 +31,11 @@ import numpy as np
 
 from tf_qa import signatures
 from tf_qa.cpu import cpu_features
-from tf_qa.defaults import SERVING_DEFAULT, TOP_K_SIGNATURE
 from tf_qa.saved_model.layout import EXPORT_RECORD_FILE, export_record_file, warmup_file
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import make_request, read_warmup
+from tf_qa.signatures import SERVING_DEFAULT, TOP_K_SIGNATURE
 
 #: Core ops that exist in TensorFlow but cannot run in tensorflow_model_server (no Python there).
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}

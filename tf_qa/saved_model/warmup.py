@@ -20,7 +20,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from tf_qa import signatures
-from tf_qa.defaults import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
+from tf_qa.signatures import SERVING_DEFAULT, TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 
 _WARMUP_QUESTION = "What is the capital of France?"
 _WARMUP_CONTEXT = "Paris is the capital and most populous city of France, on the Seine."

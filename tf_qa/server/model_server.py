@@ -45,7 +45,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tf_qa.defaults import MAX_MESSAGE_BYTES, SERVING_DEFAULT
+from tf_qa.defaults import MAX_MESSAGE_BYTES
 from tf_qa.errors import SetupError, TFQAError
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.server.batching import RequestBatcher, batching_options
@@ -53,6 +53,7 @@ from tf_qa.server.options import ServeOptions, serve_flag
 from tf_qa.server.predictor import Predictor, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.rest import RestServer
+from tf_qa.signatures import SERVING_DEFAULT
 
 log = logging.getLogger("tf_qa.server")
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_qa.defaults import (
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_PLATFORM_CONFIG,
-    DEFAULT_REST_TIMEOUT,
-)
+from tf_qa.defaults import DEFAULT_PLATFORM_CONFIG
+
+#: tf-qa serve: Predict requests at once (gRPC and REST) before more are refused with RESOURCE_EXHAUSTED.
+DEFAULT_MAX_IN_FLIGHT = 32
+#: tf-qa serve: the largest gRPC request message and REST body (what the graph accepts, 256 KiB of text or 512
+#: windows of ids, fits with room for JSON escapes).
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: tf-qa serve: seconds a REST request may run, as TF Serving's --rest_api_timeout_in_ms (30000).
+DEFAULT_REST_TIMEOUT = 30.0
 
 #: The range of each numeric field kind (the command line's argparse types refuse the same values earlier).
 KIND_RANGES = {

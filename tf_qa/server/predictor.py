@@ -24,10 +24,11 @@ from grpc import StatusCode
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from tf_qa import errors
-from tf_qa.defaults import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES, SERVING_DEFAULT
 from tf_qa.errors import graph_error_message
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
+from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES
 from tf_qa.server.repository import LoadedVersion, ModelRepository
+from tf_qa.signatures import SERVING_DEFAULT
 
 
 def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:

@@ -37,9 +37,10 @@ import tensorflow as tf
 from google.protobuf import json_format
 from grpc import StatusCode
 
-from tf_qa.defaults import DEFAULT_REST_TIMEOUT, SERVING_DEFAULT
 from tf_qa.errors import InvalidRequest, TFQAError
+from tf_qa.server.options import DEFAULT_REST_TIMEOUT
 from tf_qa.server.predictor import Predictor
+from tf_qa.signatures import SERVING_DEFAULT
 
 log = logging.getLogger("tf_qa.server.rest")
 
