@@ -9,9 +9,11 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # Meanwhile: the native runner is built (tf_qa/saved_model/native.py; cached), and the client suite's
-# environment (no TensorFlow) and the Node.js client's packages are installed.
+# environment (no TensorFlow) and the Node.js client's packages are installed; so is Prometheus, which the
+# metrics test waits for (its marker file) before it looks.
 SHARED=$(mktemp -d)
 trap 'rm -rf "$SHARED"' EXIT
+(bash scripts/setup-prometheus.sh > "$SHARED/prometheus-setup.log" 2>&1; touch "$SHARED/prometheus-setup.done") &
 (
   .venv/bin/python -m tf_qa.saved_model.native
   bash scripts/setup-client.sh "${TF_QA_CLIENT_VENV:-.venv-client}" pytest

@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tf_qa.squad import SQUAD_V1_PART, SQUAD_V2_PART
 
 SQUAD_V1, SQUAD_V2 = SQUAD_V1_PART, SQUAD_V2_PART
+#: The deployment kit (serving/): TF Serving's config files the tests serve with.
+KIT = Path(__file__).resolve().parents[1] / "serving"
 
 
 def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
@@ -107,12 +109,18 @@ def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_repository):
-    """``tiny_repository`` served in-process as model ``tiny-qa`` over gRPC and REST; shared, never changed."""
+    """``tiny_repository`` served in-process as model ``tiny-qa`` over gRPC and REST (metrics at the kit's
+    monitoring config's path); shared, never changed."""
     from tf_qa.server.model_server import ModelServer
     from tf_qa.server.options import ServeOptions
 
     options = ServeOptions(
-        model_base_path=str(tiny_repository), model_name="tiny-qa", port=0, poll_seconds=0, rest_api_port=0
+        model_base_path=str(tiny_repository),
+        model_name="tiny-qa",
+        port=0,
+        poll_seconds=0,
+        rest_api_port=0,
+        monitoring_config_file=str(KIT / "monitoring.config"),
     )
     server = ModelServer(options).start()
     yield server

@@ -117,3 +117,13 @@ def test_every_error_exits_by_its_status_code_in_one_line(code, exit_code, monke
     monkeypatch.setitem(cli.COMMANDS, "validate", refuse)
     assert cli.main(["validate", "somewhere"]) == exit_code
     assert capsys.readouterr().err == f"tf-qa validate: refused with {code.name}\n"
+
+
+def test_version_names_tf_qa_and_the_libraries_it_runs_with():
+    from importlib import metadata
+
+    done = subprocess.run([sys.executable, "-m", "tf_qa.cli", "--version"], capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[0].startswith("tf-qa "), done
+    assert f"tensorflow {metadata.version('tensorflow')}" in lines
+    assert f"transformers {metadata.version('transformers')}" in lines

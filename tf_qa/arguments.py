@@ -160,10 +160,33 @@ def _add_batch(commands, common) -> None:
     batch.add_argument("--timeout", type=positive_float, default=120.0, help="deadline of each request to --target")
 
 
+#: What ``tf-qa --version`` reports beside tf-qa, as ``tensorflow_model_server --version`` names its TensorFlow.
+VERSIONED_PACKAGES = ("tensorflow", "tensorflow-text", "tensorflow-serving-api", "transformers", "grpcio", "protobuf")
+
+
+def version_text() -> str:
+    """tf-qa's version, then each package's (``not installed`` in the client-only install); reads the installed
+    packages' metadata, importing none of them."""
+    from importlib import metadata
+
+    from tf_qa import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return "\n".join([f"tf-qa {__version__}"] + [f"{name} {installed(name)}" for name in VERSIONED_PACKAGES])
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The ``tf-qa`` parser; ``args.command`` names the command to run."""
     parser = argparse.ArgumentParser(
         prog="tf-qa", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--version", action="version", version=version_text(), help="tf-qa's version and the libraries it runs with"
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -73,6 +73,9 @@ _MESSAGES = {
     "SavedModelBundleSourceAdapterConfig": [
         ("legacy_config", 1000, ".tensorflow.serving.SessionBundleConfig", False),
     ],
+    # monitoring_config.proto (--monitoring_config_file), which the wheel lacks as well.
+    "PrometheusConfig": [("enable", 1, _BOOL, False), ("path", 2, _STRING, False)],
+    "MonitoringConfig": [("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig", False)],
 }
 
 
@@ -112,6 +115,11 @@ def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
 def batching_parameters_class():
     """TF Serving's ``BatchingParameters`` message class (the ``--batching_parameters_file`` format)."""
     return _message_classes()["BatchingParameters"]
+
+
+def monitoring_config_class():
+    """TF Serving's ``MonitoringConfig`` message class (the ``--monitoring_config_file`` format)."""
+    return _message_classes()["MonitoringConfig"]
 
 
 def read_platform_config(path: str | os.PathLike = DEFAULT_PLATFORM_CONFIG):

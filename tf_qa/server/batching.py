@@ -53,7 +53,9 @@ def batching_options(parameters, **overrides) -> dict:
 
 
 class DeadlineExpired(DeadlineExceeded):
-    """A request's deadline passed before it could run."""
+    """A request's deadline passed before it could run (so it never ran)."""
+
+    refusal = "deadline"
 
 
 class _Task:

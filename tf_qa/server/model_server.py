@@ -46,9 +46,10 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.defaults import MAX_MESSAGE_BYTES
-from tf_qa.errors import SetupError, TFQAError
+from tf_qa.errors import InvalidRequest, SetupError, TFQAError
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.server.batching import RequestBatcher, batching_options
+from tf_qa.server.metrics import ServerMetrics, monitoring_path
 from tf_qa.server.options import ServeOptions, serve_flag
 from tf_qa.server.predictor import Predictor, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
@@ -68,32 +69,33 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
 
-    def _version(self, spec, context) -> LoadedVersion:
+    def _version(self, spec) -> LoadedVersion:
+        """The version the spec asks for, held until released; TFQAError when there is none."""
         if spec.HasField("version_label"):
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "version labels are not supported by this server")
-        try:
-            return self.predictor.acquire(spec.name, spec.version.value if spec.HasField("version") else None)
-        except TFQAError as error:
-            _abort(context, error.code, str(error))
+            raise InvalidRequest("version labels are not supported by this server")
+        return self.predictor.acquire(spec.name, spec.version.value if spec.HasField("version") else None)
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            with self.predictor.admit():
-                loaded = self._version(request.model_spec, context)
-                try:
-                    inputs = {
-                        key: tensor_from_proto(key, tensor, self.predictor.max_request_bytes)
-                        for key, tensor in request.inputs.items()
-                    }
-                    outputs, values = self.predictor.predict(
-                        loaded, request.model_spec.signature_name, inputs, list(request.output_filter), deadline
-                    )
-                finally:
-                    loaded.release()
+            with self.predictor.metrics.request("predict", "GRPC"), self.predictor.admit():
+                return self._predict(request, deadline)
         except TFQAError as error:
             _abort(context, error.code, str(error))
+
+    def _predict(self, request: predict_pb2.PredictRequest, deadline: float | None) -> predict_pb2.PredictResponse:
+        loaded = self._version(request.model_spec)
+        try:
+            inputs = {
+                key: tensor_from_proto(key, tensor, self.predictor.max_request_bytes)
+                for key, tensor in request.inputs.items()
+            }
+            outputs, values = self.predictor.predict(
+                loaded, request.model_spec.signature_name, inputs, list(request.output_filter), deadline
+            )
+        finally:
+            loaded.release()
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.predictor.repository.model_name
         response.model_spec.version.value = loaded.version
@@ -105,7 +107,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request, context):
         if list(request.metadata_field) != ["signature_def"]:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "metadata_field must be ['signature_def']")
-        loaded = self._version(request.model_spec, context)
+        try:
+            loaded = self._version(request.model_spec)
+        except TFQAError as error:
+            _abort(context, error.code, str(error))
         try:
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = self.predictor.repository.model_name
@@ -178,6 +183,16 @@ def session_and_batching(options: ServeOptions) -> tuple:
     return platform.session_config, batching_options(platform.batching_parameters, **overrides)
 
 
+def _metrics_path(options: ServeOptions) -> str | None:
+    """Where the monitoring config puts Prometheus metrics (None without one, or with Prometheus off)."""
+    if not options.monitoring_config_file:
+        return None
+    try:
+        return monitoring_path(options.monitoring_config_file)
+    except ValueError as error:
+        raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+
+
 class ModelServer:
     """Serves one model's versions over TF Serving's gRPC API (and its REST API when ``rest_api_port`` is set),
     as ``options`` (``ServeOptions``, see there for each) say. Port 0 picks a free port: see ``port`` and
@@ -188,17 +203,24 @@ class ModelServer:
         credentials = server_credentials(options)
         session_config, batching = session_and_batching(options)
         versions = list(options.versions) if options.versions is not None else None
-        self.repository = ModelRepository(options.model_base_path, options.model_name, versions, session_config)
+        self.metrics = ServerMetrics(options.model_name)
+        self.repository = ModelRepository(
+            options.model_base_path, options.model_name, versions, session_config, metrics=self.metrics
+        )
         self.poll_seconds = options.poll_seconds
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.health = health.HealthServicer()
+        self.predictor = Predictor(
+            self.repository, None, options.max_in_flight, options.max_request_bytes, metrics=self.metrics
+        )
         self.batcher = None
         if batching is not None:
-            self.batcher = RequestBatcher(
-                Predictor.run, **batching, is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError)
+            self.batcher = self.predictor.batcher = RequestBatcher(
+                self.predictor.run,
+                **batching,
+                is_invalid_argument=lambda e: isinstance(e, tf.errors.InvalidArgumentError),
             )
-        self.predictor = Predictor(self.repository, self.batcher, options.max_in_flight, options.max_request_bytes)
         self.server = self._grpc_server(options.max_in_flight, options.max_request_bytes)
         address = f"{options.host}:{options.port}"
         self.port = (
@@ -207,9 +229,10 @@ class ModelServer:
         if self.port == 0:
             raise OSError(f"could not bind {address}")
         rest_port = options.rest_api_port
-        self.rest = (
-            RestServer(self.predictor, options.host, rest_port, options.rest_timeout) if rest_port is not None else None
-        )
+        metrics_path = _metrics_path(options)
+        self.rest = None
+        if rest_port is not None:
+            self.rest = RestServer(self.predictor, options.host, rest_port, options.rest_timeout, metrics_path)
         self.rest_port = self.rest.port if self.rest else None
 
     def _grpc_server(self, max_in_flight: int, max_request_bytes: int) -> grpc.Server:

@@ -91,12 +91,21 @@ class ServeOptions:
         "own deadline",
         "positive_int",
     )
+    monitoring_config_file: str | None = _flag(
+        None,
+        "TF Serving's MonitoringConfig (text format, e.g. the kit's serving/monitoring.config): Prometheus metrics "
+        "on the REST port at its path",
+    )
     ssl_cert: str | None = _flag(None, "PEM certificate chain: serve TLS")
     ssl_key: str | None = _flag(None, "PEM private key of --ssl-cert")
 
     def __post_init__(self):
         if bool(self.ssl_cert) != bool(self.ssl_key):
             raise ValueError(f"{serve_flag('ssl_cert')} and {serve_flag('ssl_key')} go together")
+        if self.monitoring_config_file and self.rest_api_port is None:
+            raise ValueError(
+                f"{serve_flag('monitoring_config_file')} needs {serve_flag('rest_api_port')}: metrics are served there"
+            )
         if self.versions is not None:
             object.__setattr__(self, "versions", tuple(self.versions))
         for field in dataclasses.fields(self):

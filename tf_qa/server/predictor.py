@@ -26,6 +26,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tf_qa import errors
 from tf_qa.errors import graph_error_message
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
+from tf_qa.server.metrics import ServerMetrics
 from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.signatures import SERVING_DEFAULT
@@ -54,6 +55,12 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
         raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
 
 
+class Overloaded(errors.ResourceExhausted):
+    """Refused at admission: ``max_in_flight`` requests are in flight already."""
+
+    refusal = "max_in_flight"
+
+
 class Predictor:
     """Validates and runs Predict requests as TF Serving does; shared by the gRPC and REST front ends.
 
@@ -63,6 +70,7 @@ class Predictor:
         max_in_flight: Predict requests admitted at once (gRPC and REST together); one more is refused at once
             with RESOURCE_EXHAUSTED rather than queued.
         max_request_bytes: the largest request message or REST body.
+        metrics: where requests, runs and answers are counted (a registry of its own when not given).
     """
 
     def __init__(
@@ -71,8 +79,10 @@ class Predictor:
         batcher: RequestBatcher | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        metrics: ServerMetrics | None = None,
     ):
         self.repository = repository
+        self.metrics = metrics or ServerMetrics(repository.model_name)
         self.batcher = batcher
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
@@ -80,20 +90,18 @@ class Predictor:
 
     @contextmanager
     def admit(self):
-        """Holds one of the ``max_in_flight`` slots for a request; RESOURCE_EXHAUSTED when none is free."""
+        """Holds one of the ``max_in_flight`` slots for a request; ``Overloaded`` when none is free."""
         if not self._slots.acquire(blocking=False):
-            raise errors.error_for(
-                StatusCode.RESOURCE_EXHAUSTED,
+            raise Overloaded(
                 f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
-                "tf-qa serve --max-in-flight; retry later",
+                "tf-qa serve --max-in-flight; retry later"
             )
         try:
             yield
         finally:
             self._slots.release()
 
-    @staticmethod
-    def run(key, feeds: dict, timeout: float | None = None) -> list:
+    def run(self, key, feeds: dict, timeout: float | None = None) -> list:
         """Runs one request (or a merged batch) on a version's session; ``key`` = (version, signature, outputs).
 
         ``timeout`` (seconds) becomes the session's run timeout, as TF Serving's enforce_session_run_timeout:
@@ -104,7 +112,12 @@ class Predictor:
         loaded, name, outputs = key
         signature = loaded.signatures[name]
         options = None if timeout is None else tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(timeout * 1000)))
-        return loaded.session.run([signature.outputs[o].name for o in outputs], feeds, options=options)
+        started = time.perf_counter()
+        values = loaded.session.run([signature.outputs[o].name for o in outputs], feeds, options=options)
+        model = self.metrics.model_name
+        self.metrics.runtime_latency.labels(model, "predict", "TF1").observe((time.perf_counter() - started) * 1e6)
+        self.metrics.batch_size.labels(model).observe(len(next(iter(feeds.values()))))
+        return values
 
     def acquire(self, model_name: str, version: int | None) -> LoadedVersion:
         """The version to answer with (release it after); NOT_FOUND when there is none."""
@@ -164,7 +177,9 @@ class Predictor:
                 values = self.run(key, feeds, None if deadline is None else deadline - time.monotonic())
         except tf.errors.InvalidArgumentError as error:
             raise errors.error_for(StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
-        except (tf.errors.DeadlineExceededError, DeadlineExpired):
+        except DeadlineExpired:
+            raise
+        except tf.errors.DeadlineExceededError:
             raise errors.error_for(
                 StatusCode.DEADLINE_EXCEEDED,
                 f"the request's deadline passed; its work was stopped after {time.monotonic() - started:.2f}s",
@@ -173,7 +188,9 @@ class Predictor:
             raise errors.error_for(StatusCode.INVALID_ARGUMENT, str(error)) from None
         except tf.errors.OpError as error:
             raise errors.error_for(StatusCode.INTERNAL, error.message) from None
-        return outputs, [np.asarray(v) for v in values]
+        values = [np.asarray(v) for v in values]
+        self.metrics.observe_answers(dict(zip(outputs, values)))
+        return outputs, values
 
     @staticmethod
     def _feeds(name: str, signature, inputs: dict[str, np.ndarray]) -> dict:

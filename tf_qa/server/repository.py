@@ -26,6 +26,7 @@ import tensorflow as tf
 from tf_qa.saved_model.layout import version_folders, warmup_file
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import read_warmup
+from tf_qa.server.metrics import ServerMetrics
 
 log = logging.getLogger("tf_qa.server")
 
@@ -37,6 +38,8 @@ class LoadedVersion:
     version: int
     session: tf.compat.v1.Session
     signatures: dict
+    load_seconds: float = 0.0
+    warmup_seconds: float | None = None  # None: no warmup file
     users: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,22 +87,33 @@ def load_version(base_path: str, version: int, *, warm_up: bool = True, session_
     ``session_config``: the ConfigProto to load with (default: the platform config's).
     """
     path = os.path.join(base_path, str(version))
+    started = time.monotonic()
     loaded = LoadedVersion(version, *load_session(path, session_config))
+    loaded.load_seconds = time.monotonic() - started
     warmup = warmup_file(path)
     if warm_up and warmup.exists():
         started = time.monotonic()
         requests = read_warmup(warmup)
         for request in requests:
             run_predict_request(loaded.session, loaded.signatures, request)
-        log.info("version %d warmed up with %d requests in %.1fs", version, len(requests), time.monotonic() - started)
+        loaded.warmup_seconds = time.monotonic() - started
+        log.info("version %d warmed up with %d requests in %.1fs", version, len(requests), loaded.warmup_seconds)
     return loaded
 
 
 class ModelRepository:
     """The loaded versions of one model, refreshed from disk by ``poll``."""
 
-    def __init__(self, base_path: str, model_name: str, versions: list[int] | None = None, session_config=None):
+    def __init__(
+        self,
+        base_path: str,
+        model_name: str,
+        versions: list[int] | None = None,
+        session_config=None,
+        metrics: ServerMetrics | None = None,
+    ):
         self.base_path = base_path
+        self.metrics = metrics or ServerMetrics(model_name)
         self.session_config = session_config
         self.model_name = model_name
         self.pinned_versions = versions
@@ -117,11 +131,14 @@ class ModelRepository:
         wanted = self.wanted()
         for version in wanted:
             if version not in self._versions:
+                path = os.path.join(self.base_path, str(version))
                 try:
                     loaded = load_version(self.base_path, version, session_config=self.session_config)
                 except Exception as error:  # noqa: BLE001  a broken version must not take the server down
                     log.error("could not load %s version %d: %s", self.model_name, version, error)
+                    self.metrics.observe_load(path, False, 0.0, None)
                     continue
+                self.metrics.observe_load(path, True, loaded.load_seconds, loaded.warmup_seconds)
                 with self._lock:
                     self._versions[version] = loaded
                 log.info("serving %s version %d", self.model_name, version)

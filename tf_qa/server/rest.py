@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from grpc import StatusCode
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tf_qa.errors import InvalidRequest, TFQAError
 from tf_qa.server.options import DEFAULT_REST_TIMEOUT
@@ -200,6 +201,7 @@ class RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     predictor: Predictor
     timeout: float = DEFAULT_REST_TIMEOUT
+    metrics_path: str | None = None  # where Prometheus scrapes (--monitoring-config-file); None: not served
 
     def log_message(self, *args):  # requests are not logged line by line
         pass
@@ -226,7 +228,18 @@ class RestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
 
+    def _send_metrics(self) -> None:
+        body = self.predictor.metrics.exposition()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _answer(self, method: str) -> None:
+        if method == "GET" and self.metrics_path and self.path.split("?")[0] == self.metrics_path:
+            self._send_metrics()
+            return
         match = _PATH.match(self.path.split("?")[0])
         if not match or (method == "POST") != (match["rest"] == ":predict"):
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}", StatusCode.NOT_FOUND)
@@ -238,9 +251,10 @@ class RestHandler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, self._metadata(loaded))
         else:
             deadline = time.monotonic() + self.timeout
-            body = self._body()
-            with self.predictor.admit(), self._version(match["name"], version) as loaded:
-                reply = predict(self.predictor, loaded, body, deadline)
+            with self.predictor.metrics.request("predict", "REST"):
+                body = self._body()
+                with self.predictor.admit(), self._version(match["name"], version) as loaded:
+                    reply = predict(self.predictor, loaded, body, deadline)
             self._send(HTTPStatus.OK, reply)
 
     @contextmanager
@@ -293,9 +307,11 @@ class RestHandler(BaseHTTPRequestHandler):
         self._route("POST")
 
 
-def make_handler(predictor: Predictor, timeout: float) -> type[RestHandler]:
-    """A handler class serving ``predictor``, each request's work and socket reads bounded by ``timeout``."""
-    return type("BoundRestHandler", (RestHandler,), {"predictor": predictor, "timeout": timeout})
+def make_handler(predictor: Predictor, timeout: float, metrics_path: str | None = None) -> type[RestHandler]:
+    """A handler class serving ``predictor``, each request's work and socket reads bounded by ``timeout``, and
+    its metrics at ``metrics_path``."""
+    attributes = {"predictor": predictor, "timeout": timeout, "metrics_path": metrics_path}
+    return type("BoundRestHandler", (RestHandler,), attributes)
 
 
 class _BoundedHTTPServer(ThreadingHTTPServer):
@@ -334,13 +350,20 @@ class RestServer:
     Args:
         predictor: runs the requests (shared with the gRPC service).
         timeout: seconds a request may take, reading its body included (TF Serving's --rest_api_timeout_in_ms).
+        metrics_path: the path Prometheus scrapes the predictor's metrics at (None: not served).
     """
 
     def __init__(
-        self, predictor: Predictor, host: str = "127.0.0.1", port: int = 8501, timeout: float = DEFAULT_REST_TIMEOUT
+        self,
+        predictor: Predictor,
+        host: str = "127.0.0.1",
+        port: int = 8501,
+        timeout: float = DEFAULT_REST_TIMEOUT,
+        metrics_path: str | None = None,
     ):
         # Connections beyond the Predict slots, so that status calls and a 429 still get through.
-        self.httpd = _BoundedHTTPServer((host, port), make_handler(predictor, timeout), predictor.max_in_flight + 8)
+        handler = make_handler(predictor, timeout, metrics_path)
+        self.httpd = _BoundedHTTPServer((host, port), handler, predictor.max_in_flight + 8)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
 
