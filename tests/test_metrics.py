@@ -97,9 +97,9 @@ def test_requests_are_counted_by_status_entrypoint_and_answer(tiny_server):
     ],
 )
 def test_refusals_are_counted_by_reason_and_status(error, reason):
-    metrics = ServerMetrics("qa")
+    metrics = ServerMetrics()
     with pytest.raises(type(error)):
-        with metrics.request("predict", "GRPC"):
+        with metrics.request("qa", "predict", "GRPC"):
             raise error
     scraped = samples(metrics.exposition().decode())
     assert _value(scraped, ":tensorflow:serving:request_count", model_name="qa", status=error.code.name) == 1

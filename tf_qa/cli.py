@@ -228,10 +228,11 @@ def _serve(args) -> int:
     except (RuntimeError, OSError) as error:
         raise CommandError(str(error)) from None
     rest = f", REST on {options.host}:{server.rest_port}" if server.rest_port else ""
-    print(
-        f"serving {options.model_name} versions {server.repository.statuses()} on {options.host}:{server.port}{rest}",
-        flush=True,
+    models = "; ".join(
+        f"{name} versions {repository.statuses()}" + (f" labels {repository.labels}" if repository.labels else "")
+        for name, repository in server.repositories.items()
     )
+    print(f"serving {models} on {options.host}:{server.port}{rest}", flush=True)
     server.wait()
     return 0
 

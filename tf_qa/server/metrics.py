@@ -10,8 +10,8 @@ dashboard or alert made for ``tensorflow_model_server`` reads ``tf-qa serve`` un
 
 Example:
 
->>> metrics = ServerMetrics("qa")
->>> with metrics.request("predict", "GRPC"):
+>>> metrics = ServerMetrics()
+>>> with metrics.request("qa", "predict", "GRPC"):
 ...     pass
 >>> b':tensorflow:serving:request_count{model_name="qa",status="OK"} 1.0' in metrics.exposition()
 True
@@ -67,10 +67,10 @@ class TFServingCounter:
 
 
 class ServerMetrics:
-    """Every metric of one served model, in a registry of its own (two servers in a process never mix)."""
+    """Every metric of one server, labelled by model, in a registry of its own (two servers in a process never
+    mix)."""
 
-    def __init__(self, model_name: str):
-        self.model_name = model_name
+    def __init__(self):
         self.registry = registry = CollectorRegistry()
         model, latency = ("model_name",), {"buckets": LATENCY_BUCKETS_US, "registry": registry}
         self.request_count = TFServingCounter(
@@ -145,11 +145,11 @@ class ServerMetrics:
         )
 
     @contextmanager
-    def request(self, api: str, entrypoint: str):
+    def request(self, model_name: str, api: str, entrypoint: str):
         """Counts a request by its final status and times it (``entrypoint``: GRPC or REST), as TF Serving does."""
         started = time.perf_counter()
         status = "OK"
-        self.in_flight.labels(self.model_name).inc()
+        self.in_flight.labels(model_name).inc()
         try:
             yield
         except TFQAError as error:
@@ -158,30 +158,35 @@ class ServerMetrics:
             if reason is None and error.code.name == "INVALID_ARGUMENT" and "over the limit" in str(error):
                 reason = "request_limit"  # the graph's limit checks say so in their message
             if reason:
-                self.refused.labels(self.model_name, reason).inc()
+                self.refused.labels(model_name, reason).inc()
             raise
         except Exception:
             status = "INTERNAL"
             raise
         finally:
-            self.in_flight.labels(self.model_name).dec()
-            self.request_count.inc(model_name=self.model_name, status=status)
+            self.in_flight.labels(model_name).dec()
+            self.request_count.inc(model_name=model_name, status=status)
             micros = (time.perf_counter() - started) * 1e6
-            self.request_latency.labels(self.model_name, api, entrypoint).observe(micros)
+            self.request_latency.labels(model_name, api, entrypoint).observe(micros)
 
-    def observe_answers(self, outputs: dict[str, np.ndarray]) -> None:
+    def observe_run(self, model_name: str, seconds: float, batch_size: int) -> None:
+        """One session run: its time (TF Serving's runtime latency) and its questions."""
+        self.runtime_latency.labels(model_name, "predict", "TF1").observe(seconds * 1e6)
+        self.batch_size.labels(model_name).observe(batch_size)
+
+    def observe_answers(self, model_name: str, outputs: dict[str, np.ndarray]) -> None:
         """Top answers' scores and empty answers, from a text signature's outputs ([B] or [B, K])."""
         if "score" not in outputs or "answer" not in outputs:
             return
         scores, answers = np.asarray(outputs["score"]), np.asarray(outputs["answer"])
         if scores.ndim == 2:
             scores, answers = scores[:, 0], answers[:, 0]
-        self.examples.labels(self.model_name).observe(len(scores))
+        self.examples.labels(model_name).observe(len(scores))
         for score in scores:
-            self.answer_score.labels(self.model_name).observe(float(score))
+            self.answer_score.labels(model_name).observe(float(score))
         empty = int(sum(1 for answer in answers if not answer))
         if empty:
-            self.empty_answers.labels(self.model_name).inc(empty)
+            self.empty_answers.labels(model_name).inc(empty)
 
     def observe_load(self, model_path: str, ok: bool, load_seconds: float, warmup_seconds: float | None) -> None:
         self.load_attempt_count.inc(model_path=model_path, status="success" if ok else "fail")

@@ -3,7 +3,8 @@
 SavedModel the way it does (TF1 session, the signature's tensor names) so that the same client and the same
 end-to-end tests work against both.
 
-What it serves, for one model:
+What it serves, for one model (``--model-base-path``) or those of a model config file (``--model-config-file``,
+with version policies and labels, read again every ``--model-config-file-poll-wait-seconds``):
 
 * ``PredictionService.Predict`` and ``GetModelMetadata`` (``signature_def``); ``Classify``, ``Regress`` and
   ``MultiInference`` answer UNIMPLEMENTED.
@@ -46,10 +47,11 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.defaults import MAX_MESSAGE_BYTES
-from tf_qa.errors import InvalidRequest, SetupError, TFQAError
+from tf_qa.errors import SetupError, TFQAError
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.server.batching import RequestBatcher, batching_options
 from tf_qa.server.metrics import ServerMetrics, monitoring_path
+from tf_qa.server.model_config import ServedModel, VersionPolicy, read_model_config
 from tf_qa.server.options import ServeOptions, serve_flag
 from tf_qa.server.predictor import Predictor, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
@@ -70,16 +72,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.predictor = predictor
 
     def _version(self, spec) -> LoadedVersion:
-        """The version the spec asks for, held until released; TFQAError when there is none."""
-        if spec.HasField("version_label"):
-            raise InvalidRequest("version labels are not supported by this server")
-        return self.predictor.acquire(spec.name, spec.version.value if spec.HasField("version") else None)
+        """The version the spec asks for (number, label or the newest), held until released; TFQAError when there
+        is none."""
+        version = spec.version.value if spec.HasField("version") else None
+        label = spec.version_label if spec.HasField("version_label") else None
+        return self.predictor.acquire(spec.name, version, label)
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            with self.predictor.metrics.request("predict", "GRPC"), self.predictor.admit():
+            with self.predictor.metrics.request(request.model_spec.name, "predict", "GRPC"), self.predictor.admit():
                 return self._predict(request, deadline)
         except TFQAError as error:
             _abort(context, error.code, str(error))
@@ -97,7 +100,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         finally:
             loaded.release()
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = self.predictor.repository.model_name
+        response.model_spec.name = loaded.model_name
         response.model_spec.version.value = loaded.version
         response.model_spec.signature_name = request.model_spec.signature_name or SERVING_DEFAULT
         for output, value in zip(outputs, values):
@@ -113,7 +116,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, error.code, str(error))
         try:
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = self.predictor.repository.model_name
+            response.model_spec.name = loaded.model_name
             response.model_spec.version.value = loaded.version
             response.metadata["signature_def"].Pack(self.predictor.signature_map(loaded))
             return response
@@ -183,6 +186,17 @@ def session_and_batching(options: ServeOptions) -> tuple:
     return platform.session_config, batching_options(platform.batching_parameters, **overrides)
 
 
+def served_models(options: ServeOptions) -> list[ServedModel]:
+    """The models to serve: the model config file's, or the one of ``--model-base-path`` and ``--model-name``."""
+    if options.model_config_file:
+        try:
+            return read_model_config(options.model_config_file)
+        except ValueError as error:
+            raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+    policy = VersionPolicy("specific", tuple(options.versions)) if options.versions else VersionPolicy()
+    return [ServedModel(options.model_name, options.model_base_path, policy)]
+
+
 def _metrics_path(options: ServeOptions) -> str | None:
     """Where the monitoring config puts Prometheus metrics (None without one, or with Prometheus off)."""
     if not options.monitoring_config_file:
@@ -201,19 +215,15 @@ class ModelServer:
     def __init__(self, options: ServeOptions):
         self.options = options
         credentials = server_credentials(options)
-        session_config, batching = session_and_batching(options)
-        versions = list(options.versions) if options.versions is not None else None
-        self.metrics = ServerMetrics(options.model_name)
-        self.repository = ModelRepository(
-            options.model_base_path, options.model_name, versions, session_config, metrics=self.metrics
-        )
+        self.session_config, batching = session_and_batching(options)
+        self.models = served_models(options)
+        self.metrics = ServerMetrics()
+        self.predictor = Predictor({}, None, options.max_in_flight, options.max_request_bytes, metrics=self.metrics)
         self.poll_seconds = options.poll_seconds
         self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
+        self._pollers: list[threading.Thread] = []
+        self._config_lock = threading.Lock()
         self.health = health.HealthServicer()
-        self.predictor = Predictor(
-            self.repository, None, options.max_in_flight, options.max_request_bytes, metrics=self.metrics
-        )
         self.batcher = None
         if batching is not None:
             self.batcher = self.predictor.batcher = RequestBatcher(
@@ -234,6 +244,49 @@ class ModelServer:
         if rest_port is not None:
             self.rest = RestServer(self.predictor, options.host, rest_port, options.rest_timeout, metrics_path)
         self.rest_port = self.rest.port if self.rest else None
+
+    @property
+    def repositories(self) -> dict[str, ModelRepository]:
+        return self.predictor.repositories
+
+    @property
+    def repository(self) -> ModelRepository:
+        """The first model's repository (the only one without a model config file)."""
+        return next(iter(self.repositories.values()))
+
+    def apply_models(self, models: list[ServedModel], *, strict: bool = False) -> None:
+        """Serves exactly ``models``: new ones loaded, changed ones given their policy and labels, dropped ones
+        unloaded. A label naming a version not loaded is refused as TF Serving refuses it: ``strict`` (at start)
+        raises ServeSetupError; on a reload the label keeps its old version and the error is logged."""
+        with self._config_lock:
+            current, serving = self.repositories, {}
+            for model in models:
+                repository = current.get(model.name)
+                if repository is None or repository.base_path != model.base_path:
+                    repository = ModelRepository(
+                        model.base_path, model.name, model.policy, self.session_config, self.metrics
+                    )
+                repository.policy = model.policy
+                repository.poll()
+                repository.labels = self._checked_labels(repository, model.labels, strict)
+                serving[model.name] = repository
+            self.predictor.repositories = serving
+        for name, repository in current.items():
+            if serving.get(name) is not repository:
+                repository.close()
+
+    @staticmethod
+    def _checked_labels(repository: ModelRepository, labels: dict[str, int], strict: bool) -> dict[str, int]:
+        loaded = set(repository.statuses())
+        bad = {label: version for label, version in labels.items() if version not in loaded}
+        if not bad:
+            return dict(labels)
+        message = f"model {repository.model_name}: version labels {bad} name versions not loaded ({sorted(loaded)})"
+        if strict:
+            raise ServeSetupError(message, code=StatusCode.INVALID_ARGUMENT)
+        log.error("%s; those labels keep their versions", message)
+        kept = {label: version for label, version in repository.labels.items() if label in bad}
+        return {**{k: v for k, v in labels.items() if k not in bad}, **kept}
 
     def _grpc_server(self, max_in_flight: int, max_request_bytes: int) -> grpc.Server:
         """The gRPC server with its services; one thread per admitted call, more calls refused, never queued."""
@@ -262,23 +315,48 @@ class ModelServer:
         return server
 
     def start(self) -> ModelServer:
-        """Loads the model (raises if no version loads), starts serving and polling."""
-        self.repository.poll()
-        if not self.repository.statuses():
-            raise RuntimeError(f"no loadable version under {self.repository.base_path}")
+        """Loads the models (raises if one has no loadable version), starts serving and polling."""
+        self.apply_models(self.models, strict=True)
+        for repository in self.repositories.values():
+            if not repository.statuses():
+                raise RuntimeError(f"no loadable version under {repository.base_path}")
         self.server.start()
         if self.rest:
             self.rest.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self.health.set("tensorflow.serving.PredictionService", health_pb2.HealthCheckResponse.SERVING)
         if self.poll_seconds > 0:
-            self._poller = threading.Thread(target=self._poll_forever, name="version-poller", daemon=True)
-            self._poller.start()
+            self._start_poller("version-poller", self.poll_seconds, self._poll_versions)
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._start_poller("config-poller", self.options.model_config_file_poll_wait_seconds, self.reload_config)
         return self
 
-    def _poll_forever(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            self.repository.poll()
+    def _start_poller(self, name: str, seconds: float, poll) -> None:
+        def loop():
+            while not self._stop.wait(seconds):
+                poll()
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._pollers.append(thread)
+
+    def _poll_versions(self) -> None:
+        with self._config_lock:
+            for repository in self.repositories.values():
+                repository.poll()
+
+    def reload_config(self) -> None:
+        """Reads the model config file again and applies it; a file that no longer parses is logged and the
+        running config kept, as TF Serving does."""
+        try:
+            models = read_model_config(self.options.model_config_file)
+        except ValueError as error:
+            log.error("%s; still serving the previous config", error)
+            return
+        if models != self.models:
+            log.info("model config changed: %s", ", ".join(f"{m.name} labels {m.labels}" for m in models))
+            self.models = models
+            self.apply_models(models)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking requests, lets those in flight finish (up to ``grace`` seconds), unloads."""
@@ -289,7 +367,8 @@ class ModelServer:
             self.rest.stop()
         if self.batcher:
             self.batcher.close()
-        self.repository.close()
+        for repository in self.repositories.values():
+            repository.close()
 
     def wait(self) -> None:
         """Blocks until SIGTERM or SIGINT, then stops cleanly."""

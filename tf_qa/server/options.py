@@ -53,8 +53,18 @@ def _flag(default, help_text: str | None, kind: str = "text", *, required: bool 
 class ServeOptions:
     """The options of one ``tf-qa serve``; the defaults are TF Serving's where it has the option."""
 
-    model_base_path: str = _flag("", "folder of numeric version folders, e.g. export/NAME", required=True)
-    model_name: str = _flag("", "the name requests use in model_spec.name", required=True)
+    model_base_path: str = _flag("", "folder of numeric version folders, e.g. export/NAME (or --model-config-file)")
+    model_name: str = _flag("", "the name requests use in model_spec.name (or --model-config-file)")
+    model_config_file: str | None = _flag(
+        None,
+        "TF Serving's ModelServerConfig (text format, e.g. the kit's serving/models.config): the models, their "
+        "version policies, version labels and request logging, instead of --model-base-path and --model-name",
+    )
+    model_config_file_poll_wait_seconds: float = _flag(
+        0.0,
+        "how often to read --model-config-file again and apply its changes (0: never), as TF Serving's flag",
+        "non_negative_float",
+    )
     port: int = _flag(8500, "gRPC port (0: a free one)", "port")
     host: str = _flag("127.0.0.1", "address to bind")
     rest_api_port: int | None = _flag(None, "also serve TF Serving's REST API on this port", "port")
@@ -100,6 +110,19 @@ class ServeOptions:
     ssl_key: str | None = _flag(None, "PEM private key of --ssl-cert")
 
     def __post_init__(self):
+        by_flags = bool(self.model_base_path or self.model_name)
+        if self.model_config_file and by_flags:
+            raise ValueError(
+                f"give {serve_flag('model_config_file')} or {serve_flag('model_base_path')} and "
+                f"{serve_flag('model_name')}, not both"
+            )
+        if not self.model_config_file and not (self.model_base_path and self.model_name):
+            raise ValueError(
+                f"{serve_flag('model_base_path')} and {serve_flag('model_name')} are required "
+                f"(or {serve_flag('model_config_file')})"
+            )
+        if self.model_config_file and self.versions is not None:
+            raise ValueError(f"{serve_flag('versions')}: the model config file's version policies say which")
         if bool(self.ssl_cert) != bool(self.ssl_key):
             raise ValueError(f"{serve_flag('ssl_cert')} and {serve_flag('ssl_key')} go together")
         if self.monitoring_config_file and self.rest_api_port is None:

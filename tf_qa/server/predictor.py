@@ -6,7 +6,7 @@ and turns failures into ``tf_qa.errors.TFQAError`` with a gRPC status code.
 
 Example:
 
->>> predictor = Predictor(repository)                                                  # doctest: +SKIP
+>>> predictor = Predictor({"qa": repository})                                               # doctest: +SKIP
 >>> with predictor.admit():                                                            # doctest: +SKIP
 ...     loaded = predictor.acquire("distilbert-squad", None)
 ...     names, values = predictor.predict(loaded, "serving_default", {"question": q, "context": c})
@@ -65,7 +65,8 @@ class Predictor:
     """Validates and runs Predict requests as TF Serving does; shared by the gRPC and REST front ends.
 
     Args:
-        repository: the loaded versions.
+        repositories: each served model's loaded versions, by name (the model config file may name several;
+            the server may change the dict as the file changes).
         batcher: merges concurrent requests when given.
         max_in_flight: Predict requests admitted at once (gRPC and REST together); one more is refused at once
             with RESOURCE_EXHAUSTED rather than queued.
@@ -75,14 +76,14 @@ class Predictor:
 
     def __init__(
         self,
-        repository: ModelRepository,
+        repositories: dict[str, ModelRepository],
         batcher: RequestBatcher | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         metrics: ServerMetrics | None = None,
     ):
-        self.repository = repository
-        self.metrics = metrics or ServerMetrics(repository.model_name)
+        self.repositories = repositories
+        self.metrics = metrics or ServerMetrics()
         self.batcher = batcher
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
@@ -114,25 +115,28 @@ class Predictor:
         options = None if timeout is None else tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(timeout * 1000)))
         started = time.perf_counter()
         values = loaded.session.run([signature.outputs[o].name for o in outputs], feeds, options=options)
-        model = self.metrics.model_name
-        self.metrics.runtime_latency.labels(model, "predict", "TF1").observe((time.perf_counter() - started) * 1e6)
-        self.metrics.batch_size.labels(model).observe(len(next(iter(feeds.values()))))
+        self.metrics.observe_run(loaded.model_name, time.perf_counter() - started, len(next(iter(feeds.values()))))
         return values
 
-    def acquire(self, model_name: str, version: int | None) -> LoadedVersion:
-        """The version to answer with (release it after); NOT_FOUND when there is none."""
-        if model_name != self.repository.model_name:
+    def repository(self, model_name: str) -> ModelRepository:
+        """The model's repository; NOT_FOUND when the server does not serve it."""
+        repository = self.repositories.get(model_name)
+        if repository is None:
             raise errors.error_for(StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_name})")
+        return repository
+
+    def acquire(self, model_name: str, version: int | None, label: str | None = None) -> LoadedVersion:
+        """The version to answer with, by number or label (release it after); NOT_FOUND when there is none."""
         try:
-            return self.repository.acquire(version)
+            return self.repository(model_name).acquire(version, label)
         except LookupError as error:
             raise errors.error_for(StatusCode.NOT_FOUND, str(error)) from None
 
     def versions(self, model_name: str, version: int | None) -> list[int]:
         """The loaded versions of the model (only ``version`` when given); NOT_FOUND when none."""
-        if model_name != self.repository.model_name:
+        if model_name not in self.repositories:
             raise errors.error_for(StatusCode.NOT_FOUND, f"Could not find any versions of model {model_name}")
-        versions = [v for v in self.repository.statuses() if version is None or v == version]
+        versions = [v for v in self.repositories[model_name].statuses() if version is None or v == version]
         if not versions:
             raise errors.error_for(StatusCode.NOT_FOUND, f"Could not find version {version} of model {model_name}")
         return versions
@@ -189,7 +193,7 @@ class Predictor:
         except tf.errors.OpError as error:
             raise errors.error_for(StatusCode.INTERNAL, error.message) from None
         values = [np.asarray(v) for v in values]
-        self.metrics.observe_answers(dict(zip(outputs, values)))
+        self.metrics.observe_answers(loaded.model_name, dict(zip(outputs, values)))
         return outputs, values
 
     @staticmethod

@@ -27,6 +27,7 @@ from tf_qa.saved_model.layout import version_folders, warmup_file
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import read_warmup
 from tf_qa.server.metrics import ServerMetrics
+from tf_qa.server.model_config import VersionPolicy
 
 log = logging.getLogger("tf_qa.server")
 
@@ -35,6 +36,7 @@ log = logging.getLogger("tf_qa.server")
 class LoadedVersion:
     """One version's TF1 session; ``users`` counts requests in flight so a swap never closes it under them."""
 
+    model_name: str
     version: int
     session: tf.compat.v1.Session
     signatures: dict
@@ -81,14 +83,16 @@ def _return_free_heap() -> None:
         pass
 
 
-def load_version(base_path: str, version: int, *, warm_up: bool = True, session_config=None) -> LoadedVersion:
+def load_version(
+    base_path: str, version: int, *, model_name: str = "", warm_up: bool = True, session_config=None
+) -> LoadedVersion:
     """Loads ``base_path/<version>`` and, like ``--enable_model_warmup``, replays its warmup requests.
 
     ``session_config``: the ConfigProto to load with (default: the platform config's).
     """
     path = os.path.join(base_path, str(version))
     started = time.monotonic()
-    loaded = LoadedVersion(version, *load_session(path, session_config))
+    loaded = LoadedVersion(model_name, version, *load_session(path, session_config))
     loaded.load_seconds = time.monotonic() - started
     warmup = warmup_file(path)
     if warm_up and warmup.exists():
@@ -102,29 +106,29 @@ def load_version(base_path: str, version: int, *, warm_up: bool = True, session_
 
 
 class ModelRepository:
-    """The loaded versions of one model, refreshed from disk by ``poll``."""
+    """The loaded versions of one model, refreshed from disk by ``poll``; ``labels`` name versions
+    (``version_labels``). ``policy``: which versions to hold (default: the newest)."""
 
     def __init__(
         self,
         base_path: str,
         model_name: str,
-        versions: list[int] | None = None,
+        policy: VersionPolicy | None = None,
         session_config=None,
         metrics: ServerMetrics | None = None,
+        labels: dict[str, int] | None = None,
     ):
         self.base_path = base_path
-        self.metrics = metrics or ServerMetrics(model_name)
-        self.session_config = session_config
         self.model_name = model_name
-        self.pinned_versions = versions
+        self.policy = policy or VersionPolicy()
+        self.labels = dict(labels or {})
+        self.session_config = session_config
+        self.metrics = metrics or ServerMetrics()
         self._versions: dict[int, LoadedVersion] = {}
         self._lock = threading.Lock()
 
     def wanted(self) -> list[int]:
-        available = version_folders(self.base_path)
-        if self.pinned_versions:
-            return [v for v in available if v in self.pinned_versions]
-        return available[-1:]
+        return self.policy.choose(version_folders(self.base_path))
 
     def poll(self) -> None:
         """Loads wanted versions not loaded yet, then retires the ones no longer wanted."""
@@ -133,7 +137,9 @@ class ModelRepository:
             if version not in self._versions:
                 path = os.path.join(self.base_path, str(version))
                 try:
-                    loaded = load_version(self.base_path, version, session_config=self.session_config)
+                    loaded = load_version(
+                        self.base_path, version, model_name=self.model_name, session_config=self.session_config
+                    )
                 except Exception as error:  # noqa: BLE001  a broken version must not take the server down
                     log.error("could not load %s version %d: %s", self.model_name, version, error)
                     self.metrics.observe_load(path, False, 0.0, None)
@@ -149,15 +155,27 @@ class ModelRepository:
             log.info("retiring %s version %d", self.model_name, loaded.version)
             loaded.retire()
 
-    def acquire(self, version: int | None) -> LoadedVersion:
-        """The asked-for version (newest when None), held until ``release``; raises LookupError."""
+    def version_of(self, label: str) -> int:
+        """The version ``label`` names; LookupError naming the labels there are."""
+        labels = dict(self.labels)
+        if label not in labels:
+            known = ", ".join(f"{name} -> {version}" for name, version in sorted(labels.items())) or "none"
+            raise LookupError(f"model {self.model_name} has no version label {label!r} (its labels: {known})")
+        return labels[label]
+
+    def acquire(self, version: int | None, label: str | None = None) -> LoadedVersion:
+        """The asked-for version (by number or label; the newest when neither), held until ``release``; raises
+        LookupError."""
+        if label is not None:
+            version = self.version_of(label)
         while True:
             with self._lock:
                 if not self._versions:
                     raise LookupError(f"no version of model {self.model_name} is loaded")
                 chosen = self._versions.get(version) if version is not None else self._versions[max(self._versions)]
             if chosen is None:
-                raise LookupError(f"version {version} of model {self.model_name} is not loaded")
+                named = f" (label {label!r})" if label is not None else ""
+                raise LookupError(f"version {version}{named} of model {self.model_name} is not loaded")
             if chosen.acquire():
                 return chosen
 

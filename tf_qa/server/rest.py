@@ -45,7 +45,9 @@ from tf_qa.signatures import SERVING_DEFAULT
 
 log = logging.getLogger("tf_qa.server.rest")
 
-_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
+_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?(?P<rest>/metadata|:predict)?$"
+)
 #: The HTTP status of a TFQAError's status code (anything else is 500).
 HTTP_STATUS = {
     StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
@@ -241,25 +243,26 @@ class RestHandler(BaseHTTPRequestHandler):
             self._send_metrics()
             return
         match = _PATH.match(self.path.split("?")[0])
-        if not match or (method == "POST") != (match["rest"] == ":predict"):
+        if not match or (method == "POST") != (match["rest"] == ":predict") or (match["label"] and not match["rest"]):
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {method} {self.path}", StatusCode.NOT_FOUND)
+        name, label = match["name"], match["label"]
         version = int(match["version"]) if match["version"] else None
         if method == "GET" and not match["rest"]:
-            self._send(HTTPStatus.OK, self._status(match["name"], version))
+            self._send(HTTPStatus.OK, self._status(name, version))
         elif method == "GET":
-            with self._version(match["name"], version) as loaded:
+            with self._version(name, version, label) as loaded:
                 self._send(HTTPStatus.OK, self._metadata(loaded))
         else:
             deadline = time.monotonic() + self.timeout
-            with self.predictor.metrics.request("predict", "REST"):
+            with self.predictor.metrics.request(name, "predict", "REST"):
                 body = self._body()
-                with self.predictor.admit(), self._version(match["name"], version) as loaded:
+                with self.predictor.admit(), self._version(name, version, label) as loaded:
                     reply = predict(self.predictor, loaded, body, deadline)
             self._send(HTTPStatus.OK, reply)
 
     @contextmanager
-    def _version(self, name: str, version: int | None):
-        loaded = self.predictor.acquire(name, version)
+    def _version(self, name: str, version: int | None, label: str | None = None):
+        loaded = self.predictor.acquire(name, version, label)
         try:
             yield loaded
         finally:
@@ -296,7 +299,7 @@ class RestHandler(BaseHTTPRequestHandler):
 
     def _metadata(self, loaded) -> dict:
         return {
-            "model_spec": {"name": self.predictor.repository.model_name, "version": str(loaded.version)},
+            "model_spec": {"name": loaded.model_name, "version": str(loaded.version)},
             "metadata": {"signature_def": json_format.MessageToDict(self.predictor.signature_map(loaded))},
         }
 
