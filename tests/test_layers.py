@@ -43,7 +43,11 @@ ALLOWED = {
     "tf_qa.console": set(),
     # Batch answering on Beam: the client (ServingHandler) or the SavedModel in-process (SavedModelHandler).
     "tf_qa.beam": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.client", "tf_qa.saved_model", "tf_qa.signatures"},
-    "tf_qa.batch": {"tf_qa.beam", "tf_qa.squad"},
+    # The question files: SQuAD, JSON Lines, request logs (PredictionLog records, read as the warmup file is).
+    "tf_qa.questions": {"tf_qa.squad", "tf_qa.saved_model", "tf_qa.tensors"},
+    "tf_qa.batch": {"tf_qa.beam", "tf_qa.questions", "tf_qa.squad"},
+    # The canary check: questions asked of two Answerers (clients or exports).
+    "tf_qa.compare": {"tf_qa.client", "tf_qa.saved_model", "tf_qa.signatures", "tf_qa.squad"},
 }
 
 

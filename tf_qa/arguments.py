@@ -42,6 +42,15 @@ positive_float = _number(float, 1e-9)
 non_negative_float = _number(float, 0.0)
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a share between 0 and 1 (a percentage such as 99% is also read)."""
+    value = non_negative_float(text.rstrip("%"))
+    value = value / 100 if text.endswith("%") else value
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"a share is at most 1 (or 100%); got {text}")
+    return value
+
+
 def port_number(text: str) -> int:
     value = non_negative_int(text)
     if value > 65535:
@@ -148,7 +157,11 @@ def _add_batch(commands, common) -> None:
     batch = commands.add_parser(
         "batch", parents=[common], help="answer a file of questions on Apache Beam (Beam options after --)"
     )
-    batch.add_argument("--input", required=True, help="JSON Lines (.jsonl) of {id, question, context} or SQuAD (.json)")
+    batch.add_argument(
+        "--input",
+        required=True,
+        help="JSON Lines (.jsonl) of {id, question, context}, SQuAD (.json) or a request log (tf-qa serve's)",
+    )
     batch.add_argument("--output", required=True, help="JSON Lines of {id, answer, score, start, end}")
     batch.add_argument(
         "--dead-letter", help="JSON Lines of the records that could not be answered (default: OUTPUT.errors.jsonl)"
@@ -158,6 +171,40 @@ def _add_batch(commands, common) -> None:
     where.add_argument("--target", help="host:port of a TF Serving server (with --model-name)")
     batch.add_argument("--model-name", help="the served model's name")
     batch.add_argument("--timeout", type=positive_float, default=120.0, help="deadline of each request to --target")
+
+
+def _add_compare(commands, common) -> None:
+    compare = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="the canary check: the same questions to two versions, labels, targets or exports; exit 1 past the gates",
+    )
+    compare.add_argument(
+        "--input",
+        required=True,
+        help="SQuAD (.json, gold answers: EM/F1), JSON Lines (.jsonl: {id, question, context[, answers]}) or a "
+        "request log (a PredictionLog TFRecord file, or the filename_prefix of its rotated files)",
+    )
+    for side, example in (("baseline", "label:stable"), ("candidate", "version:2")):
+        compare.add_argument(
+            f"--{side}",
+            required=True,
+            help=f"label:NAME, version:N (of --target), HOST:PORT or a SavedModel folder, e.g. {example}",
+        )
+    compare.add_argument("--target", help="host:port of the server label: and version: sides name")
+    compare.add_argument("--model-name", help="the served model's name (for the sides on a server)")
+    compare.add_argument("--articles", nargs="+", metavar="TITLE", help="only the questions of these SQuAD articles")
+    compare.add_argument("--limit", type=positive_int, help="only the first N questions")
+    compare.add_argument("--batch-size", type=positive_int, default=1, help="questions per request (default 1)")
+    compare.add_argument("--timeout", type=positive_float, default=120.0)
+    compare.add_argument(
+        "--min-agreement", type=fraction, default=0.0, help="fail (exit 1) under this share of identical answers"
+    )
+    compare.add_argument(
+        "--max-f1-drop", type=non_negative_float, help="fail (exit 1) when the candidate's F1 is lower by more"
+    )
+    compare.add_argument("--show", type=non_negative_int, default=10, help="changed answers to print (default 10)")
+    compare.add_argument("--json", action="store_true", help="also print the whole report as JSON")
 
 
 #: What ``tf-qa --version`` reports beside tf-qa, as ``tensorflow_model_server --version`` names its TensorFlow.
@@ -193,7 +240,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="also show TensorFlow's, Keras' and transformers' own messages"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_export, _add_validate, _add_serve, _add_ask, _add_evaluate, _add_batch):
+    for add in (_add_export, _add_validate, _add_serve, _add_ask, _add_evaluate, _add_compare, _add_batch):
         add(commands, common)
     bench = commands.add_parser(
         "bench", help="benchmark against the transformers pipeline (see benchmarks/)", add_help=False

@@ -1,10 +1,12 @@
 """``tf-qa batch``: answers a file of questions on Apache Beam, bad records to a dead-letter file.
 
 Input is JSON Lines (``.jsonl``: ``{"id", "question", "context"}``, optionally ``top_k``, ``max_answer_len``,
-``handle_impossible_answer``) or a SQuAD file (``.json``); output is JSON Lines of ``{"id", "answer", "score", "start",
-"end"}`` (``{"id", "answers": [...]}`` where ``top_k`` > 1). A record that cannot be answered (not JSON, a field
-missing or of the wrong type, empty text, text that is not UTF-8, over a limit of the export) becomes one line
-``{"id", "error"}`` of the dead-letter file and never fails the job.
+``handle_impossible_answer``), a SQuAD file (``.json``) or TF Serving request logs (anything else: a
+``PredictionLog`` TFRecord file, or the prefix of rotated ones, as ``tf-qa serve`` writes them); output is JSON
+Lines of ``{"id", "answer", "score", "start", "end"}`` (``{"id", "answers": [...]}`` where ``top_k`` > 1). A
+record that cannot be answered (not JSON, a field missing or of the wrong type, empty text, text that is not
+UTF-8, over a limit of the export) becomes one line ``{"id", "error"}`` of the dead-letter file and never fails
+the job.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ def squad_records(path: str) -> list[str]:
     ]
 
 
+def request_log_records(path: str) -> list[str]:
+    """The questions of request logs (a PredictionLog TFRecord file, or the prefix of rotated ones) as records."""
+    from tf_qa.questions import request_log_questions
+
+    return [json.dumps({"id": q.id, "question": q.question, "context": q.context}) for q in request_log_questions(path)]
+
+
 def _answer_line(keyed) -> str:
     key, result = keyed
     answer = result.inference
@@ -122,10 +131,12 @@ def build(pipeline: beam.Pipeline, lines, handler, output: str, dead_letter: str
 def run(input_path: str, handler, output: str, dead_letter: str, beam_args: Iterable[str]) -> dict[str, int]:
     """Runs the pipeline to the end; returns how many records were answered and dead-lettered."""
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args) or DEFAULT_BEAM_ARGS))
-    if input_path.endswith(".json"):  # SQuAD; JSON Lines otherwise (.jsonl)
+    if input_path.endswith(".json"):
         lines = pipeline | "Read SQuAD" >> beam.Create(squad_records(input_path))
-    else:
+    elif input_path.endswith(".jsonl"):
         lines = pipeline | "Read" >> ReadFromText(input_path)
+    else:  # TF Serving request logs (tf-qa serve's, from a model config's logging_config)
+        lines = pipeline | "Read request logs" >> beam.Create(request_log_records(input_path))
     build(pipeline, lines, handler, output, dead_letter)
     result = pipeline.run()
     result.wait_until_finish()

@@ -139,15 +139,17 @@ def _answerer(args):
         raise CommandError(f"--native: {error}", code=error.code) from None
 
 
-def _evaluation_questions(args) -> list:
-    """The file's questions, only those of ``--articles`` when given, then the first ``--limit``."""
-    from tf_qa import squad
+def _evaluation_questions(args, path: str | None = None) -> list:
+    """The questions of ``path`` (default ``--squad``; ``tf_qa.questions`` reads it), only those of ``--articles``
+    when given, then the first ``--limit``."""
+    from tf_qa.questions import read_questions
 
-    questions = squad.load_squad(args.squad)
+    path = path or args.squad
+    questions = read_questions(path)
     if args.articles:
         unknown = sorted(set(args.articles) - {q.title for q in questions})
         if unknown:
-            raise CommandError(f"--articles: {args.squad} has no article titled {', '.join(unknown)}")
+            raise CommandError(f"--articles: {path} has no article titled {', '.join(unknown)}")
         questions = [q for q in questions if q.title in set(args.articles)]
     return questions[: args.limit]
 
@@ -178,6 +180,49 @@ def _evaluate(args) -> int:
     if args.predictions:
         _write_text(args.predictions, json.dumps(predictions, ensure_ascii=False, indent=1) + "\n")
     return 0
+
+
+def _compare(args) -> int:
+    from tf_qa import compare
+
+    try:
+        sides = [compare.parse_side(text, args.target) for text in (args.baseline, args.candidate)]
+        questions = _evaluation_questions(args, args.input)
+    except OSError as error:
+        raise CommandError(f"cannot read --input {args.input}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+    if not questions:
+        raise CommandError(f"--input {args.input} has no questions", code=StatusCode.INVALID_ARGUMENT)
+    try:
+        baseline, candidate = (compare.answerer_for(side, args.model_name, args.timeout) for side in sides)
+    except ValueError as error:
+        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+    print(f"comparing {args.baseline} (baseline) with {args.candidate} (candidate) on {len(questions)} questions")
+    with baseline, candidate, console.progress(len(questions), "asking both") as progress:
+        results = compare.ask_both(questions, baseline, candidate, args.batch_size, progress)
+    report = compare.report(questions, *results)
+    _print_comparison(args, report)
+    failures = compare.verdict(report, args.min_agreement, args.max_f1_drop)
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    print("the candidate fails the gate" if failures else "the candidate passes the gate")
+    return 1 if failures else 0
+
+
+def _print_comparison(args, report: dict) -> None:
+    changed, total = len(report["changed"]), report["questions"]
+    print(f"agreement {report['agreement']:.2%} ({total - changed} of {total} answers identical)")
+    for name in ("baseline", "candidate"):
+        side = report[name]
+        scores = f"  exact match {side['exact_match']:.2f}  F1 {side['f1']:.2f}" if "f1" in side else ""
+        print(f"{name:9} {getattr(args, name)}:{scores}  p50 {side['p50_ms']:.1f} ms  p99 {side['p99_ms']:.1f} ms")
+    for item in report["changed"][: args.show]:
+        print(f"  changed {item['id']}: {item['baseline']!r} -> {item['candidate']!r}  ({item['question']})")
+    if changed > args.show:
+        print(f"  ... and {changed - args.show} more (--show, --json)")
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
 
 
 def _write_text(path: str, text: str) -> None:
@@ -270,8 +315,12 @@ def _batch(args) -> int:
         if not args.model_name:
             raise CommandError("batch --target needs --model-name", code=StatusCode.INVALID_ARGUMENT)
         handler = ServingHandler(args.target, args.model_name, timeout=args.timeout)
+    import glob
+
+    rotated_log = not args.input.endswith((".json", ".jsonl")) and glob.glob(f"{glob.escape(args.input)}-*")
     try:  # a clear error before Beam starts; the records themselves are read by the pipeline
-        open(args.input, "rb").close()
+        if not rotated_log:
+            open(args.input, "rb").close()
     except OSError as error:
         raise CommandError(f"cannot read --input {args.input}: {error.strerror or error}") from None
     if not args.verbose:
@@ -290,6 +339,7 @@ COMMANDS = {
     "serve": _serve,
     "ask": _ask,
     "evaluate": _evaluate,
+    "compare": _compare,
     "bench": _bench,
     "batch": _batch,
 }

@@ -60,10 +60,15 @@ def write_warmup(path: Path, requests: list) -> None:
             writer.write(log.SerializeToString())
 
 
+def read_prediction_logs(path: str | Path) -> list:
+    """The ``PredictionLog`` records of a TFRecord file: a warmup file, or a request log TF Serving (or
+    ``tf-qa serve``) wrote; raises if a record is not a PredictionLog."""
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record)
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    ]
+
+
 def read_warmup(path: Path) -> list:
-    """The PredictRequests of a warmup file (raises if a record is not a PredictionLog)."""
-    requests = []
-    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        log = prediction_log_pb2.PredictionLog.FromString(record)
-        requests.append(log.predict_log.request)
-    return requests
+    """The PredictRequests of a warmup file."""
+    return [log.predict_log.request for log in read_prediction_logs(path)]

@@ -144,6 +144,17 @@ class ServerMetrics:
             registry=registry,
         )
 
+        self.request_log_records = Counter(
+            "tf_qa_request_log_records", "PredictionLog records written to the request log.", model, registry=registry
+        )
+        self.request_log_dropped = Counter(
+            "tf_qa_request_log_dropped",
+            "Sampled requests not logged, by reason: queue_full (the writer fell behind), write_error (full disk, "
+            "a folder that cannot be written), encode_error; the requests themselves were answered.",
+            ("model_name", "reason"),
+            registry=registry,
+        )
+
     @contextmanager
     def request(self, model_name: str, api: str, entrypoint: str):
         """Counts a request by its final status and times it (``entrypoint``: GRPC or REST), as TF Serving does."""

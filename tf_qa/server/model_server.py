@@ -55,6 +55,7 @@ from tf_qa.server.model_config import ServedModel, VersionPolicy, read_model_con
 from tf_qa.server.options import ServeOptions, serve_flag
 from tf_qa.server.predictor import Predictor, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
+from tf_qa.server.request_log import RequestLogger, request_logger
 from tf_qa.server.rest import RestServer
 from tf_qa.signatures import SERVING_DEFAULT
 
@@ -270,10 +271,31 @@ class ModelServer:
                 repository.poll()
                 repository.labels = self._checked_labels(repository, model.labels, strict)
                 serving[model.name] = repository
-            self.predictor.repositories = serving
+            loggers = self._request_loggers(models)
+            old_loggers = self.predictor.request_loggers
+            self.predictor.repositories, self.predictor.request_loggers = serving, loggers
         for name, repository in current.items():
             if serving.get(name) is not repository:
                 repository.close()
+        for name, logger in old_loggers.items():
+            if loggers.get(name) is not logger:
+                logger.close()
+
+    def _request_loggers(self, models: list[ServedModel]) -> dict[str, RequestLogger]:
+        """Each model's logger: the running one while its logging config is unchanged, else a new one."""
+        loggers = {}
+        for model in models:
+            running = self.predictor.request_loggers.get(model.name)
+            if running is not None and running.config == model.logging_config:
+                loggers[model.name] = running
+                continue
+            try:
+                logger = request_logger(model.name, model.logging_config, self.metrics)
+            except ValueError as error:
+                raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+            if logger is not None:
+                loggers[model.name] = logger
+        return loggers
 
     @staticmethod
     def _checked_labels(repository: ModelRepository, labels: dict[str, int], strict: bool) -> dict[str, int]:
@@ -369,6 +391,8 @@ class ModelServer:
             self.batcher.close()
         for repository in self.repositories.values():
             repository.close()
+        for logger in self.predictor.request_loggers.values():
+            logger.close()
 
     def wait(self) -> None:
         """Blocks until SIGTERM or SIGINT, then stops cleanly."""

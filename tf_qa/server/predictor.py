@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 import tensorflow as tf
 from grpc import StatusCode
-from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from tf_qa import errors
 from tf_qa.errors import graph_error_message
@@ -29,6 +29,7 @@ from tf_qa.server.batching import DeadlineExpired, RequestBatcher
 from tf_qa.server.metrics import ServerMetrics
 from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES
 from tf_qa.server.repository import LoadedVersion, ModelRepository
+from tf_qa.server.request_log import RequestLogger
 from tf_qa.signatures import SERVING_DEFAULT
 
 
@@ -84,6 +85,8 @@ class Predictor:
     ):
         self.repositories = repositories
         self.metrics = metrics or ServerMetrics()
+        #: Each model's request logger, where its config asks for one (``tf_qa.server.request_log``).
+        self.request_loggers: dict[str, RequestLogger] = {}
         self.batcher = batcher
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
@@ -194,7 +197,25 @@ class Predictor:
             raise errors.error_for(StatusCode.INTERNAL, error.message) from None
         values = [np.asarray(v) for v in values]
         self.metrics.observe_answers(loaded.model_name, dict(zip(outputs, values)))
+        self._log(loaded, name, inputs, outputs, values)
         return outputs, values
+
+    def _log(self, loaded: LoadedVersion, signature_name: str, inputs: dict, outputs: list, values: list) -> None:
+        """Hands a sampled request and its response to the model's request logger; never fails the request."""
+        logger = self.request_loggers.get(loaded.model_name)
+        if logger is None or not logger.sampled():
+            return
+        try:
+            request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+            for message, tensors in ((request.inputs, inputs), (response.outputs, dict(zip(outputs, values)))):
+                for key, value in tensors.items():
+                    message[key].CopyFrom(tf.make_tensor_proto(value))
+            for spec in (request.model_spec, response.model_spec):
+                spec.name, spec.signature_name, spec.version.value = loaded.model_name, signature_name, loaded.version
+        except (ValueError, TypeError) as error:
+            logger.dropped("encode_error", str(error))
+            return
+        logger.write(request, response)
 
     @staticmethod
     def _feeds(name: str, signature, inputs: dict[str, np.ndarray]) -> dict:
