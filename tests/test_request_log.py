@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from tf_qa import errors
 from tf_qa.cli import main
 from tf_qa.client import QAClient
 from tf_qa.questions import request_log_questions
@@ -20,6 +21,7 @@ from tf_qa.server.model_server import ModelServer
 from tf_qa.server.options import ServeOptions
 from tf_qa.server.request_log import RequestLogger
 from tf_qa.tensors import make_ndarray
+from tf_qa.tracing import checked_traceparent, new_traceparent
 
 
 def _config(base_path, prefix, rate: float = 1.0) -> str:
@@ -47,27 +49,45 @@ def _records(server) -> float:
     return scraped
 
 
+TRACEPARENT = new_traceparent()
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def logged(tiny_repository, tmp_path_factory):
-    """A server logging every request of model qa, asked 3 requests (4 questions); the log's prefix."""
+    """A server logging every request of model qa, asked 3 requests (4 questions; the first with a W3C trace
+    context) and one it refuses (traced too); the log's prefix, the answers, the server's request log lines."""
     root = tmp_path_factory.mktemp("request-log")
     config = root / "models.config"
     config.write_text(_config(tiny_repository, root / "logs" / "qa"))
     server = _serve(tiny_repository, config)
+    lines = _Lines()
+    logging.getLogger("tf_qa.server.requests").addHandler(lines)
     with QAClient(f"127.0.0.1:{server.port}", "qa", timeout=60) as client:
-        answers = [client.answer("Where does Ann live?", "Ann lives in Paris.")]
+        answers = [client.answer("Where does Ann live?", "Ann lives in Paris.", traceparent=TRACEPARENT)]
         answers += client.answer_batch(["Who?", "What?"], ["Bob did.", "A red box."])
+        with pytest.raises(errors.InvalidRequest):
+            client.answer("   ", "Ann lives in Paris.", traceparent=TRACEPARENT)
     body = json.dumps({"instances": [{"question": "Who wrote it?", "context": "Ada wrote it."}]}).encode()
     urllib.request.urlopen(
         urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/qa:predict", body), timeout=60
     ).read()
     assert _wait_for(lambda: _records(server) == 3), _records(server)
     server.stop(0)
-    return root / "logs" / "qa", answers
+    logging.getLogger("tf_qa.server.requests").removeHandler(lines)
+    return root / "logs" / "qa", answers, lines.lines
 
 
 def test_every_request_is_logged_with_its_response_as_tf_serving_defines_them(logged):
-    prefix, answers = logged
+    prefix, answers, _ = logged
     files = sorted(prefix.parent.glob("qa-*.tfrecord"))
     assert [f.name for f in files] == ["qa-00000.tfrecord"]
     logs = read_prediction_logs(files[0])
@@ -81,8 +101,24 @@ def test_every_request_is_logged_with_its_response_as_tf_serving_defines_them(lo
     assert logs[2].predict_log.request.model_spec.signature_name == "serving_default"  # the REST request
 
 
+def test_a_callers_trace_context_reaches_the_request_log_and_the_log_lines(logged):
+    prefix, _, lines = logged
+    logs = read_prediction_logs(sorted(prefix.parent.glob("qa-*.tfrecord"))[0])
+    assert logs[0].log_metadata.request_origin == f"traceparent={TRACEPARENT}"
+    assert logs[1].log_metadata.request_origin == ""  # sent without one
+    refused = [line for line in lines if TRACEPARENT in line]
+    assert len(refused) == 1 and "INVALID_ARGUMENT" in refused[0] and "question is empty" in refused[0], lines
+
+
+@pytest.mark.parametrize("value", ["00-abc-def-01", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "not a trace"])
+def test_a_malformed_trace_context_is_refused_by_the_client_and_ignored_by_the_server(value):
+    assert checked_traceparent(value) is None
+    with QAClient("127.0.0.1:1", "qa") as client, pytest.raises(ValueError, match="not a W3C traceparent"):
+        client.answer("Who?", "Bob did.", traceparent=value)
+
+
 def test_compare_and_batch_read_the_log_back(logged, saved_model_dir, tmp_path, capsys):
-    prefix, _ = logged
+    prefix, _, _ = logged
     questions = request_log_questions(str(prefix))
     assert [q.question for q in questions] == ["Where does Ann live?", "Who?", "What?", "Who wrote it?"]
     code = main(["compare", "--input", str(prefix), "--baseline", saved_model_dir, "--candidate", saved_model_dir])

@@ -29,6 +29,7 @@ from tf_qa import errors, protos, signatures
 from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN, MAX_MESSAGE_BYTES
 from tf_qa.signatures import TOKEN_SPANS_SIGNATURE, TOP_K_SIGNATURE
 from tf_qa.tensors import make_ndarray
+from tf_qa.tracing import checked_traceparent
 
 
 def _targets(target: str | Sequence[str]) -> list[str]:
@@ -134,6 +135,14 @@ class _ClientBase:
         self.backoff = backoff
         self._next = itertools.cycle(range(len(self.targets)))
 
+    def _metadata(self, traceparent: str | None) -> tuple:
+        """The call's metadata: the client's, and the W3C ``traceparent`` when given (ValueError if malformed)."""
+        if traceparent is None:
+            return self.call_metadata
+        if checked_traceparent(traceparent) is None:
+            raise ValueError(f"not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>): {traceparent!r}")
+        return (*self.call_metadata, ("traceparent", traceparent))
+
     def _delay(self, attempt: int) -> float:
         return self.backoff * (2**attempt) * (0.5 + random.random() / 2)
 
@@ -175,14 +184,15 @@ class QAClient(_ClientBase):
         self._predict = [protos.PredictionServiceStub(c) for c in self._channels]
         self._models = [protos.ModelServiceStub(c) for c in self._channels]
 
-    def _call(self, stubs: list, method: str, request):
+    def _call(self, stubs: list, method: str, request, traceparent: str | None = None):
         started = time.monotonic()
         deadline = started + self.timeout
+        metadata = self._metadata(traceparent)
         for attempt in itertools.count():
             index = next(self._next)
             try:
                 return getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
                 )
             except grpc.RpcError as error:
                 time.sleep(self._retry_pause(error, attempt, index, started, deadline))
@@ -195,6 +205,7 @@ class QAClient(_ClientBase):
         top_k: int = 1,
         max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
         handle_impossible_answer: bool = False,
+        traceparent: str | None = None,
     ) -> dict | list[dict]:
         """The pipeline's result: ``{"answer", "score", "start", "end"}``, a list of them when top_k > 1."""
         return self.answer_batch(
@@ -203,6 +214,7 @@ class QAClient(_ClientBase):
             top_k=top_k,
             max_answer_len=max_answer_len,
             handle_impossible_answer=handle_impossible_answer,
+            traceparent=traceparent,
         )[0]
 
     def answer_batch(
@@ -213,9 +225,11 @@ class QAClient(_ClientBase):
         top_k: int | Sequence[int] = 1,
         max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
         handle_impossible_answer: bool | Sequence[bool] = False,
+        traceparent: str | None = None,
     ) -> list:
         """Answers many (question, context) pairs in one request, results in order (``tf_qa.signatures.Answerer``:
-        each setting one value for all, or one per question)."""
+        each setting one value for all, or one per question). ``traceparent``: the caller's W3C trace context,
+        sent with this call (``tf_qa.tracing.new_traceparent`` makes one)."""
         request, top_ks = self.builder.answer_request(
             questions,
             contexts,
@@ -223,7 +237,7 @@ class QAClient(_ClientBase):
             max_answer_len=max_answer_len,
             handle_impossible_answer=handle_impossible_answer,
         )
-        return self.builder.answers(self._call(self._predict, "Predict", request), top_ks)
+        return self.builder.answers(self._call(self._predict, "Predict", request, traceparent), top_ks)
 
     def spans(self, input_ids, attention_mask) -> dict:
         """Token-level signature: ``{"start", "end", "score"}`` lists, one per row of ``input_ids``."""
@@ -263,14 +277,15 @@ class AsyncQAClient(_ClientBase):
         self._predict = [protos.PredictionServiceStub(c) for c in self._channels]
         self._models = [protos.ModelServiceStub(c) for c in self._channels]
 
-    async def _call(self, stubs: list, method: str, request):
+    async def _call(self, stubs: list, method: str, request, traceparent: str | None = None):
         started = time.monotonic()
         deadline = started + self.timeout
+        metadata = self._metadata(traceparent)
         for attempt in itertools.count():
             index = next(self._next)
             try:
                 return await getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self.call_metadata
+                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
                 )
             except grpc.RpcError as error:
                 await asyncio.sleep(self._retry_pause(error, attempt, index, started, deadline))
@@ -283,6 +298,7 @@ class AsyncQAClient(_ClientBase):
         top_k: int = 1,
         max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
         handle_impossible_answer: bool = False,
+        traceparent: str | None = None,
     ):
         return (
             await self.answer_batch(
@@ -291,6 +307,7 @@ class AsyncQAClient(_ClientBase):
                 top_k=top_k,
                 max_answer_len=max_answer_len,
                 handle_impossible_answer=handle_impossible_answer,
+                traceparent=traceparent,
             )
         )[0]
 
@@ -299,9 +316,10 @@ class AsyncQAClient(_ClientBase):
         questions,
         contexts,
         *,
-        top_k: int = 1,
-        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool = False,
+        top_k: int | Sequence[int] = 1,
+        max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool | Sequence[bool] = False,
+        traceparent: str | None = None,
     ) -> list:
         request, top_ks = self.builder.answer_request(
             questions,
@@ -310,7 +328,7 @@ class AsyncQAClient(_ClientBase):
             max_answer_len=max_answer_len,
             handle_impossible_answer=handle_impossible_answer,
         )
-        return self.builder.answers(await self._call(self._predict, "Predict", request), top_ks)
+        return self.builder.answers(await self._call(self._predict, "Predict", request, traceparent), top_ks)
 
     async def spans(self, input_ids, attention_mask) -> dict:
         request = self.builder.spans_request(input_ids, attention_mask)

@@ -4,6 +4,7 @@
 // tokenizer and no TensorFlow. Prints one JSON line per answer: {"answer", "score", "start", "end"}.
 //
 //   node ask.js --target localhost:8500 --model-name NAME --question Q --context C [--top-k 3] [--timeout 30]
+//     [--traceparent 00-<32 hex>-<16 hex>-<2 hex>]   (the caller's W3C trace context, sent as call metadata)
 "use strict";
 const path = require("path");
 const grpc = require("@grpc/grpc-js");
@@ -19,6 +20,10 @@ function parseArgs(argv) {
   }
   for (const name of ["target", "model-name", "question", "context"]) {
     if (!(name in options)) throw new Error(`--${name} is required`);
+  }
+  const traceparent = options.traceparent;
+  if (traceparent !== undefined && !/^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/.test(traceparent)) {
+    throw new Error(`--traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>): ${traceparent}`);
   }
   return options;
 }
@@ -63,7 +68,9 @@ function main() {
     },
   };
   const deadline = new Date(Date.now() + 1000 * Number(options.timeout));
-  client.Predict(request, { deadline }, (error, response) => {
+  const metadata = new grpc.Metadata();
+  if (options.traceparent) metadata.add("traceparent", options.traceparent);
+  client.Predict(request, metadata, { deadline }, (error, response) => {
     if (error) {
       console.error(`tf-qa-ask: ${grpc.status[error.code]}: ${error.details}`);
       process.exit(1);

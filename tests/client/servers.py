@@ -23,9 +23,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(repository: Path, *args: str, port: int | None = None):
+def serve(repository: Path, *args: str, port: int | None = None, log_file: Path | None = None):
     """``tf-qa serve`` in a process of its own; yields (gRPC port, REST port or None) once it serves, and checks
-    that it stops cleanly (exit code 0) on SIGTERM."""
+    that it stops cleanly (exit code 0) on SIGTERM. ``log_file``: where its log lines go (else nowhere)."""
     port = port or free_port()
     command = [
         SERVER_PYTHON,
@@ -42,7 +42,8 @@ def serve(repository: Path, *args: str, port: int | None = None):
         "0",
         *args,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    log = open(log_file, "w") if log_file else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         deadline = time.monotonic() + 120
         line = ""
@@ -55,4 +56,6 @@ def serve(repository: Path, *args: str, port: int | None = None):
     finally:
         process.terminate()  # SIGTERM, as a deployment stops a server: it must stop cleanly
         code = process.wait(30)
+        if log_file:
+            log.close()
     assert code == 0, f"tf-qa serve exited with {code} on SIGTERM"

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from servers import MODEL_NAME
+from servers import MODEL_NAME, serve
 
 from tf_qa.client import QAClient
 
@@ -71,3 +71,16 @@ def test_the_curl_example_answers_as_the_python_client(served):
     assert predictions[0]["answer"] == expected["answer"]
     assert (predictions[0]["start"], predictions[0]["end"]) == (expected["start"], expected["end"])
     assert predictions[0]["score"] == pytest.approx(expected["score"], abs=1e-6)
+
+
+def test_the_node_clients_traceparent_reaches_the_servers_log_lines(client_repository, tmp_path):
+    _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    log = tmp_path / "serve.log"
+    with serve(client_repository, log_file=log) as (grpc_port, _):
+        command = ["node", "clients/node/ask.js", "--target", f"127.0.0.1:{grpc_port}", "--model-name", MODEL_NAME]
+        command += ["--question", "   ", "--context", CONTEXT, "--traceparent", traceparent]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "INVALID_ARGUMENT" in done.stderr, done.stderr
+    lines = [line for line in log.read_text().splitlines() if traceparent in line]
+    assert lines and "INVALID_ARGUMENT" in lines[0] and "question is empty" in lines[0], log.read_text()[-2000:]

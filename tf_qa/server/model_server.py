@@ -58,6 +58,7 @@ from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.request_log import RequestLogger, request_logger
 from tf_qa.server.rest import RestServer
 from tf_qa.signatures import SERVING_DEFAULT
+from tf_qa.tracing import checked_traceparent
 
 log = logging.getLogger("tf_qa.server")
 
@@ -82,13 +83,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
+        traceparent = checked_traceparent(dict(context.invocation_metadata()).get("traceparent"))
         try:
-            with self.predictor.metrics.request(request.model_spec.name, "predict", "GRPC"), self.predictor.admit():
-                return self._predict(request, deadline)
+            with self.predictor.serving(request.model_spec.name, "GRPC", traceparent), self.predictor.admit():
+                return self._predict(request, deadline, traceparent)
         except TFQAError as error:
             _abort(context, error.code, str(error))
 
-    def _predict(self, request: predict_pb2.PredictRequest, deadline: float | None) -> predict_pb2.PredictResponse:
+    def _predict(self, request: predict_pb2.PredictRequest, deadline: float | None, traceparent: str | None):
         loaded = self._version(request.model_spec)
         try:
             inputs = {
@@ -96,7 +98,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 for key, tensor in request.inputs.items()
             }
             outputs, values = self.predictor.predict(
-                loaded, request.model_spec.signature_name, inputs, list(request.output_filter), deadline
+                loaded, request.model_spec.signature_name, inputs, list(request.output_filter), deadline, traceparent
             )
         finally:
             loaded.release()

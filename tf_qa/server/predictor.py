@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTE
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.request_log import RequestLogger
 from tf_qa.signatures import SERVING_DEFAULT
+
+log = logging.getLogger("tf_qa.server.requests")
 
 
 def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
@@ -91,6 +94,21 @@ class Predictor:
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
         self._slots = threading.BoundedSemaphore(max_in_flight)
+
+    @contextmanager
+    def serving(self, model_name: str, entrypoint: str, traceparent: str | None = None):
+        """One Predict request (``entrypoint``: GRPC or REST): counted and timed (``metrics``), and its outcome
+        logged with the caller's W3C ``traceparent`` (a refusal at WARNING, an answer at DEBUG)."""
+        started = time.perf_counter()
+        trace = f" traceparent={traceparent}" if traceparent else ""
+        try:
+            with self.metrics.request(model_name, "predict", entrypoint):
+                yield
+        except errors.TFQAError as error:
+            took = (time.perf_counter() - started) * 1000
+            log.warning("Predict %s %s %s %.1fms%s: %s", model_name, entrypoint, error.code.name, took, trace, error)
+            raise
+        log.debug("Predict %s %s OK %.1fms%s", model_name, entrypoint, (time.perf_counter() - started) * 1000, trace)
 
     @contextmanager
     def admit(self):
@@ -159,10 +177,12 @@ class Predictor:
         inputs: dict[str, np.ndarray],
         output_filter: list[str] | None = None,
         deadline: float | None = None,
+        traceparent: str | None = None,
     ) -> tuple[list[str], list[np.ndarray]]:
         """Checks the inputs against the signature, runs it, returns (output names, values).
 
         ``deadline`` (``time.monotonic()`` seconds): past it the work stops and DEADLINE_EXCEEDED is raised.
+        ``traceparent``: the caller's trace context, for the request log.
         """
         name = signature_name or SERVING_DEFAULT
         signature = loaded.signatures.get(name)
@@ -197,10 +217,10 @@ class Predictor:
             raise errors.error_for(StatusCode.INTERNAL, error.message) from None
         values = [np.asarray(v) for v in values]
         self.metrics.observe_answers(loaded.model_name, dict(zip(outputs, values)))
-        self._log(loaded, name, inputs, outputs, values)
+        self._log(loaded, name, inputs, outputs, values, traceparent)
         return outputs, values
 
-    def _log(self, loaded: LoadedVersion, signature_name: str, inputs: dict, outputs: list, values: list) -> None:
+    def _log(self, loaded: LoadedVersion, signature_name: str, inputs, outputs, values, traceparent) -> None:
         """Hands a sampled request and its response to the model's request logger; never fails the request."""
         logger = self.request_loggers.get(loaded.model_name)
         if logger is None or not logger.sampled():
@@ -215,7 +235,7 @@ class Predictor:
         except (ValueError, TypeError) as error:
             logger.dropped("encode_error", str(error))
             return
-        logger.write(request, response)
+        logger.write(request, response, traceparent)
 
     @staticmethod
     def _feeds(name: str, signature, inputs: dict[str, np.ndarray]) -> dict:

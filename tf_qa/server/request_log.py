@@ -67,9 +67,13 @@ class RequestLogger:
         """Whether to log the next request (``sampling_rate`` of them); ask before building what ``write`` takes."""
         return self.sampling_rate >= 1 or random.random() < self.sampling_rate
 
-    def write(self, request, response) -> None:
-        """Queues a PredictRequest and its PredictResponse as one PredictionLog; never blocks, never raises."""
+    def write(self, request, response, traceparent: str | None = None) -> None:
+        """Queues a PredictRequest and its PredictResponse as one PredictionLog; never blocks, never raises.
+        TF Serving's ``LogMetadata`` has no trace field: the caller's W3C ``traceparent`` goes in its
+        ``request_origin`` as ``traceparent=<value>``."""
         record = prediction_log_pb2.PredictionLog()
+        if traceparent:
+            record.log_metadata.request_origin = f"traceparent={traceparent}"
         record.log_metadata.model_spec.CopyFrom(response.model_spec)
         record.log_metadata.sampling_config.sampling_rate = self.sampling_rate
         record.log_metadata.timestamp_secs = int(time.time())

@@ -42,6 +42,7 @@ from tf_qa.errors import InvalidRequest, TFQAError
 from tf_qa.server.options import DEFAULT_REST_TIMEOUT
 from tf_qa.server.predictor import Predictor
 from tf_qa.signatures import SERVING_DEFAULT
+from tf_qa.tracing import checked_traceparent
 
 log = logging.getLogger("tf_qa.server.rest")
 
@@ -159,7 +160,9 @@ def _column_inputs(columns, signature) -> dict[str, np.ndarray]:
     }
 
 
-def predict(predictor: Predictor, loaded, body: dict, deadline: float | None = None) -> dict:
+def predict(
+    predictor: Predictor, loaded, body: dict, deadline: float | None = None, traceparent: str | None = None
+) -> dict:
     """Runs a predict body (row or columnar format) and returns the response body."""
     signature_name = body.get("signature_name") or SERVING_DEFAULT
     if not isinstance(signature_name, str):
@@ -171,7 +174,7 @@ def predict(predictor: Predictor, loaded, body: dict, deadline: float | None = N
         raise _invalid("the body needs exactly one of 'instances' or 'inputs'")
     rows = "instances" in body
     inputs = _row_inputs(body["instances"], signature) if rows else _column_inputs(body["inputs"], signature)
-    outputs, values = predictor.predict(loaded, signature_name, inputs, deadline=deadline)
+    outputs, values = predictor.predict(loaded, signature_name, inputs, deadline=deadline, traceparent=traceparent)
     if not rows:
         if len(outputs) == 1:
             return {"outputs": to_json(values[0])}
@@ -254,10 +257,11 @@ class RestHandler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, self._metadata(loaded))
         else:
             deadline = time.monotonic() + self.timeout
-            with self.predictor.metrics.request(name, "predict", "REST"):
+            traceparent = checked_traceparent(self.headers.get("traceparent"))
+            with self.predictor.serving(name, "REST", traceparent):
                 body = self._body()
                 with self.predictor.admit(), self._version(name, version, label) as loaded:
-                    reply = predict(self.predictor, loaded, body, deadline)
+                    reply = predict(self.predictor, loaded, body, deadline, traceparent)
             self._send(HTTPStatus.OK, reply)
 
     @contextmanager
