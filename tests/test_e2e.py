@@ -59,7 +59,7 @@ def test_metadata_describes_signatures(client):
     metadata = client.metadata()
     top_k = metadata["signatures"]["answer_top_k"]
     assert set(top_k["inputs"]) == {"question", "context", "top_k", "max_answer_len", "handle_impossible_answer"}
-    assert set(top_k["outputs"]) == {"answer", "score", "start", "end"}
+    assert set(top_k["outputs"]) == {"answer", "score", "start", "end", "windows"}
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,13 @@ def test_token_spans_needs_a_position(signatures, shape):
         (
             SERVING_DEFAULT,
             {"question": tf.zeros([0], tf.string), "context": tf.zeros([0], tf.string)},
-            {"answer": ([0], tf.string), "score": ([0], tf.float32), "start": ([0], tf.int64), "end": ([0], tf.int64)},
+            {
+                "answer": ([0], tf.string),
+                "score": ([0], tf.float32),
+                "start": ([0], tf.int64),
+                "end": ([0], tf.int64),
+                "windows": ([0], tf.int32),
+            },
         ),
         (
             TOP_K_SIGNATURE,
@@ -128,6 +134,7 @@ def test_token_spans_needs_a_position(signatures, shape):
                 "score": ([0, 1], tf.float32),
                 "start": ([0, 1], tf.int64),
                 "end": ([0, 1], tf.int64),
+                "windows": ([0], tf.int32),
             },
         ),
         (

@@ -81,6 +81,7 @@ def test_requests_are_counted_by_status_entrypoint_and_answer(tiny_server):
     assert delta(":tensorflow:serving:runtime_latency_count", model_name="tiny-qa", API="predict", runtime="TF1") >= 3
     assert delta("tf_qa_answer_score_count", model_name="tiny-qa") == 4  # one per question answered
     assert delta("tf_qa_examples_per_request_sum", model_name="tiny-qa") == 4
+    assert delta("tf_qa_windows_per_request_sum", model_name="tiny-qa") == 4  # short contexts: a window each
     assert _value(after, "tf_qa_requests_in_flight", model_name="tiny-qa") == 0
     version_dir = str(Path(tiny_server.repository.base_path) / "1")
     assert _value(after, ":tensorflow:cc:saved_model:load_attempt_count", model_path=version_dir, status="success") == 1

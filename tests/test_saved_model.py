@@ -18,12 +18,25 @@ CONTEXTS = [
 def test_signatures_and_batched_outputs(saved_model):
     assert set(saved_model.signatures) == {SERVING_DEFAULT, TOP_K_SIGNATURE, TOKEN_SPANS_SIGNATURE}
     out = saved_model.signatures[SERVING_DEFAULT](question=tf.constant(QUESTIONS), context=tf.constant(CONTEXTS))
-    assert {k: v.shape.as_list() for k, v in out.items()} == {"answer": [2], "score": [2], "start": [2], "end": [2]}
+    shapes = {k: v.shape.as_list() for k, v in out.items()}
+    assert shapes == {"answer": [2], "score": [2], "start": [2], "end": [2], "windows": [2]}
     assert out["answer"].dtype == tf.string and out["score"].dtype == tf.float32 and out["start"].dtype == tf.int64
     for i, context in enumerate(CONTEXTS):
         start, end = int(out["start"][i]), int(out["end"][i])
         assert 0 <= start < end <= len(context)
         assert out["answer"][i].numpy().decode() == context[start:end]
+
+
+def test_windows_counts_the_pipelines_windows_per_example(saved_model, hf_tokenizer):
+    context = " ".join(["word"] * 1000)
+    features = hf_tokenizer(
+        "what?", context, truncation="only_second", max_length=384, stride=128, return_overflowing_tokens=True
+    )
+    out = saved_model.signatures[SERVING_DEFAULT](
+        question=tf.constant(["what?", "what?"]), context=tf.constant([context, "Paris"])
+    )
+    assert len(features["input_ids"]) > 2
+    assert out["windows"].numpy().tolist() == [len(features["input_ids"]), 1]
 
 
 def test_top_k_pads_past_the_real_answers(saved_model):

@@ -54,6 +54,8 @@ class Signature:
 _TEXT, _ROW, _SCORE = TensorSpec("string", (None,)), TensorSpec("int32", (None,)), TensorSpec("float32", (None,))
 _IDS = TensorSpec("int32", (None, None))
 _ANSWER = {"answer": "string", "score": "float32", "start": "int64", "end": "int64"}
+#: Each example's windows through the model ([B]): what its answer cost.
+_WINDOWS = {"windows": TensorSpec("int32", (None,))}
 
 SIGNATURES: dict[str, Signature] = {
     s.name: s
@@ -62,7 +64,7 @@ SIGNATURES: dict[str, Signature] = {
         Signature(
             SERVING_DEFAULT,
             inputs={"question": _TEXT, "context": _TEXT},
-            outputs={name: TensorSpec(dtype, (None,)) for name, dtype in _ANSWER.items()},
+            outputs={**{name: TensorSpec(dtype, (None,)) for name, dtype in _ANSWER.items()}, **_WINDOWS},
         ),
         # The pipeline's options per example; [B, K] answers with K the batch's largest top_k.
         Signature(
@@ -74,7 +76,7 @@ SIGNATURES: dict[str, Signature] = {
                 "max_answer_len": _ROW,
                 "handle_impossible_answer": TensorSpec("bool", (None,)),
             },
-            outputs={name: TensorSpec(dtype, (None, None)) for name, dtype in _ANSWER.items()},
+            outputs={**{name: TensorSpec(dtype, (None, None)) for name, dtype in _ANSWER.items()}, **_WINDOWS},
         ),
         # Windows the caller tokenized, padded with 0: the best span of each.
         Signature(

@@ -39,12 +39,15 @@ class Answers(NamedTuple):
         score: float32.
         start, end: int64 character offsets into the context, end exclusive (0, 0 for the null answer,
             -1, -1 for padding).
+        windows: [B] int32, the windows each example's context took through the model (its share of the work);
+            None where the answers were merged without knowing them.
     """
 
     answer: tf.Tensor
     score: tf.Tensor
     start: tf.Tensor
     end: tf.Tensor
+    windows: tf.Tensor | None = None
 
 
 def lower_utf8(texts: tf.Tensor) -> tf.Tensor:

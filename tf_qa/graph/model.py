@@ -205,7 +205,7 @@ class QuestionAnsweringModel(tf_keras.Model):
             spans, valid = self._candidate_spans(start_logits, end_logits, windows, top_k, max_answer_len)
             char_starts, char_ends = self._character_spans(spans, windows, tokens, context_ids, batch)
         with tf.name_scope("merging"):
-            return answers_lib.merge_answers(
+            answers = answers_lib.merge_answers(
                 contexts=context,
                 example=windows.example,
                 char_starts=char_starts,
@@ -216,6 +216,8 @@ class QuestionAnsweringModel(tf_keras.Model):
                 top_k=top_k,
                 handle_impossible_answer=handle_impossible_answer,
             )
+            per_example = tf.math.bincount(tf.cast(windows.example, tf.int32), minlength=batch, maxlength=batch)
+            return answers._replace(windows=per_example)
 
     def _candidate_spans(self, start_logits, end_logits, windows, top_k, max_answer_len):
         """Each window's best spans, as many as the pipeline takes from it for its example's ``top_k``; with
@@ -305,7 +307,7 @@ class QuestionAnsweringModel(tf_keras.Model):
                 tf.fill(batch, self.options.max_answer_len),
                 tf.fill(batch, self.options.handle_impossible_answer),
             )
-            return {name: value[:, 0] for name, value in result.items()}
+            return {name: value if name == "windows" else value[:, 0] for name, value in result.items()}
 
         @tf.function(input_signature=_input_specs(TOKEN_SPANS_SIGNATURE))
         def token_spans(input_ids, attention_mask):

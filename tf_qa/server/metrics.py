@@ -123,6 +123,14 @@ class ServerMetrics:
             buckets=_SIZE_BUCKETS,
             registry=registry,
         )
+        self.windows = Histogram(
+            "tf_qa_windows_per_request",
+            "Windows a Predict request's contexts took through the model (its work), from the signature's windows "
+            "output.",
+            model,
+            buckets=_SIZE_BUCKETS,
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "tf_qa_batch_size",
             "Questions per session run after server-side batching (--enable-batching).",
@@ -193,6 +201,8 @@ class ServerMetrics:
         if scores.ndim == 2:
             scores, answers = scores[:, 0], answers[:, 0]
         self.examples.labels(model_name).observe(len(scores))
+        if "windows" in outputs:  # exports made before the output existed lack it
+            self.windows.labels(model_name).observe(int(np.sum(outputs["windows"])))
         for score in scores:
             self.answer_score.labels(model_name).observe(float(score))
         empty = int(sum(1 for answer in answers if not answer))
