@@ -98,6 +98,11 @@ def test_kubernetes_manifest():
     )
     assert not [arg for arg in container["args"] if arg.startswith(IGNORED_WITH_PLATFORM_CONFIG)]
     assert {"name": "TF_ENABLE_ONEDNN_OPTS", "value": "1"} in container["env"]
+    # TLS with client verification: the SSLConfig from a Secret, mounted where the flag reads it.
+    volumes = {v["name"]: v for v in documents["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert "--ssl_config_file=/tls/ssl.config" in container["args"]
+    assert volumes["tls"]["secret"]["secretName"] == "tf-qa-tls" and mounts["tls"] == "/tls"
     assert documents["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "tf-qa"
 
 

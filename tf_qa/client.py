@@ -39,6 +39,16 @@ def _targets(target: str | Sequence[str]) -> list[str]:
     return targets
 
 
+def tls_credentials(ca=None, cert=None, key=None) -> grpc.ChannelCredentials:
+    """``credentials`` for TLS from PEM files: ``ca``, the CA that signed the server's certificate (None: the
+    system's); ``cert`` and ``key``, this client's certificate and key, for a server that verifies its clients
+    (TF Serving's ``client_verify``)."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate and its key go together")
+    read = lambda path: None if path is None else open(path, "rb").read()  # noqa: E731
+    return grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
+
+
 def _channel_options() -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

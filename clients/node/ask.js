@@ -5,7 +5,9 @@
 //
 //   node ask.js --target localhost:8500 --model-name NAME --question Q --context C [--top-k 3] [--timeout 30]
 //     [--traceparent 00-<32 hex>-<16 hex>-<2 hex>]   (the caller's W3C trace context, sent as call metadata)
+//     [--ca ca.pem [--cert client.pem --key client-key.pem]]   (TLS; a client certificate for client_verify)
 "use strict";
+const fs = require("fs");
 const path = require("path");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
@@ -25,7 +27,15 @@ function parseArgs(argv) {
   if (traceparent !== undefined && !/^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/.test(traceparent)) {
     throw new Error(`--traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>): ${traceparent}`);
   }
+  if (("cert" in options) !== ("key" in options)) throw new Error("--cert and --key go together");
+  if ("cert" in options && !("ca" in options)) throw new Error("--cert needs --ca (TLS)");
   return options;
+}
+
+function credentials(options) {
+  if (!options.ca) return grpc.credentials.createInsecure();
+  const read = (name) => (options[name] ? fs.readFileSync(options[name]) : null);
+  return grpc.credentials.createSsl(read("ca"), read("key"), read("cert"));
 }
 
 function tensor(dtype, field, values) {
@@ -56,7 +66,7 @@ function main() {
     includeDirs: [PROTOS], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
   });
   const api = grpc.loadPackageDefinition(definition).tensorflow.serving;
-  const client = new api.PredictionService(options.target, grpc.credentials.createInsecure());
+  const client = new api.PredictionService(options.target, credentials(options));
   const request = {
     model_spec: { name: options["model-name"], signature_name: "answer_top_k" },
     inputs: {

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from servers import MODEL_NAME, serve
+from servers import MODEL_NAME, SERVER_PYTHON, serve
 
 from tf_qa.client import QAClient
 
@@ -84,3 +84,20 @@ def test_the_node_clients_traceparent_reaches_the_servers_log_lines(client_repos
     assert done.returncode == 1 and "INVALID_ARGUMENT" in done.stderr, done.stderr
     lines = [line for line in log.read_text().splitlines() if traceparent in line]
     assert lines and "INVALID_ARGUMENT" in lines[0] and "question is empty" in lines[0], log.read_text()[-2000:]
+
+
+def test_the_node_client_presents_a_client_certificate_under_client_verify(client_repository, tmp_path):
+    _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
+    subprocess.run([SERVER_PYTHON, str(ROOT / "tests" / "make_pki.py"), str(tmp_path)], check=True)
+    pem = {name: str(tmp_path / f"{name}.pem") for name in ("ca", "client", "client-key", "rogue", "rogue-key")}
+    with serve(client_repository, "--ssl-config-file", str(tmp_path / "ssl.config")) as (grpc_port, _):
+        ask = ["node", "clients/node/ask.js", "--target", f"localhost:{grpc_port}", "--model-name", MODEL_NAME]
+        ask += ["--question", QUESTION, "--context", CONTEXT, "--ca", pem["ca"], "--timeout", "10"]
+        answered = subprocess.run([*ask, "--cert", pem["client"], "--key", pem["client-key"]], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        rogue = subprocess.run([*ask, "--cert", pem["rogue"], "--key", pem["rogue-key"]], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        anonymous = subprocess.run(ask, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert answered.returncode == 0 and json.loads(answered.stdout.splitlines()[0])["answer"], answered.stderr
+    for refused in (rogue, anonymous):
+        assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr, refused.stderr

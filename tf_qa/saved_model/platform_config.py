@@ -76,6 +76,13 @@ _MESSAGES = {
     # monitoring_config.proto (--monitoring_config_file), which the wheel lacks as well.
     "PrometheusConfig": [("enable", 1, _BOOL, False), ("path", 2, _STRING, False)],
     "MonitoringConfig": [("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig", False)],
+    # ssl_config.proto (--ssl_config_file): the PEM texts themselves, and whether clients must present a certificate.
+    "SSLConfig": [
+        ("server_key", 1, _STRING, False),
+        ("server_cert", 2, _STRING, False),
+        ("custom_ca", 3, _STRING, False),
+        ("client_verify", 4, _BOOL, False),
+    ],
 }
 
 
@@ -120,6 +127,11 @@ def batching_parameters_class():
 def monitoring_config_class():
     """TF Serving's ``MonitoringConfig`` message class (the ``--monitoring_config_file`` format)."""
     return _message_classes()["MonitoringConfig"]
+
+
+def ssl_config_class():
+    """TF Serving's ``SSLConfig`` message class (the ``--ssl_config_file`` format)."""
+    return _message_classes()["SSLConfig"]
 
 
 def read_platform_config(path: str | os.PathLike = DEFAULT_PLATFORM_CONFIG):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 import time
 from concurrent import futures
@@ -57,6 +58,7 @@ from tf_qa.server.predictor import Predictor, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.request_log import RequestLogger, request_logger
 from tf_qa.server.rest import RestServer
+from tf_qa.server.ssl_config import ServerTLS, read_ssl_config
 from tf_qa.signatures import SERVING_DEFAULT
 from tf_qa.tracing import checked_traceparent
 
@@ -152,24 +154,33 @@ class ServeSetupError(SetupError):
     (INVALID_ARGUMENT)."""
 
 
-def _read_bytes(options: ServeOptions, name: str) -> bytes:
+def _read_text(options: ServeOptions, name: str) -> str:
     path = getattr(options, name)
     try:
-        with open(path, "rb") as handle:
+        with open(path, encoding="utf-8") as handle:
             return handle.read()
-    except OSError as error:
-        raise ServeSetupError(f"cannot read {serve_flag(name)} {path}: {error.strerror or error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ServeSetupError(
+            f"cannot read {serve_flag(name)} {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
 
 
-def server_credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
-    """TLS credentials of ``--ssl-cert`` and ``--ssl-key``; None (plaintext) without them."""
+def server_tls(options: ServeOptions) -> ServerTLS | None:
+    """The TLS of ``--ssl-config-file`` (TF Serving's SSLConfig) or of ``--ssl-cert`` and ``--ssl-key``; None
+    (plaintext) without them."""
+    if options.ssl_config_file:
+        try:
+            return read_ssl_config(options.ssl_config_file)
+        except ValueError as error:
+            raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
     if not options.ssl_cert:
         return None
-    pair = (_read_bytes(options, "ssl_key"), _read_bytes(options, "ssl_cert"))
+    tls = ServerTLS(_read_text(options, "ssl_key"), _read_text(options, "ssl_cert"))
     try:
-        return grpc.ssl_server_credentials([pair])
-    except (ValueError, RuntimeError) as error:
+        tls.ssl_context()
+    except (ssl.SSLError, ValueError) as error:
         raise ServeSetupError(f"{serve_flag('ssl_cert')}/{serve_flag('ssl_key')}: {error}") from None
+    return tls
 
 
 def session_and_batching(options: ServeOptions) -> tuple:
@@ -217,7 +228,7 @@ class ModelServer:
 
     def __init__(self, options: ServeOptions):
         self.options = options
-        credentials = server_credentials(options)
+        tls = server_tls(options)
         self.session_config, batching = session_and_batching(options)
         self.models = served_models(options)
         self.metrics = ServerMetrics()
@@ -237,7 +248,9 @@ class ModelServer:
         self.server = self._grpc_server(options.max_in_flight, options.max_request_bytes)
         address = f"{options.host}:{options.port}"
         self.port = (
-            self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
+            self.server.add_secure_port(address, tls.grpc_credentials())
+            if tls
+            else self.server.add_insecure_port(address)
         )
         if self.port == 0:
             raise OSError(f"could not bind {address}")
@@ -245,7 +258,14 @@ class ModelServer:
         metrics_path = _metrics_path(options)
         self.rest = None
         if rest_port is not None:
-            self.rest = RestServer(self.predictor, options.host, rest_port, options.rest_timeout, metrics_path)
+            self.rest = RestServer(
+                self.predictor,
+                options.host,
+                rest_port,
+                options.rest_timeout,
+                metrics_path,
+                tls.ssl_context() if tls else None,
+            )
         self.rest_port = self.rest.port if self.rest else None
 
     @property

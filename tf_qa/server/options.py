@@ -106,7 +106,12 @@ class ServeOptions:
         "TF Serving's MonitoringConfig (text format, e.g. the kit's serving/monitoring.config): Prometheus metrics "
         "on the REST port at its path",
     )
-    ssl_cert: str | None = _flag(None, "PEM certificate chain: serve TLS")
+    ssl_config_file: str | None = _flag(
+        None,
+        "TF Serving's SSLConfig (text format: server_key, server_cert, custom_ca, client_verify): TLS for gRPC and "
+        "REST; with client_verify, clients must present a certificate custom_ca signed",
+    )
+    ssl_cert: str | None = _flag(None, "PEM certificate chain: serve TLS (or --ssl-config-file)")
     ssl_key: str | None = _flag(None, "PEM private key of --ssl-cert")
 
     def __post_init__(self):
@@ -125,6 +130,8 @@ class ServeOptions:
             raise ValueError(f"{serve_flag('versions')}: the model config file's version policies say which")
         if bool(self.ssl_cert) != bool(self.ssl_key):
             raise ValueError(f"{serve_flag('ssl_cert')} and {serve_flag('ssl_key')} go together")
+        if self.ssl_cert and self.ssl_config_file:
+            raise ValueError(f"give {serve_flag('ssl_config_file')} or {serve_flag('ssl_cert')}, not both")
         if self.monitoring_config_file and self.rest_api_port is None:
             raise ValueError(
                 f"{serve_flag('monitoring_config_file')} needs {serve_flag('rest_api_port')}: metrics are served there"

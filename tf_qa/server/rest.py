@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 from contextlib import contextmanager
@@ -326,12 +327,16 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, handler, max_connections: int):
+    def __init__(self, address, handler, max_connections: int, tls: ssl.SSLContext | None = None):
         super().__init__(address, handler)
         self._connections = threading.BoundedSemaphore(max_connections)
+        self.tls = tls
 
     def process_request(self, request, client_address):
         if not self._connections.acquire(blocking=False):
+            if self.tls is not None:  # no plaintext reply on a TLS port
+                self.shutdown_request(request)
+                return
             body = b'{"error": "the server has too many open connections; retry later"}'
             try:
                 request.sendall(
@@ -346,6 +351,14 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request, client_address):
         try:
+            if self.tls is not None:  # the handshake in the connection's own thread, bounded by the handler's timeout
+                request.settimeout(self.RequestHandlerClass.timeout)
+                try:
+                    request = self.tls.wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError) as error:  # e.g. no client certificate under client_verify
+                    log.info("REST TLS handshake with %s failed: %s", client_address[0], error)
+                    self.shutdown_request(request)
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self._connections.release()
@@ -358,6 +371,7 @@ class RestServer:
         predictor: runs the requests (shared with the gRPC service).
         timeout: seconds a request may take, reading its body included (TF Serving's --rest_api_timeout_in_ms).
         metrics_path: the path Prometheus scrapes the predictor's metrics at (None: not served).
+        tls: serve HTTPS with this context (``tf_qa.server.ssl_config``); plaintext when None.
     """
 
     def __init__(
@@ -367,10 +381,11 @@ class RestServer:
         port: int = 8501,
         timeout: float = DEFAULT_REST_TIMEOUT,
         metrics_path: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ):
         # Connections beyond the Predict slots, so that status calls and a 429 still get through.
         handler = make_handler(predictor, timeout, metrics_path)
-        self.httpd = _BoundedHTTPServer((host, port), handler, predictor.max_in_flight + 8)
+        self.httpd = _BoundedHTTPServer((host, port), handler, predictor.max_in_flight + 8, tls)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
 
