@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ from tf_qa.graph.limits import RequestLimits
 from tf_qa.graph.options import ExportOptions
 from tf_qa.server.model_server import ModelServer
 from tf_qa.server.options import ServeOptions
+from tf_qa.server.predictor import MAX_RETRY_AFTER, MIN_RETRY_AFTER
 
 NAME = "tiny-qa"
 
@@ -111,13 +113,16 @@ def test_requests_past_max_in_flight_are_refused_at_once(repository):
         assert entered.wait(30)
         with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0) as client:
             started = time.monotonic()
-            with pytest.raises(errors.ResourceExhausted, match="RESOURCE_EXHAUSTED.*max-in-flight"):
-                client.answer(QUESTION, CONTEXT)
+            with pytest.raises(errors.ResourceExhausted, match="RESOURCE_EXHAUSTED.*max-in-flight") as refused:
+                client.answer(QUESTION, CONTEXT)  # retries=0: raised at once, with when to come back
             assert time.monotonic() - started < 1.0
-            status, body = _post(
-                server.rest_port, json.dumps({"instances": [{"question": QUESTION, "context": CONTEXT}]}).encode()
-            )
-            assert status == 429 and "max-in-flight" in body["error"]
+            assert MIN_RETRY_AFTER <= refused.value.retry_after <= MAX_RETRY_AFTER  # grpc-retry-pushback-ms
+            connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+            connection.request("POST", f"/v1/models/{NAME}:predict", _instances())
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 429 and "max-in-flight" in body["error"]
+            assert int(response.getheader("Retry-After")) >= 1 and body["retry_after_ms"] >= 10
             release.set()
             thread.join(30)
             assert first["answer"]["answer"] and client.answer(QUESTION, CONTEXT)["answer"]

@@ -157,14 +157,20 @@ class _ClientBase:
         return self.backoff * (2**attempt) * (0.5 + random.random() / 2)
 
     def _retry_pause(self, error: grpc.RpcError, attempt: int, index: int, started: float, deadline: float) -> float:
-        """Seconds to wait before the next attempt; raises the tf-qa error when the call must not be retried
-        (only UNAVAILABLE is retried, within ``retries`` and the call's deadline)."""
-        pause = self._delay(attempt)
-        if (
-            error.code() != grpc.StatusCode.UNAVAILABLE
-            or attempt >= self.retries
-            or time.monotonic() + pause >= deadline
-        ):
+        """Seconds to wait before the next attempt; raises the tf-qa error when the call must not be retried.
+
+        Retried, within ``retries`` and the call's deadline: UNAVAILABLE (exponential backoff), and
+        RESOURCE_EXHAUSTED when the server said when to come back (``grpc-retry-pushback-ms``, jittered by
+        +-50% so that refused clients do not return together). Never INVALID_ARGUMENT or anything else.
+        """
+        pushback = errors.retry_pushback(error) if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+        if pushback is not None:
+            pause = pushback * (0.5 + random.random())
+        elif error.code() == grpc.StatusCode.UNAVAILABLE:
+            pause = self._delay(attempt)
+        else:
+            pause = None
+        if pause is None or attempt >= self.retries or time.monotonic() + pause >= deadline:
             raise errors.from_grpc(error, target=self.targets[index], elapsed=time.monotonic() - started) from None
         return pause
 
@@ -179,7 +185,8 @@ class QAClient(_ClientBase):
         timeout: deadline of every call, in seconds (retries included).
         credentials: ``grpc.ssl_channel_credentials(...)`` for TLS; plaintext when None.
         metadata: per-call metadata, e.g. ``[("authorization", "Bearer TOKEN")]``.
-        retries: extra attempts on UNAVAILABLE (never on INVALID_ARGUMENT or other errors).
+        retries: extra attempts on UNAVAILABLE, and on RESOURCE_EXHAUSTED after the wait the server asked for
+            (``grpc-retry-pushback-ms``), never past the deadline; never on INVALID_ARGUMENT or other errors.
         backoff: first retry delay in seconds, doubled each attempt, with jitter.
     """
 

@@ -55,10 +55,12 @@ class DeadlineExceeded(TFQAError):
 
 
 class ResourceExhausted(TFQAError):
-    """RESOURCE_EXHAUSTED: refused at once, before any work: too many requests in flight on the server (retry
-    later, or elsewhere) or a message over a size limit. Not retried: only the caller knows which it can fix."""
+    """RESOURCE_EXHAUSTED: refused at once, before any work: the server is busy (``retry_after``: the seconds it
+    asked the client to wait, its ``grpc-retry-pushback-ms``) or a message is over a size limit (no
+    ``retry_after``: retrying will not help)."""
 
     code = StatusCode.RESOURCE_EXHAUSTED
+    retry_after: float | None = None
 
 
 class ServerError(TFQAError):
@@ -83,6 +85,21 @@ def error_for(code: StatusCode, message: str, *, target: str | None = None) -> T
     return _BY_CODE.get(code, ServerError)(message, code=code, target=target)
 
 
+#: The trailer a server sets on RESOURCE_EXHAUSTED to say when to try again (gRPC's retry pushback), in ms.
+PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
+
+
+def retry_pushback(error: grpc.RpcError) -> float | None:
+    """Seconds the server asked to wait before trying again (its ``grpc-retry-pushback-ms``), or None."""
+    for key, value in error.trailing_metadata() or ():
+        if key == PUSHBACK_TRAILER:
+            try:
+                return max(0, int(value)) / 1000
+            except ValueError:
+                return None
+    return None
+
+
 def from_grpc(error: grpc.RpcError, *, target: str, elapsed: float) -> TFQAError:
     """The tf-qa exception for a failed call to ``target`` that took ``elapsed`` seconds."""
     code = error.code()
@@ -91,7 +108,10 @@ def from_grpc(error: grpc.RpcError, *, target: str, elapsed: float) -> TFQAError
         message = f"{target}: {code.name} after {elapsed:.1f}s: {details}"
     else:
         message = f"{target}: {code.name}: {details}"
-    return error_for(code, message, target=target)
+    raised = error_for(code, message, target=target)
+    if code == StatusCode.RESOURCE_EXHAUSTED:
+        raised.retry_after = retry_pushback(error)
+    return raised
 
 
 def graph_error_message(message: str) -> str:

@@ -13,6 +13,7 @@ const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
 const PROTOS = path.join(__dirname, "..", "..", "tf_qa", "protos");
+const PUSHBACK = "grpc-retry-pushback-ms";
 
 function parseArgs(argv) {
   const options = { "top-k": "1", timeout: "30" };
@@ -77,22 +78,32 @@ function main() {
       handle_impossible_answer: tensor("DT_BOOL", "bool_val", [false]),
     },
   };
-  const deadline = new Date(Date.now() + 1000 * Number(options.timeout));
+  const deadline = Date.now() + 1000 * Number(options.timeout);
   const metadata = new grpc.Metadata();
   if (options.traceparent) metadata.add("traceparent", options.traceparent);
-  client.Predict(request, metadata, { deadline }, (error, response) => {
-    if (error) {
-      console.error(`tf-qa-ask: ${grpc.status[error.code]}: ${error.details}`);
-      process.exit(1);
-    }
-    const out = Object.fromEntries(["answer", "score", "start", "end"].map((k) => [k, toArray(response.outputs[k])]));
-    out.start.forEach((start, rank) => {
-      if (start !== -1) {
-        console.log(JSON.stringify({ answer: out.answer[rank], score: out.score[rank], start, end: out.end[rank] }));
+  const ask = () =>
+    client.Predict(request, metadata, { deadline: new Date(deadline) }, (error, response) => {
+      if (error) {
+        // A refusal that says when to come back (grpc-retry-pushback-ms) is asked again after that wait, jittered
+        // by +-50%, unless the wait would pass the deadline; every other error is final.
+        const [pushback] = error.code === grpc.status.RESOURCE_EXHAUSTED ? error.metadata.get(PUSHBACK) : [];
+        const wait = pushback === undefined ? null : Number(pushback) * (0.5 + Math.random());
+        if (wait !== null && Date.now() + wait < deadline) {
+          setTimeout(ask, wait);
+          return;
+        }
+        console.error(`tf-qa-ask: ${grpc.status[error.code]}: ${error.details}`);
+        process.exit(1);
       }
+      const out = Object.fromEntries(["answer", "score", "start", "end"].map((k) => [k, toArray(response.outputs[k])]));
+      out.start.forEach((start, rank) => {
+        if (start !== -1) {
+          console.log(JSON.stringify({ answer: out.answer[rank], score: out.score[rank], start, end: out.end[rank] }));
+        }
+      });
+      client.close();
     });
-    client.close();
-  });
+  ask();
 }
 
 try {

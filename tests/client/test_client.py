@@ -8,16 +8,15 @@ import json
 import subprocess
 import sys
 import threading
-from concurrent import futures
+import time
 
 import grpc
-import numpy as np
 import pytest
+from fake_server import FlakyPredictionService, fake_server
 from servers import MODEL_NAME, SERVER_PYTHON, free_port, serve
 
-from tf_qa import errors, protos
+from tf_qa import errors
 from tf_qa.client import AsyncQAClient, QAClient
-from tf_qa.tensors import make_tensor_proto
 
 QUESTION, CONTEXT = "What is the capital of France?", "Paris is the capital and most populous city of France."
 QUESTIONS = [QUESTION, "Who wrote it? café 中文", "Which river?"]
@@ -90,47 +89,6 @@ def test_a_deadline_too_short_and_a_server_that_is_not_there(target):
             client.answer(QUESTION, CONTEXT)
 
 
-class _FlakyPredictionService:
-    """A PredictionService that answers UNAVAILABLE ``failures`` times, then INVALID_ARGUMENT or an answer."""
-
-    def __init__(self, failures: int, then: grpc.StatusCode | None):
-        self.calls, self.failures, self.then = 0, failures, then
-
-    def predict(self, request, context):
-        self.calls += 1
-        if self.calls <= self.failures:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "starting up")
-        if self.then is not None:
-            context.abort(self.then, "no")
-        response = protos.PredictResponse()
-        outputs = {
-            "answer": np.array([[b"Paris"]], dtype=object),
-            "score": np.array([[0.5]], np.float32),
-            "start": np.array([[0]], np.int64),
-            "end": np.array([[5]], np.int64),
-        }
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(make_tensor_proto(value))
-        return response
-
-
-def _fake_server(service: _FlakyPredictionService, port: int = 0) -> tuple[grpc.Server, int]:
-    handler = grpc.method_handlers_generic_handler(
-        "tensorflow.serving.PredictionService",
-        {
-            "Predict": grpc.unary_unary_rpc_method_handler(
-                service.predict,
-                request_deserializer=protos.PredictRequest.FromString,
-                response_serializer=protos.PredictResponse.SerializeToString,
-            ),
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[handler])
-    port = server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    return server, port
-
-
 @pytest.mark.parametrize(
     ("failures", "then", "calls", "outcome"),
     [
@@ -140,8 +98,8 @@ def _fake_server(service: _FlakyPredictionService, port: int = 0) -> tuple[grpc.
     ],
 )
 def test_retries_only_unavailable(failures, then, calls, outcome):
-    service = _FlakyPredictionService(failures, then)
-    server, port = _fake_server(service)
+    service = FlakyPredictionService(failures, then)
+    server, port = fake_server(service)
     try:
         retries = 3 if outcome == "answered" else 2
         with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=30, retries=retries, backoff=0.01) as client:
@@ -155,9 +113,45 @@ def test_retries_only_unavailable(failures, then, calls, outcome):
     assert service.calls == calls
 
 
+@pytest.mark.parametrize(
+    ("pushback_ms", "timeout", "calls", "outcome"),
+    [
+        (50, 10.0, 3, "answered"),  # two refusals, each waited out (25-75 ms with jitter), then the answer
+        (2000, 0.5, 1, errors.ResourceExhausted),  # a wait past the deadline: raised at once, not slept through
+        (None, 10.0, 1, errors.ResourceExhausted),  # no pushback (a message over a size limit): never retried
+    ],
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_refusal_that_says_when_is_retried_then_within_the_deadline(pushback_ms, timeout, calls, outcome, kind):
+    service = FlakyPredictionService(2, failure=grpc.StatusCode.RESOURCE_EXHAUSTED, pushback_ms=pushback_ms)
+    server, port = fake_server(service)
+    started = time.monotonic()
+    try:
+        if kind == "sync":
+            with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=timeout) as client:
+                ask = lambda: client.answer(QUESTION, CONTEXT)  # noqa: E731
+                result = ask() if outcome == "answered" else pytest.raises(outcome, ask)
+        else:
+
+            async def ask_async():
+                async with AsyncQAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=timeout) as client:
+                    return await client.answer(QUESTION, CONTEXT)
+
+            ask = lambda: asyncio.run(ask_async())  # noqa: E731
+            result = ask() if outcome == "answered" else pytest.raises(outcome, ask)
+    finally:
+        server.stop(0)
+    elapsed = time.monotonic() - started
+    assert service.calls == calls
+    if outcome == "answered":
+        assert result["answer"] == "Paris" and elapsed >= 2 * 0.025
+    else:
+        assert result.value.retry_after == (pushback_ms / 1000 if pushback_ms else None) and elapsed < timeout
+
+
 def test_a_retry_reaches_a_server_that_comes_back():
     port, servers = free_port(), []
-    starter = threading.Timer(0.5, lambda: servers.append(_fake_server(_FlakyPredictionService(0, None), port)[0]))
+    starter = threading.Timer(0.5, lambda: servers.append(fake_server(FlakyPredictionService(0, None), port)[0]))
     starter.start()
     try:
         with QAClient(f"127.0.0.1:{port}", MODEL_NAME, timeout=30, retries=12, backoff=0.05) as client:

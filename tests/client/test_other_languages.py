@@ -8,9 +8,12 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import grpc
 import pytest
+from fake_server import FlakyPredictionService, fake_server
 from servers import MODEL_NAME, SERVER_PYTHON, serve
 
 from tf_qa.client import QAClient
@@ -101,3 +104,22 @@ def test_the_node_client_presents_a_client_certificate_under_client_verify(clien
     assert answered.returncode == 0 and json.loads(answered.stdout.splitlines()[0])["answer"], answered.stderr
     for refused in (rogue, anonymous):
         assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize(("pushback_ms", "timeout", "calls", "code"), [(50, "10", 3, 0), (5000, "1", 1, 1)])
+def test_the_node_client_waits_as_the_server_asks_within_its_deadline(pushback_ms, timeout, calls, code):
+    _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
+    service = FlakyPredictionService(2, failure=grpc.StatusCode.RESOURCE_EXHAUSTED, pushback_ms=pushback_ms)
+    server, port = fake_server(service)
+    try:
+        command = ["node", "clients/node/ask.js", "--target", f"127.0.0.1:{port}", "--model-name", MODEL_NAME]
+        command += ["--question", QUESTION, "--context", CONTEXT, "--timeout", timeout]
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop(0)
+    assert (done.returncode, service.calls) == (code, calls), done.stderr
+    if code:
+        assert "RESOURCE_EXHAUSTED" in done.stderr and time.monotonic() - started < 5
+    else:
+        assert json.loads(done.stdout)["answer"] == "Paris"

@@ -48,7 +48,7 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.defaults import MAX_MESSAGE_BYTES
-from tf_qa.errors import SetupError, TFQAError
+from tf_qa.errors import PUSHBACK_TRAILER, SetupError, TFQAError
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.server.batching import RequestBatcher, batching_options
 from tf_qa.server.metrics import ServerMetrics, monitoring_path
@@ -90,6 +90,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             with self.predictor.serving(request.model_spec.name, "GRPC", traceparent), self.predictor.admit():
                 return self._predict(request, deadline, traceparent)
         except TFQAError as error:
+            if getattr(error, "retry_after", None) is not None:  # when to come back, as gRPC's retry pushback
+                context.set_trailing_metadata(((PUSHBACK_TRAILER, str(max(1, round(error.retry_after * 1000)))),))
             _abort(context, error.code, str(error))
 
     def _predict(self, request: predict_pb2.PredictRequest, deadline: float | None, traceparent: str | None):

@@ -60,9 +60,18 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
 
 
 class Overloaded(errors.ResourceExhausted):
-    """Refused at admission: ``max_in_flight`` requests are in flight already."""
+    """Refused at admission: ``max_in_flight`` requests are in flight already; ``retry_after`` says when a slot is
+    likely free again (the servers send it: gRPC's ``grpc-retry-pushback-ms``, REST's ``Retry-After``)."""
 
     refusal = "max_in_flight"
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(f"{message}; retry in about {retry_after * 1000:.0f} ms")
+        self.retry_after = retry_after
+
+
+#: The wait a refusal asks for before any request has been timed, and its bounds.
+DEFAULT_RETRY_AFTER, MIN_RETRY_AFTER, MAX_RETRY_AFTER = 0.1, 0.01, 5.0
 
 
 class Predictor:
@@ -90,6 +99,9 @@ class Predictor:
         self.metrics = metrics or ServerMetrics()
         #: Each model's request logger, where its config asks for one (``tf_qa.server.request_log``).
         self.request_loggers: dict[str, RequestLogger] = {}
+        #: Recent Predict latency (seconds, exponentially weighted): it grows with the queue, so a refusal asks a
+        #: client to come back after about one request's time, when every slot has turned over once.
+        self.recent_latency: float | None = None
         self.batcher = batcher
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
@@ -108,7 +120,15 @@ class Predictor:
             took = (time.perf_counter() - started) * 1000
             log.warning("Predict %s %s %s %.1fms%s: %s", model_name, entrypoint, error.code.name, took, trace, error)
             raise
-        log.debug("Predict %s %s OK %.1fms%s", model_name, entrypoint, (time.perf_counter() - started) * 1000, trace)
+        took = time.perf_counter() - started
+        previous = self.recent_latency
+        self.recent_latency = took if previous is None else 0.8 * previous + 0.2 * took
+        log.debug("Predict %s %s OK %.1fms%s", model_name, entrypoint, took * 1000, trace)
+
+    def retry_after(self) -> float:
+        """Seconds a refused client should wait: about one recent request's time, within bounds."""
+        latency = self.recent_latency if self.recent_latency is not None else DEFAULT_RETRY_AFTER
+        return min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, latency))
 
     @contextmanager
     def admit(self):
@@ -116,7 +136,8 @@ class Predictor:
         if not self._slots.acquire(blocking=False):
             raise Overloaded(
                 f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
-                "tf-qa serve --max-in-flight; retry later"
+                "tf-qa serve --max-in-flight",
+                self.retry_after(),
             )
         try:
             yield

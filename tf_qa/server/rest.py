@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import ssl
 import threading
@@ -212,9 +213,11 @@ class RestHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # requests are not logged line by line
         pass
 
-    def _send(self, status: int, payload: dict) -> None:
+    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
         body = json.dumps(payload).encode("utf-8")
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
@@ -226,7 +229,13 @@ class RestHandler(BaseHTTPRequestHandler):
         try:
             self._answer(method)
         except TFQAError as error:
-            self._send(http_status(error), {"error": str(error)})
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is None:
+                self._send(http_status(error), {"error": str(error)})
+            else:  # Retry-After is whole seconds; the body says it to the millisecond
+                seconds = str(max(1, math.ceil(retry_after)))
+                body = {"error": str(error), "retry_after_ms": round(retry_after * 1000)}
+                self._send(http_status(error), body, {"Retry-After": seconds})
         except (TimeoutError, ConnectionError):
             self.close_connection = True
         except Exception as error:
