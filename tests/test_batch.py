@@ -117,7 +117,7 @@ def test_bad_records_go_to_the_dead_letter_file(saved_model_dir, tmp_path, capsy
     ("name", "content", "message", "exit_code"),
     [
         ("missing.jsonl", None, "cannot read --input", 1),
-        ("not-squad.json", '{"data": 5}', "is not in SQuAD format", 2),  # INVALID_ARGUMENT: what was given is wrong
+        ("not-squad.json", '{"data": 5}', "is not in SQuAD format", 1),
     ],
 )
 def test_an_input_that_cannot_be_read_is_one_line(name, content, message, exit_code, saved_model_dir, tmp_path, capsys):

@@ -99,24 +99,25 @@ def test_serve_refuses_bad_tls_options_in_one_line(flags, code, message, capsys)
 
 
 @pytest.mark.parametrize(
-    "code,exit_code",
+    "error,exit_code",
     [
-        (StatusCode.INVALID_ARGUMENT, 2),
-        (StatusCode.CANCELLED, 130),
-        (StatusCode.NOT_FOUND, 1),
-        (StatusCode.UNAVAILABLE, 1),
-        (StatusCode.RESOURCE_EXHAUSTED, 1),
-        (StatusCode.FAILED_PRECONDITION, 1),
-        (StatusCode.INTERNAL, 1),
+        (errors.UsageError("refused: a flag"), 2),  # as argparse's usage errors
+        (errors.error_for(StatusCode.CANCELLED, "refused: interrupted"), 130),
+        (errors.error_for(StatusCode.INVALID_ARGUMENT, "refused by the server"), 1),
+        (errors.error_for(StatusCode.NOT_FOUND, "refused: no such file"), 1),
+        (errors.error_for(StatusCode.UNAVAILABLE, "refused: no server"), 1),
+        (errors.error_for(StatusCode.RESOURCE_EXHAUSTED, "refused: busy"), 1),
+        (errors.error_for(StatusCode.FAILED_PRECONDITION, "refused: cannot export"), 1),
+        (errors.error_for(StatusCode.INTERNAL, "refused: a bug"), 1),
     ],
 )
-def test_every_error_exits_by_its_status_code_in_one_line(code, exit_code, monkeypatch, capsys):
+def test_every_error_exits_by_its_kind_and_status_code_in_one_line(error, exit_code, monkeypatch, capsys):
     def refuse(args):
-        raise errors.error_for(code, f"refused with {code.name}")
+        raise error
 
     monkeypatch.setitem(cli.COMMANDS, "validate", refuse)
     assert cli.main(["validate", "somewhere"]) == exit_code
-    assert capsys.readouterr().err == f"tf-qa validate: refused with {code.name}\n"
+    assert capsys.readouterr().err == f"tf-qa validate: {error}\n"
 
 
 def test_version_names_tf_qa_and_the_libraries_it_runs_with():

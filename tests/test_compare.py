@@ -80,7 +80,7 @@ def test_compare_a_served_model_with_its_export_passes_the_gate(tiny_server, sav
     "flags,message",
     [
         (["--baseline", "label:stable", "--candidate", "version:2"], "label:stable needs --target"),
-        (["--baseline", "h:1", "--candidate", "h:2"], "h:1 needs --model-name"),
+        (["--baseline", "h:1", "--candidate", "h:2"], "a side on a server needs --model-name"),
     ],
 )
 def test_compare_refuses_sides_it_cannot_reach_in_one_line(flags, message, capsys):

@@ -16,7 +16,7 @@ from tf_qa import errors
 from tf_qa.cli import main
 from tf_qa.client import QAClient
 from tf_qa.server.model_config import VersionPolicy, read_model_config
-from tf_qa.server.model_server import ModelServer, ServeSetupError
+from tf_qa.server.model_server import ModelServer
 from tf_qa.server.options import ServeOptions
 
 
@@ -135,7 +135,7 @@ def test_a_label_of_a_version_not_loaded_is_refused_at_start(two_versions, tmp_p
     config = tmp_path / "models.config"
     config.write_text(_config(two_versions, {"stable": 1}, policy="latest { num_versions: 1 }"))
     options = ServeOptions(model_config_file=str(config), port=0, poll_seconds=0)
-    with pytest.raises(ServeSetupError, match=r"version labels \{'stable': 1\} name versions not loaded \(\[2\]\)"):
+    with pytest.raises(errors.UsageError, match=r"version labels \{'stable': 1\} name versions not loaded \(\[2\]\)"):
         ModelServer(options).start()
 
 

@@ -19,7 +19,7 @@ from grpc import StatusCode
 
 from tf_qa import console
 from tf_qa.arguments import build_parser
-from tf_qa.errors import TFQAError
+from tf_qa.errors import TFQAError, UsageError
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.graph.options import ExportOptions, flag_fields
 
@@ -46,12 +46,17 @@ class CommandError(TFQAError):
     code = StatusCode.FAILED_PRECONDITION
 
 
-#: The exit code of a ``TFQAError``'s status code; 1 for every other code.
+#: The exit code of an error: by its kind where it has one, else by its status code, else 1 (a server's refusal,
+#: a file that cannot be read or is not SQuAD, an export that cannot be done).
 EXIT_CODES = {
-    StatusCode.OK: 0,
-    StatusCode.INVALID_ARGUMENT: 2,  # what was given is wrong: a flag, a value, a file's content, a question
+    UsageError: 2,  # the command line itself is wrong, as argparse's own usage errors
     StatusCode.CANCELLED: 130,  # interrupted (Ctrl-C), as a shell reports SIGINT
 }
+
+
+def exit_code(error: TFQAError) -> int:
+    kinds = [code for kind, code in EXIT_CODES.items() if isinstance(kind, type) and isinstance(error, kind)]
+    return kinds[0] if kinds else EXIT_CODES.get(error.code, 1)
 
 
 def _read_text(path: str, what: str) -> str:
@@ -87,7 +92,7 @@ def _export(args) -> int:
         limits = RequestLimits(**{name: getattr(args, name) for name in RequestLimits().as_dict()})
         options = ExportOptions(**{field.name: getattr(args, field.name) for field in flag_fields()}, limits=limits)
     except ValueError as error:
-        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise UsageError(str(error)) from None
     if args.demo:
         from tf_qa.checkpoints import make_trained_demo_checkpoint
 
@@ -96,7 +101,7 @@ def _export(args) -> int:
             checkpoint = make_trained_demo_checkpoint(folder)
             return _export_checkpoint(args, checkpoint, DEMO_SOURCE, options)
     if not args.model:
-        raise CommandError("--model or --demo is required", code=StatusCode.INVALID_ARGUMENT)
+        raise UsageError("--model or --demo is required")
     return _export_checkpoint(args, args.model, args.model, options)
 
 
@@ -158,7 +163,7 @@ def _evaluate(args) -> int:
     from tf_qa import squad
 
     if args.native and not args.saved_model:
-        raise CommandError("--native runs a --saved-model", code=StatusCode.INVALID_ARGUMENT)
+        raise UsageError("--native runs a --saved-model")
     questions = _evaluation_questions(args)
     if args.predictions:
         _write_text(args.predictions, "")  # an unwritable file is refused before the questions are asked
@@ -187,17 +192,19 @@ def _compare(args) -> int:
 
     try:
         sides = [compare.parse_side(text, args.target) for text in (args.baseline, args.candidate)]
+        if not all(side.saved_model for side in sides) and not args.model_name:
+            raise ValueError("a side on a server needs --model-name")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
         questions = _evaluation_questions(args, args.input)
     except OSError as error:
         raise CommandError(f"cannot read --input {args.input}: {error.strerror or error}") from None
     except ValueError as error:
-        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise CommandError(str(error)) from None
     if not questions:
-        raise CommandError(f"--input {args.input} has no questions", code=StatusCode.INVALID_ARGUMENT)
-    try:
-        baseline, candidate = (compare.answerer_for(side, args.model_name, args.timeout) for side in sides)
-    except ValueError as error:
-        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise CommandError(f"--input {args.input} has no questions")
+    baseline, candidate = (compare.answerer_for(side, args.model_name, args.timeout) for side in sides)
     print(f"comparing {args.baseline} (baseline) with {args.candidate} (candidate) on {len(questions)} questions")
     with baseline, candidate, console.progress(len(questions), "asking both") as progress:
         results = compare.ask_both(questions, baseline, candidate, args.batch_size, progress)
@@ -267,7 +274,7 @@ def _serve(args) -> int:
     try:
         options = ServeOptions.from_namespace(args)
     except ValueError as error:
-        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise UsageError(str(error)) from None
     try:
         server = ModelServer(options).start()
     except (RuntimeError, OSError) as error:
@@ -296,7 +303,7 @@ def _ask(args) -> int:
                 handle_impossible_answer=args.handle_impossible_answer,
             )
     except ValueError as error:
-        raise CommandError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise UsageError(str(error)) from None
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0
@@ -313,7 +320,7 @@ def _batch(args) -> int:
         handler = SavedModelHandler(_version_dir(args.saved_model))
     else:
         if not args.model_name:
-            raise CommandError("batch --target needs --model-name", code=StatusCode.INVALID_ARGUMENT)
+            raise UsageError("batch --target needs --model-name")
         handler = ServingHandler(args.target, args.model_name, timeout=args.timeout)
     import glob
 
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TFQAError as error:
         print(f"tf-qa {args.command}: {error}", file=sys.stderr)
-        return EXIT_CODES.get(error.code, 1)
+        return exit_code(error)
     except KeyboardInterrupt:
         print(f"tf-qa {args.command}: interrupted", file=sys.stderr)
         return EXIT_CODES[StatusCode.CANCELLED]

@@ -67,6 +67,13 @@ class ServerError(TFQAError):
     """Any other failure reported by the server (INTERNAL, UNKNOWN, ...)."""
 
 
+class UsageError(TFQAError):
+    """INVALID_ARGUMENT in how a command or a server was invoked (a flag, a value, a config file given to it), as
+    opposed to a request or data refused later; the command line exits 2 for it, as argparse does."""
+
+    code = StatusCode.INVALID_ARGUMENT
+
+
 class SetupError(TFQAError):
     """FAILED_PRECONDITION: something this machine or this folder lacks (a file, a package, a compiler)."""
 

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from tf_qa import errors
-from tf_qa.defaults import DEFAULT_MAX_ANSWER_LEN
 from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs, answers_from_arrays
 
 
@@ -31,22 +30,10 @@ class _InProcessAnswerer:
         """``answer_top_k``'s [B, K] outputs for its inputs (``tf_qa.signatures.answer_top_k_inputs``)."""
         raise NotImplementedError
 
-    def answer_batch(
-        self,
-        questions: Sequence[str],
-        contexts: Sequence[str],
-        *,
-        top_k: int | Sequence[int] = 1,
-        max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool | Sequence[bool] = False,
-    ) -> list:
-        inputs = answer_top_k_inputs(
-            questions,
-            contexts,
-            top_k=top_k,
-            max_answer_len=max_answer_len,
-            handle_impossible_answer=handle_impossible_answer,
-        )
+    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], **settings) -> list:
+        """``tf_qa.signatures.Answerer.answer_batch``; ``settings`` are ``answer_top_k_inputs``' (``top_k``,
+        ``max_answer_len``, ``handle_impossible_answer``), so a new input of the signature needs no change here."""
+        inputs = answer_top_k_inputs(questions, contexts, **settings)
         return answers_from_arrays(self.answer_arrays(inputs), inputs["top_k"])
 
     def _refused(self, message: str) -> errors.InvalidRequest:

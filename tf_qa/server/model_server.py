@@ -36,7 +36,6 @@ from concurrent import futures
 
 import grpc
 import tensorflow as tf
-from grpc import StatusCode
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (
@@ -48,7 +47,7 @@ from tensorflow_serving.apis import (
 )
 
 from tf_qa.defaults import MAX_MESSAGE_BYTES
-from tf_qa.errors import PUSHBACK_TRAILER, SetupError, TFQAError
+from tf_qa.errors import PUSHBACK_TRAILER, SetupError, TFQAError, UsageError
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.server.batching import RequestBatcher, batching_options
 from tf_qa.server.metrics import ServerMetrics, monitoring_path
@@ -152,8 +151,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class ServeSetupError(SetupError):
-    """Options the server cannot start with: an unreadable TLS file (FAILED_PRECONDITION), a bad platform config
-    (INVALID_ARGUMENT)."""
+    """What the server cannot start with although the options are right: an unreadable TLS file (a config file
+    that is wrong, a label of a version not loaded: ``UsageError``)."""
 
 
 def _read_text(options: ServeOptions, name: str) -> str:
@@ -174,7 +173,7 @@ def server_tls(options: ServeOptions) -> ServerTLS | None:
         try:
             return read_ssl_config(options.ssl_config_file)
         except ValueError as error:
-            raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+            raise UsageError(str(error)) from None
     if not options.ssl_cert:
         return None
     tls = ServerTLS(_read_text(options, "ssl_key"), _read_text(options, "ssl_cert"))
@@ -191,7 +190,7 @@ def session_and_batching(options: ServeOptions) -> tuple:
     try:
         platform = read_platform_config(options.platform_config_file)
     except ValueError as error:
-        raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise UsageError(str(error)) from None
     if not options.enable_batching:
         return platform.session_config, None
     overrides = {
@@ -208,7 +207,7 @@ def served_models(options: ServeOptions) -> list[ServedModel]:
         try:
             return read_model_config(options.model_config_file)
         except ValueError as error:
-            raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+            raise UsageError(str(error)) from None
     policy = VersionPolicy("specific", tuple(options.versions)) if options.versions else VersionPolicy()
     return [ServedModel(options.model_name, options.model_base_path, policy)]
 
@@ -220,7 +219,7 @@ def _metrics_path(options: ServeOptions) -> str | None:
     try:
         return monitoring_path(options.monitoring_config_file)
     except ValueError as error:
-        raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+        raise UsageError(str(error)) from None
 
 
 class ModelServer:
@@ -316,7 +315,7 @@ class ModelServer:
             try:
                 logger = request_logger(model.name, model.logging_config, self.metrics)
             except ValueError as error:
-                raise ServeSetupError(str(error), code=StatusCode.INVALID_ARGUMENT) from None
+                raise UsageError(str(error)) from None
             if logger is not None:
                 loggers[model.name] = logger
         return loggers
@@ -329,7 +328,7 @@ class ModelServer:
             return dict(labels)
         message = f"model {repository.model_name}: version labels {bad} name versions not loaded ({sorted(loaded)})"
         if strict:
-            raise ServeSetupError(message, code=StatusCode.INVALID_ARGUMENT)
+            raise UsageError(message)
         log.error("%s; those labels keep their versions", message)
         kept = {label: version for label, version in repository.labels.items() if label in bad}
         return {**{k: v for k, v in labels.items() if k not in bad}, **kept}
