@@ -91,7 +91,7 @@ def test_requests_are_counted_by_status_entrypoint_and_answer(tiny_server):
 @pytest.mark.parametrize(
     "error,reason",
     [
-        (Overloaded("busy"), "max_in_flight"),
+        (Overloaded("busy", 0.1), "max_in_flight"),
         (DeadlineExpired("waited too long"), "deadline"),
         (errors.InvalidRequest("request has 9 examples, over the limit max_examples=8"), "request_limit"),
         (errors.InvalidRequest("question is empty"), None),

@@ -145,6 +145,62 @@ class _ClientBase:
         self.backoff = backoff
         self._next = itertools.cycle(range(len(self.targets)))
 
+    def _then(self, response, convert):
+        """``convert`` applied to a call's response: at once (QAClient), or when awaited (AsyncQAClient)."""
+        raise NotImplementedError
+
+    def answer(
+        self,
+        question: str,
+        context: str,
+        *,
+        top_k: int = 1,
+        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
+        handle_impossible_answer: bool = False,
+        traceparent: str | None = None,
+    ) -> dict | list[dict]:
+        """The pipeline's result: ``{"answer", "score", "start", "end"}``, a list of them when top_k > 1."""
+        results = self.answer_batch(
+            [question],
+            [context],
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+            traceparent=traceparent,
+        )
+        return self._then(results, lambda answers: answers[0])
+
+    def answer_batch(
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str],
+        *,
+        traceparent: str | None = None,
+        **settings,
+    ) -> list:
+        """Answers many (question, context) pairs in one request, results in order (``tf_qa.signatures.Answerer``):
+        ``settings`` are ``top_k``, ``max_answer_len`` and ``handle_impossible_answer``, each one value for all or
+        one per question. ``traceparent``: the caller's W3C trace context, sent with this call
+        (``tf_qa.tracing.new_traceparent`` makes one)."""
+        request, top_ks = self.builder.answer_request(questions, contexts, **settings)
+        response = self._call(self._predict, "Predict", request, traceparent)
+        return self._then(response, lambda reply: self.builder.answers(reply, top_ks))
+
+    def spans(self, input_ids, attention_mask) -> dict:
+        """Token-level signature: ``{"start", "end", "score"}`` lists, one per row of ``input_ids``."""
+        request = self.builder.spans_request(input_ids, attention_mask)
+        return self._then(self._call(self._predict, "Predict", request), self.builder.spans)
+
+    def metadata(self) -> dict:
+        """The model's signatures (inputs and outputs with dtype and shape)."""
+        response = self._call(self._predict, "GetModelMetadata", self.builder.metadata_request())
+        return self._then(response, self.builder.metadata)
+
+    def status(self) -> list[dict]:
+        """``[{"version": N, "state": "AVAILABLE"}, ...]``."""
+        response = self._call(self._models, "GetModelStatus", self.builder.status_request())
+        return self._then(response, self.builder.status)
+
     def _metadata(self, traceparent: str | None) -> tuple:
         """The call's metadata: the client's, and the W3C ``traceparent`` when given (ValueError if malformed)."""
         if traceparent is None:
@@ -153,25 +209,43 @@ class _ClientBase:
             raise ValueError(f"not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>): {traceparent!r}")
         return (*self.call_metadata, ("traceparent", traceparent))
 
-    def _delay(self, attempt: int) -> float:
-        return self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+    def _attempts(self, traceparent: str | None) -> _Attempts:
+        return _Attempts(self, traceparent)
 
-    def _retry_pause(self, error: grpc.RpcError, attempt: int, index: int, started: float, deadline: float) -> float:
-        """Seconds to wait before the next attempt; raises the tf-qa error when the call must not be retried.
 
-        Retried, within ``retries`` and the call's deadline: UNAVAILABLE (exponential backoff), and
-        RESOURCE_EXHAUSTED when the server said when to come back (``grpc-retry-pushback-ms``, jittered by
-        +-50% so that refused clients do not return together). Never INVALID_ARGUMENT or anything else.
-        """
+class _Attempts:
+    """One call's attempts: which target each goes to, its remaining deadline, and whether and when to try again.
+
+    Retried, within ``retries`` and the call's deadline: UNAVAILABLE (jittered exponential backoff), and
+    RESOURCE_EXHAUSTED when the server said when to come back (``grpc-retry-pushback-ms``, jittered by +-50% so that
+    refused clients do not return together). Never INVALID_ARGUMENT or anything else.
+    """
+
+    def __init__(self, client: _ClientBase, traceparent: str | None):
+        self.client, self.metadata = client, client._metadata(traceparent)
+        self.started = time.monotonic()
+        self.deadline = self.started + client.timeout
+        self.attempt, self.index = -1, 0
+
+    def next(self) -> tuple[int, dict]:
+        """The target's index and the call's options for the next attempt."""
+        self.attempt += 1
+        self.index = next(self.client._next)
+        return self.index, {"timeout": max(self.deadline - time.monotonic(), 0.001), "metadata": self.metadata}
+
+    def pause_after(self, error: grpc.RpcError) -> float:
+        """Seconds to wait before the next attempt; raises the tf-qa error when the call must not be retried."""
+        client = self.client
         pushback = errors.retry_pushback(error) if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
         if pushback is not None:
             pause = pushback * (0.5 + random.random())
         elif error.code() == grpc.StatusCode.UNAVAILABLE:
-            pause = self._delay(attempt)
+            pause = client.backoff * (2**self.attempt) * (0.5 + random.random() / 2)
         else:
             pause = None
-        if pause is None or attempt >= self.retries or time.monotonic() + pause >= deadline:
-            raise errors.from_grpc(error, target=self.targets[index], elapsed=time.monotonic() - started) from None
+        if pause is None or self.attempt >= client.retries or time.monotonic() + pause >= self.deadline:
+            elapsed = time.monotonic() - self.started
+            raise errors.from_grpc(error, target=client.targets[self.index], elapsed=elapsed) from None
         return pause
 
 
@@ -202,72 +276,17 @@ class QAClient(_ClientBase):
         self._models = [protos.ModelServiceStub(c) for c in self._channels]
 
     def _call(self, stubs: list, method: str, request, traceparent: str | None = None):
-        started = time.monotonic()
-        deadline = started + self.timeout
-        metadata = self._metadata(traceparent)
-        for attempt in itertools.count():
-            index = next(self._next)
+        attempts = self._attempts(traceparent)
+        while True:
+            index, options = attempts.next()
             try:
-                return getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
-                )
+                return getattr(stubs[index], method)(request, **options)
             except grpc.RpcError as error:
-                time.sleep(self._retry_pause(error, attempt, index, started, deadline))
+                time.sleep(attempts.pause_after(error))
 
-    def answer(
-        self,
-        question: str,
-        context: str,
-        *,
-        top_k: int = 1,
-        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool = False,
-        traceparent: str | None = None,
-    ) -> dict | list[dict]:
-        """The pipeline's result: ``{"answer", "score", "start", "end"}``, a list of them when top_k > 1."""
-        return self.answer_batch(
-            [question],
-            [context],
-            top_k=top_k,
-            max_answer_len=max_answer_len,
-            handle_impossible_answer=handle_impossible_answer,
-            traceparent=traceparent,
-        )[0]
-
-    def answer_batch(
-        self,
-        questions: Sequence[str],
-        contexts: Sequence[str],
-        *,
-        top_k: int | Sequence[int] = 1,
-        max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool | Sequence[bool] = False,
-        traceparent: str | None = None,
-    ) -> list:
-        """Answers many (question, context) pairs in one request, results in order (``tf_qa.signatures.Answerer``:
-        each setting one value for all, or one per question). ``traceparent``: the caller's W3C trace context,
-        sent with this call (``tf_qa.tracing.new_traceparent`` makes one)."""
-        request, top_ks = self.builder.answer_request(
-            questions,
-            contexts,
-            top_k=top_k,
-            max_answer_len=max_answer_len,
-            handle_impossible_answer=handle_impossible_answer,
-        )
-        return self.builder.answers(self._call(self._predict, "Predict", request, traceparent), top_ks)
-
-    def spans(self, input_ids, attention_mask) -> dict:
-        """Token-level signature: ``{"start", "end", "score"}`` lists, one per row of ``input_ids``."""
-        request = self.builder.spans_request(input_ids, attention_mask)
-        return self.builder.spans(self._call(self._predict, "Predict", request))
-
-    def metadata(self) -> dict:
-        """The model's signatures (inputs and outputs with dtype and shape)."""
-        return self.builder.metadata(self._call(self._predict, "GetModelMetadata", self.builder.metadata_request()))
-
-    def status(self) -> list[dict]:
-        """``[{"version": N, "state": "AVAILABLE"}, ...]``."""
-        return self.builder.status(self._call(self._models, "GetModelStatus", self.builder.status_request()))
+    @staticmethod
+    def _then(response, convert):
+        return convert(response)
 
     def close(self) -> None:
         for channel in self._channels:
@@ -281,7 +300,7 @@ class QAClient(_ClientBase):
 
 
 class AsyncQAClient(_ClientBase):
-    """The asyncio twin of ``QAClient``: the same arguments and methods, as coroutines."""
+    """The asyncio twin of ``QAClient``: the same arguments and methods, each returning an awaitable."""
 
     def __init__(self, target: str | Sequence[str], model_name: str, **options: Any):
         super().__init__(target, model_name, **options)
@@ -295,68 +314,20 @@ class AsyncQAClient(_ClientBase):
         self._models = [protos.ModelServiceStub(c) for c in self._channels]
 
     async def _call(self, stubs: list, method: str, request, traceparent: str | None = None):
-        started = time.monotonic()
-        deadline = started + self.timeout
-        metadata = self._metadata(traceparent)
-        for attempt in itertools.count():
-            index = next(self._next)
+        attempts = self._attempts(traceparent)
+        while True:
+            index, options = attempts.next()
             try:
-                return await getattr(stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
-                )
+                return await getattr(stubs[index], method)(request, **options)
             except grpc.RpcError as error:
-                await asyncio.sleep(self._retry_pause(error, attempt, index, started, deadline))
+                await asyncio.sleep(attempts.pause_after(error))
 
-    async def answer(
-        self,
-        question: str,
-        context: str,
-        *,
-        top_k: int = 1,
-        max_answer_len: int = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool = False,
-        traceparent: str | None = None,
-    ):
-        return (
-            await self.answer_batch(
-                [question],
-                [context],
-                top_k=top_k,
-                max_answer_len=max_answer_len,
-                handle_impossible_answer=handle_impossible_answer,
-                traceparent=traceparent,
-            )
-        )[0]
+    @staticmethod
+    def _then(response, convert):
+        async def converted():
+            return convert(await response)
 
-    async def answer_batch(
-        self,
-        questions,
-        contexts,
-        *,
-        top_k: int | Sequence[int] = 1,
-        max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool | Sequence[bool] = False,
-        traceparent: str | None = None,
-    ) -> list:
-        request, top_ks = self.builder.answer_request(
-            questions,
-            contexts,
-            top_k=top_k,
-            max_answer_len=max_answer_len,
-            handle_impossible_answer=handle_impossible_answer,
-        )
-        return self.builder.answers(await self._call(self._predict, "Predict", request, traceparent), top_ks)
-
-    async def spans(self, input_ids, attention_mask) -> dict:
-        request = self.builder.spans_request(input_ids, attention_mask)
-        return self.builder.spans(await self._call(self._predict, "Predict", request))
-
-    async def metadata(self) -> dict:
-        request = self.builder.metadata_request()
-        return self.builder.metadata(await self._call(self._predict, "GetModelMetadata", request))
-
-    async def status(self) -> list[dict]:
-        return self.builder.status(await self._call(self._models, "GetModelStatus", self.builder.status_request()))
+        return converted()
 
     async def close(self) -> None:
         for channel in self._channels:

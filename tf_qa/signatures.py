@@ -182,15 +182,8 @@ class Answerer(Protocol):
     """What answers questions, wherever the model runs; every caller (the command line, Beam, the tests, the
     benchmarks) takes one. A question the model refuses raises ``tf_qa.errors.InvalidRequest`` naming it."""
 
-    def answer_batch(
-        self,
-        questions: Sequence[str],
-        contexts: Sequence[str],
-        *,
-        top_k: int | Sequence[int] = 1,
-        max_answer_len: int | Sequence[int] = DEFAULT_MAX_ANSWER_LEN,
-        handle_impossible_answer: bool | Sequence[bool] = False,
-    ) -> list:
-        """The pipeline's result per question: a dict, or a list of dicts where ``top_k`` > 1."""
+    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], **settings) -> list:
+        """The pipeline's result per question (a dict, or a list of dicts where ``top_k`` > 1); ``settings`` are
+        ``answer_top_k_inputs``' (``top_k``, ``max_answer_len``, ``handle_impossible_answer``)."""
 
     def close(self) -> None: ...
