@@ -131,12 +131,19 @@ def test_a_label_moves_when_the_file_changes_and_a_bad_edit_keeps_the_running_co
     assert _wait_for(lambda: _served_version(server, version_label="stable") == 1)
 
 
-def test_a_label_of_a_version_not_loaded_is_refused_at_start(two_versions, tmp_path, capsys):
-    config = tmp_path / "models.config"
-    config.write_text(_config(two_versions, {"stable": 1}, policy="latest { num_versions: 1 }"))
-    options = ServeOptions(model_config_file=str(config), port=0, poll_seconds=0)
-    with pytest.raises(errors.UsageError, match=r"version labels \{'stable': 1\} name versions not loaded \(\[2\]\)"):
-        ModelServer(options).start()
+def test_a_label_of_a_version_not_loaded_is_refused_at_start(labelled_server, two_versions):
+    """What ``start`` applies (strict): refused, and the running labels stay."""
+    server, _ = labelled_server
+    wrong = read_model_config_text(_config(two_versions, {"stable": 7}), two_versions.parent / "wrong.config")
+    with pytest.raises(
+        errors.UsageError, match=r"version labels \{'stable': 7\} name versions not loaded \(\[1, 2\]\)"
+    ):
+        server.apply_models(wrong, strict=True)
+
+
+def read_model_config_text(text: str, path):
+    path.write_text(text)
+    return read_model_config(path)
 
 
 @pytest.mark.parametrize(

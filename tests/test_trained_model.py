@@ -180,11 +180,11 @@ def test_the_readmes_rollout_passes_the_canary_check_and_moves_the_label(reposit
     target = f"127.0.0.1:{server.port}"
     try:
         with QAClient(target, "demo-qa", version_label="stable", timeout=60) as client:
-            for question in held_out_questions()[-30:]:
+            for question in held_out_questions()[-20:]:
                 client.answer(question.question, question.context)
         logged = server.metrics.request_log_records.labels("demo-qa")
         deadline = time.monotonic() + 10
-        while logged._value.get() < 30 and time.monotonic() < deadline:
+        while logged._value.get() < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
         script = (
             _readme_block("rollout-example")
@@ -196,7 +196,7 @@ def test_the_readmes_rollout_passes_the_canary_check_and_moves_the_label(reposit
         print(done.stdout)
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.count("the candidate passes the gate") == 2, done.stdout
-        assert "on 30 questions" in done.stdout and "on 100 questions" in done.stdout, done.stdout
+        assert "on 20 questions" in done.stdout and "on 40 questions" in done.stdout, done.stdout
         with QAClient(target, "demo-qa", version_label="stable", timeout=60) as client:
             deadline = time.monotonic() + 15
             while client.metadata()["version"] != 2 and time.monotonic() < deadline:

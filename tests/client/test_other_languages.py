@@ -76,34 +76,43 @@ def test_the_curl_example_answers_as_the_python_client(served):
     assert predictions[0]["score"] == pytest.approx(expected["score"], abs=1e-6)
 
 
-def test_the_node_clients_traceparent_reaches_the_servers_log_lines(client_repository, tmp_path):
+@pytest.fixture(scope="module")
+def mtls_served(client_repository, tmp_path_factory):
+    """A server under TLS with client verification (tests/make_pki.py's certificates), its log lines kept: the
+    gRPC port, the certificates' paths and the log file."""
+    folder = tmp_path_factory.mktemp("pki")
+    subprocess.run([SERVER_PYTHON, str(ROOT / "tests" / "make_pki.py"), str(folder)], check=True)
+    pem = {name: str(folder / f"{name}.pem") for name in ("ca", "client", "client-key", "rogue", "rogue-key")}
+    log = folder / "serve.log"
+    with serve(client_repository, "--ssl-config-file", str(folder / "ssl.config"), log_file=log) as (port, _):
+        yield port, pem, log
+
+
+def _node_ask(port: int, pem: dict, *flags: str, question: str = QUESTION) -> subprocess.CompletedProcess:
+    command = ["node", "clients/node/ask.js", "--target", f"localhost:{port}", "--model-name", MODEL_NAME]
+    command += ["--question", question, "--context", CONTEXT, "--ca", pem["ca"], "--timeout", "10", *flags]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_the_node_client_presents_a_client_certificate_under_client_verify(mtls_served):
     _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
+    port, pem, _ = mtls_served
+    answered = _node_ask(port, pem, "--cert", pem["client"], "--key", pem["client-key"])
+    assert answered.returncode == 0 and json.loads(answered.stdout.splitlines()[0])["answer"], answered.stderr
+    for refused in (_node_ask(port, pem, "--cert", pem["rogue"], "--key", pem["rogue-key"]), _node_ask(port, pem)):
+        assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr, refused.stderr
+
+
+def test_the_node_clients_traceparent_reaches_the_servers_log_lines(mtls_served):
+    _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
+    port, pem, log = mtls_served
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    log = tmp_path / "serve.log"
-    with serve(client_repository, log_file=log) as (grpc_port, _):
-        command = ["node", "clients/node/ask.js", "--target", f"127.0.0.1:{grpc_port}", "--model-name", MODEL_NAME]
-        command += ["--question", "   ", "--context", CONTEXT, "--traceparent", traceparent]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    client = ("--cert", pem["client"], "--key", pem["client-key"])
+    done = _node_ask(port, pem, *client, "--traceparent", traceparent, question="   ")
     assert done.returncode == 1 and "INVALID_ARGUMENT" in done.stderr, done.stderr
+    time.sleep(0.2)  # the server's log line is written as the refusal goes out
     lines = [line for line in log.read_text().splitlines() if traceparent in line]
     assert lines and "INVALID_ARGUMENT" in lines[0] and "question is empty" in lines[0], log.read_text()[-2000:]
-
-
-def test_the_node_client_presents_a_client_certificate_under_client_verify(client_repository, tmp_path):
-    _needs("node", (ROOT / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js").is_dir())
-    subprocess.run([SERVER_PYTHON, str(ROOT / "tests" / "make_pki.py"), str(tmp_path)], check=True)
-    pem = {name: str(tmp_path / f"{name}.pem") for name in ("ca", "client", "client-key", "rogue", "rogue-key")}
-    with serve(client_repository, "--ssl-config-file", str(tmp_path / "ssl.config")) as (grpc_port, _):
-        ask = ["node", "clients/node/ask.js", "--target", f"localhost:{grpc_port}", "--model-name", MODEL_NAME]
-        ask += ["--question", QUESTION, "--context", CONTEXT, "--ca", pem["ca"], "--timeout", "10"]
-        answered = subprocess.run([*ask, "--cert", pem["client"], "--key", pem["client-key"]], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=60)  # fmt: skip
-        rogue = subprocess.run([*ask, "--cert", pem["rogue"], "--key", pem["rogue-key"]], cwd=ROOT,
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
-        anonymous = subprocess.run(ask, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert answered.returncode == 0 and json.loads(answered.stdout.splitlines()[0])["answer"], answered.stderr
-    for refused in (rogue, anonymous):
-        assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr, refused.stderr
 
 
 @pytest.mark.parametrize(("pushback_ms", "timeout", "calls", "code"), [(50, "10", 3, 0), (5000, "1", 1, 1)])
