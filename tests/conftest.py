@@ -58,6 +58,28 @@ def _made_once(tmp_path_factory, name: str, make) -> Path:
     return path
 
 
+def _demo_export(tmp_path_factory, name: str, *flags: str) -> Path:
+    """``tf-qa export --demo`` as a user runs it, once per run (each precision in the worker that first needs it)."""
+    from tf_qa.cli import main
+
+    def export(path: Path) -> None:
+        assert main(["export", "--demo", "--output", str(path), *flags]) == 0
+
+    return _made_once(tmp_path_factory, name, export)
+
+
+@pytest.fixture(scope="session")
+def trained_fp32(tmp_path_factory) -> Path:
+    """The trained demo model exported in float32: a model folder (version 1)."""
+    return _demo_export(tmp_path_factory, "trained-fp32")
+
+
+@pytest.fixture(scope="session")
+def trained_bf16(tmp_path_factory) -> Path:
+    """The trained demo model exported with --matmul-dtype bfloat16: a model folder (version 1)."""
+    return _demo_export(tmp_path_factory, "trained-bf16", "--matmul-dtype", "bfloat16")
+
+
 @pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory) -> str:
     from tf_qa.checkpoints import make_random_checkpoint

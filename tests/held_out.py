@@ -1,0 +1,35 @@
+"""The trained demo model's held-out questions and ``tf-qa evaluate`` on them, for the tests that score it
+(test_trained_model.py, test_trained_bf16.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+from conftest import SQUAD_V1
+
+from tf_qa import squad
+from tf_qa.checkpoints import HELD_OUT_TITLES
+from tf_qa.cli import main
+
+#: Skips a test module where the SQuAD part is absent.
+NEEDS_SQUAD = pytest.mark.skipif(not SQUAD_V1.exists(), reason=f"{SQUAD_V1} is absent")
+#: Held-out questions every runtime and precision answers (the first of them, in file order).
+COMPARED = 100
+
+
+def evaluate(tmp_path_factory, *where: str, limit: int | None = COMPARED) -> tuple[dict, dict]:
+    """``tf-qa evaluate`` on the held-out articles (the first ``limit`` questions): its JSON figures, and its
+    answers by question id (``--predictions``)."""
+    out, predictions = io.StringIO(), tmp_path_factory.mktemp("predictions") / "predictions.json"
+    command = ["evaluate", "--squad", str(SQUAD_V1), "--articles", *HELD_OUT_TITLES, "--json", *where]
+    command += ["--predictions", str(predictions)] + (["--limit", str(limit)] if limit else [])
+    with contextlib.redirect_stdout(out):
+        assert main(command) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1]), json.loads(predictions.read_text())
+
+
+def held_out_questions() -> list:
+    return [q for q in squad.load_squad(SQUAD_V1) if q.title in HELD_OUT_TITLES]
