@@ -18,6 +18,7 @@ from held_out import NEEDS_SQUAD, evaluate, held_out_questions
 from tf_qa.cli import main
 from tf_qa.saved_model.layout import export_record_file
 
+# trained_bf16 first: this file's worker exports bfloat16 while test_trained_model.py's exports float32.
 pytestmark = NEEDS_SQUAD
 
 #: The largest F1 a bfloat16 export may lose against float32 on the held-out questions.
@@ -57,7 +58,7 @@ def _rollout_config(base, logs) -> str:
     )
 
 
-def test_the_readmes_rollout_passes_the_canary_check_and_moves_the_label(trained_fp32, trained_bf16, tmp_path):
+def test_the_readmes_rollout_passes_the_canary_check_and_moves_the_label(trained_bf16, trained_fp32, tmp_path):
     """Version 1 = the float32 export, version 2 = the bfloat16 one; traffic logged under the label, then the
     README's block as written: compare on held-out questions and on the replayed log, move the label."""
     from tf_qa.client import QAClient
