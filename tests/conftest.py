@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,24 +130,26 @@ def tiny_repository(checkpoint_dir, tmp_path_factory) -> Path:
     return _made_once(tmp_path_factory, "repository", export) / "tiny-qa"
 
 
-@pytest.fixture(scope="session")
-def tiny_server(tiny_repository):
-    """``tiny_repository`` served in-process as model ``tiny-qa`` over gRPC and REST (metrics at the kit's
-    monitoring config's path); shared, never changed."""
+@contextmanager
+def serving_tiny(tiny_repository, **options):
+    """``tiny_repository`` served in-process as model ``tiny-qa`` over gRPC and REST on free ports, with ``options``
+    (``ServeOptions`` fields) besides."""
     from tf_qa.server.model_server import ModelServer
     from tf_qa.server.options import ServeOptions
 
-    options = ServeOptions(
-        model_base_path=str(tiny_repository),
-        model_name="tiny-qa",
-        port=0,
-        poll_seconds=0,
-        rest_api_port=0,
-        monitoring_config_file=str(KIT / "monitoring.config"),
-    )
-    server = ModelServer(options).start()
-    yield server
-    server.stop(0)
+    settings = {"port": 0, "poll_seconds": 0, "rest_api_port": 0, **options}
+    server = ModelServer(ServeOptions(model_base_path=str(tiny_repository), model_name="tiny-qa", **settings)).start()
+    try:
+        yield server
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_repository):
+    """``serving_tiny`` with metrics at the kit's monitoring config's path; shared, never changed."""
+    with serving_tiny(tiny_repository, monitoring_config_file=str(KIT / "monitoring.config")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

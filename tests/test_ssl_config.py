@@ -9,13 +9,12 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import serving_tiny
 from make_pki import make_pki
 
 from tf_qa import errors
 from tf_qa.cli import main
 from tf_qa.client import QAClient, tls_credentials
-from tf_qa.server.model_server import ModelServer
-from tf_qa.server.options import ServeOptions
 from tf_qa.server.ssl_config import read_ssl_config
 
 CLIENTS = {"no certificate": None, "another CA's certificate": "rogue", "the CA's certificate": "client"}
@@ -28,17 +27,8 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mtls_server(tiny_repository, pki):
-    options = ServeOptions(
-        model_base_path=str(tiny_repository),
-        model_name="tiny-qa",
-        port=0,
-        poll_seconds=0,
-        rest_api_port=0,
-        ssl_config_file=str(pki["ssl.config"]),
-    )
-    server = ModelServer(options).start()
-    yield server
-    server.stop(0)
+    with serving_tiny(tiny_repository, ssl_config_file=str(pki["ssl.config"])) as server:
+        yield server
 
 
 @pytest.mark.parametrize("client", CLIENTS)
