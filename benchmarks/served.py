@@ -79,7 +79,9 @@ class Served:
         rest: bool = False,
         extra_args: tuple[str, ...] = (),
         model_name: str = MODEL_NAME,
+        cpus: set[int] | None = None,
     ):
+        self.cpus = cpus  # the cores the server (every thread it starts) may run on; None: all
         self.repository = str(repository)
         self.model_name = model_name
         self.port = free_port()
@@ -111,6 +113,7 @@ class Served:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None,
         )
         line = self.process.stdout.readline()
         if not line.startswith("serving "):

@@ -1,0 +1,145 @@
+"""Overload run: closed-loop clients at 1x, 2x and 4x the server's capacity and at 64, then 1x again (recovery),
+against ``tf-qa serve`` with its default ``--max-in-flight`` (32).
+
+The server runs pinned to one core and the load generator (this process: a thread per client, each asking again as
+soon as it has an answer or an error) to the other, where the machine has two or more; otherwise both share the
+cores and the run says so. Clients are ``QAClient``s with a deadline; they follow the server's retry pushback
+(``grpc-retry-pushback-ms``), so a refusal they cannot wait out within the deadline is what they report. Answers
+are compared with the same export's answers computed in this process. Per level it prints goodput (answers per
+second), refusals, errors, wrong answers, p50/p99 of answered requests and the server's RSS.
+
+    python benchmarks/overload.py [--seconds 20] [--deadline 2] [--workdir /tmp/tf-qa-runs] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_and_faults import expected_answers, good_cases
+from served import MODEL_NAME, Served, cpu_name, export_seeded
+
+from tf_qa import errors
+from tf_qa.client import QAClient
+
+
+class Level:
+    """What the clients of one level saw."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.refused = self.errors = self.wrong = 0
+
+    def record(self, latency: float | None = None, refused: bool = False, error: bool = False, wrong: bool = False):
+        with self.lock:
+            if latency is not None:
+                self.latencies.append(latency)
+            self.refused += refused
+            self.errors += error
+            self.wrong += wrong
+
+
+def client(target, cases, expected, level: Level, stop: threading.Event, offset: int, deadline: float, retries: int):
+    with QAClient(target, MODEL_NAME, timeout=deadline, retries=retries) as qa:
+        index = offset
+        while not stop.is_set():
+            (question, context), want = cases[index % len(cases)], expected[index % len(cases)]
+            index += 1
+            started = time.perf_counter()
+            try:
+                got = qa.answer(question, context)
+            except errors.ResourceExhausted:
+                level.record(refused=True)
+                continue
+            except errors.TFQAError:
+                level.record(error=True)
+                continue
+            level.record(latency=time.perf_counter() - started, wrong=(got["answer"], got["start"], got["end"]) != want)
+
+
+def run_level(served: Served, clients: int, seconds: float, cases, expected, deadline: float, retries: int) -> dict:
+    level, stop = Level(), threading.Event()
+    threads = [
+        threading.Thread(target=client, args=(served.target, cases, expected, level, stop, i * 7, deadline, retries))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(deadline + 10)
+    latencies = sorted(level.latencies)
+    quantile = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0  # noqa: E731
+    return {
+        "clients": clients,
+        "goodput_qps": len(latencies) / seconds,
+        "answered": len(latencies),
+        "refused": level.refused,
+        "errors": level.errors,
+        "wrong": level.wrong,
+        "p50_ms": quantile(0.5),
+        "p99_ms": quantile(0.99),
+        "server_rss_mb": served.rss_mb(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="each level's length")
+    parser.add_argument("--deadline", type=float, default=2.0, help="each request's deadline, in seconds")
+    parser.add_argument("--workdir", default="/tmp/tf-qa-runs")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        help="the clients' retries (0: a refused client asks again at once, as clients that ignore the pushback)",
+    )
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = len(cores) >= 2
+    server_cpus = {cores[0]} if pinned else None
+    if pinned:
+        os.sched_setaffinity(0, set(cores[1:]))
+    where = f"server on core {cores[0]}, load generator on {cores[1:]}" if pinned else "one core, shared"
+    print(f"CPU: {cpu_name()}; {where}")
+    repository = export_seeded(args.workdir, "tiny")
+    cases = good_cases(64)
+    expected = expected_answers(repository / "1", cases)
+    results = []
+    with Served(repository, cpus=server_cpus) as served:
+        run_level(served, 4, 3, cases, expected, args.deadline, args.retries)  # warm connections and kernels
+        capacity = run_level(served, 8, args.seconds, cases, expected, args.deadline, args.retries)
+        results.append({"level": "8 clients (capacity)", **capacity})
+        print(_line(results[-1]))
+        for name, clients in (("2x", 16), ("4x", 32), ("64 clients", 64), ("1x again (recovery)", 8)):
+            level = run_level(served, clients, args.seconds, cases, expected, args.deadline, args.retries)
+            results.append({"level": name, **level})
+            print(_line(results[-1]))
+    base = results[0]["goodput_qps"]
+    for row in results[1:]:
+        print(f"{row['level']}: goodput {row['goodput_qps'] / base:.2f}x the 8-client figure")
+    if args.json:
+        record = {"cpu": cpu_name(), "pinned": pinned, "retries": args.retries, "levels": results}
+        Path(args.json).write_text(json.dumps(record, indent=1))
+    return 0
+
+
+def _line(row: dict) -> str:
+    return (
+        f"{row['level']:22} {row['clients']:3} clients: {row['goodput_qps']:7.1f} answers/s  refused {row['refused']:6}"
+        f"  errors {row['errors']:4}  wrong {row['wrong']}  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:7.1f} ms"
+        f"  server RSS {row['server_rss_mb']:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
