@@ -16,13 +16,13 @@ from tf_qa.squad import SquadQuestion
 @pytest.mark.parametrize(
     "text,target,expected",
     [
-        ("label:stable", "h:1", compare.Side("label:stable", target="h:1", label="stable")),
-        ("version:2", "h:1", compare.Side("version:2", target="h:1", version=2)),
-        ("10.0.0.7:8500", None, compare.Side("10.0.0.7:8500", target="10.0.0.7:8500")),
+        ("label:stable", "h:1", compare.Side("label:stable", target="h:1", model_name="qa", label="stable")),
+        ("version:2", "h:1", compare.Side("version:2", target="h:1", model_name="qa", version=2)),
+        ("10.0.0.7:8500", None, compare.Side("10.0.0.7:8500", target="10.0.0.7:8500", model_name="qa")),
     ],
 )
 def test_a_side_is_a_label_a_version_a_target_or_an_export(text, target, expected):
-    assert compare.parse_side(text, target) == expected
+    assert compare.parse_side(text, target, "qa") == expected
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_a_side_is_a_label_a_version_a_target_or_an_export(text, target, expecte
 )
 def test_a_side_that_is_none_of_them_is_refused_saying_which_forms_exist(text, target, message):
     with pytest.raises(ValueError, match=message):
-        compare.parse_side(text, target)
+        compare.parse_side(text, target, "qa")
 
 
 def _side(answers: dict, seconds=(0.01, 0.02)) -> compare.SideResult:
@@ -80,7 +80,7 @@ def test_compare_a_served_model_with_its_export_passes_the_gate(tiny_server, sav
     "flags,message",
     [
         (["--baseline", "label:stable", "--candidate", "version:2"], "label:stable needs --target"),
-        (["--baseline", "h:1", "--candidate", "h:2"], "a side on a server needs --model-name"),
+        (["--baseline", "h:1", "--candidate", "h:2"], "h:1 needs --model-name"),
     ],
 )
 def test_compare_refuses_sides_it_cannot_reach_in_one_line(flags, message, capsys):

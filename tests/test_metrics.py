@@ -88,6 +88,18 @@ def test_requests_are_counted_by_status_entrypoint_and_answer(tiny_server):
     assert _value(after, ":tensorflow:serving:model_warmup_latency_count", model_path=version_dir) == 1
 
 
+def test_a_model_name_the_server_does_not_serve_never_becomes_a_label(tiny_server):
+    names = [f"no-such-model-{i}" for i in range(3)]
+    for name in names:
+        with QAClient(f"127.0.0.1:{tiny_server.port}", name, timeout=30) as client:
+            with pytest.raises(errors.ModelNotFound):
+                client.answer("Who?", "Bob did.")
+    scraped = scrape(tiny_server)
+    labels = {dict(labels).get("model_name") for (_, labels) in scraped}
+    assert not labels & set(names)
+    assert _value(scraped, ":tensorflow:serving:request_count", model_name="(not served)", status="NOT_FOUND") >= 3
+
+
 @pytest.mark.parametrize(
     "error,reason",
     [

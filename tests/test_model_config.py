@@ -20,12 +20,12 @@ from tf_qa.server.model_server import ModelServer
 from tf_qa.server.options import ServeOptions
 
 
-def _config(base_path, labels: dict[str, int], policy: str = "latest { num_versions: 2 }") -> str:
+def _config(base_path, labels: dict[str, int], policy: str = "latest { num_versions: 2 }", extra: str = "") -> str:
     label_lines = "".join(f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in labels.items())
     return (
         "model_config_list {\n  config {\n"
         f'    name: "qa"\n    base_path: "{base_path}"\n    model_platform: "tensorflow"\n'
-        f"    model_version_policy {{ {policy} }}\n{label_lines}  }}\n}}\n"
+        f"    model_version_policy {{ {policy} }}\n{label_lines}{extra}  }}\n}}\n"
     )
 
 
@@ -127,6 +127,18 @@ def test_a_label_moves_when_the_file_changes_and_a_bad_edit_keeps_the_running_co
     config.write_text("model_config_list { config { name: ")  # does not parse: the running config stays
     time.sleep(1.0)
     assert _served_version(server, version_label="canary") == 2
+    config.write_text(_config(two_versions, {"stable": 1, "canary": 2}))
+    assert _wait_for(lambda: _served_version(server, version_label="stable") == 1)
+
+
+def test_a_logging_config_it_cannot_run_is_logged_on_reload_and_the_poller_goes_on(labelled_server, two_versions):
+    server, config = labelled_server
+    bad = 'logging_config { log_collector_config { filename_prefix: "/tmp/x" } sampling_config { sampling_rate: 2 } }'
+    config.write_text(_config(two_versions, {"stable": 2, "canary": 2}, extra=f"    {bad}\n"))
+    time.sleep(1.0)  # polled and refused (sampling_rate must be in [0, 1]): nothing changed
+    assert _served_version(server, version_label="stable") == 1 and not server.predictor.request_loggers
+    config.write_text(_config(two_versions, {"stable": 2, "canary": 2}))
+    assert _wait_for(lambda: _served_version(server, version_label="stable") == 2), "the poller stopped"
     config.write_text(_config(two_versions, {"stable": 1, "canary": 2}))
     assert _wait_for(lambda: _served_version(server, version_label="stable") == 1)
 

@@ -191,9 +191,7 @@ def _compare(args) -> int:
     from tf_qa import compare
 
     try:
-        sides = [compare.parse_side(text, args.target) for text in (args.baseline, args.candidate)]
-        if not all(side.saved_model for side in sides) and not args.model_name:
-            raise ValueError("a side on a server needs --model-name")
+        sides = [compare.parse_side(text, args.target, args.model_name) for text in (args.baseline, args.candidate)]
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
@@ -204,7 +202,7 @@ def _compare(args) -> int:
         raise CommandError(str(error)) from None
     if not questions:
         raise CommandError(f"--input {args.input} has no questions")
-    baseline, candidate = (compare.answerer_for(side, args.model_name, args.timeout) for side in sides)
+    baseline, candidate = (compare.answerer_for(side, args.timeout) for side in sides)
     print(f"comparing {args.baseline} (baseline) with {args.candidate} (candidate) on {len(questions)} questions")
     with baseline, candidate, console.progress(len(questions), "asking both") as progress:
         results = compare.ask_both(questions, baseline, candidate, args.batch_size, progress)

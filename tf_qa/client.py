@@ -21,6 +21,7 @@ import itertools
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -45,7 +46,7 @@ def tls_credentials(ca=None, cert=None, key=None) -> grpc.ChannelCredentials:
     (TF Serving's ``client_verify``)."""
     if (cert is None) != (key is None):
         raise ValueError("a client certificate and its key go together")
-    read = lambda path: None if path is None else open(path, "rb").read()  # noqa: E731
+    read = lambda path: None if path is None else Path(path).read_bytes()  # noqa: E731
     return grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
 
 

@@ -7,9 +7,9 @@ side), JSON Lines or TF Serving request logs.
 
 Example:
 
->>> parse_side("label:stable", "localhost:8500")
-Side(text='label:stable', target='localhost:8500', version=None, label='stable', saved_model=None)
->>> parse_side("10.0.0.7:8500", "localhost:8500").target
+>>> parse_side("label:stable", "localhost:8500", "qa")
+Side(text='label:stable', target='localhost:8500', model_name='qa', version=None, label='stable', saved_model=None)
+>>> parse_side("10.0.0.7:8500", "localhost:8500", "qa").target
 '10.0.0.7:8500'
 """
 
@@ -28,27 +28,33 @@ from tf_qa.squad import SquadQuestion
 
 @dataclasses.dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a target and a version or label, or a SavedModel folder."""
+    """One side of a comparison: a target, its model and a version or label, or a SavedModel folder."""
 
     text: str
     target: str | None = None
+    model_name: str | None = None
     version: int | None = None
     label: str | None = None
     saved_model: str | None = None
 
 
-def parse_side(text: str, target: str | None) -> Side:
-    """``label:NAME``, ``version:N``, ``HOST:PORT`` or a SavedModel folder; ValueError saying which forms exist."""
+def parse_side(text: str, target: str | None, model_name: str | None) -> Side:
+    """``label:NAME``, ``version:N``, ``HOST:PORT`` or a SavedModel folder; ValueError saying which forms exist,
+    or what a side on a server lacks (``target`` for a label or version, ``model_name``)."""
     kind, _, value = text.partition(":")
-    if kind == "label" and value:
-        return Side(text, target=_needs_target(text, target), label=value)
-    if kind == "version" and value.isdigit():
-        return Side(text, target=_needs_target(text, target), version=int(value))
     if os.path.isdir(text):
         return Side(text, saved_model=text)
-    if value.isdigit():
-        return Side(text, target=text)
-    raise ValueError(f"{text!r} is not label:NAME, version:N, HOST:PORT or a SavedModel folder")
+    if kind == "label" and value:
+        served = {"target": _needs_target(text, target), "label": value}
+    elif kind == "version" and value.isdigit():
+        served = {"target": _needs_target(text, target), "version": int(value)}
+    elif value.isdigit():
+        served = {"target": text}
+    else:
+        raise ValueError(f"{text!r} is not label:NAME, version:N, HOST:PORT or a SavedModel folder")
+    if not model_name:
+        raise ValueError(f"{text} needs --model-name")
+    return Side(text, model_name=model_name, **served)
 
 
 def _needs_target(text: str, target: str | None) -> str:
@@ -57,16 +63,14 @@ def _needs_target(text: str, target: str | None) -> str:
     return target
 
 
-def answerer_for(side: Side, model_name: str | None, timeout: float) -> Answerer:
+def answerer_for(side: Side, timeout: float) -> Answerer:
     if side.saved_model:
         from tf_qa.saved_model.answerer import SavedModelAnswerer
 
         return SavedModelAnswerer(side.saved_model)
     from tf_qa.client import QAClient
 
-    if not model_name:
-        raise ValueError(f"{side.text} needs --model-name")
-    return QAClient(side.target, model_name, version=side.version, version_label=side.label, timeout=timeout)
+    return QAClient(side.target, side.model_name, version=side.version, version_label=side.label, timeout=timeout)
 
 
 @dataclasses.dataclass

@@ -281,8 +281,10 @@ class ModelServer:
     def apply_models(self, models: list[ServedModel], *, strict: bool = False) -> None:
         """Serves exactly ``models``: new ones loaded, changed ones given their policy and labels, dropped ones
         unloaded. A label naming a version not loaded is refused as TF Serving refuses it: ``strict`` (at start)
-        raises ServeSetupError; on a reload the label keeps its old version and the error is logged."""
+        raises UsageError; on a reload the label keeps its old version and the error is logged. A logging config
+        the server cannot run raises UsageError before anything changes."""
         with self._config_lock:
+            loggers = self._request_loggers(models)
             current, serving = self.repositories, {}
             for model in models:
                 repository = current.get(model.name)
@@ -294,7 +296,6 @@ class ModelServer:
                 repository.poll()
                 repository.labels = self._checked_labels(repository, model.labels, strict)
                 serving[model.name] = repository
-            loggers = self._request_loggers(models)
             old_loggers = self.predictor.request_loggers
             self.predictor.repositories, self.predictor.request_loggers = serving, loggers
         for name, repository in current.items():
@@ -306,15 +307,17 @@ class ModelServer:
 
     def _request_loggers(self, models: list[ServedModel]) -> dict[str, RequestLogger]:
         """Each model's logger: the running one while its logging config is unchanged, else a new one."""
-        loggers = {}
+        loggers, running = {}, self.predictor.request_loggers
         for model in models:
-            running = self.predictor.request_loggers.get(model.name)
-            if running is not None and running.config == model.logging_config:
-                loggers[model.name] = running
+            if model.name in running and running[model.name].config == model.logging_config:
+                loggers[model.name] = running[model.name]
                 continue
             try:
                 logger = request_logger(model.name, model.logging_config, self.metrics)
             except ValueError as error:
+                for made in loggers.values():  # the ones made here stop; the running ones go on
+                    if made is not running.get(made.model_name):
+                        made.close()
                 raise UsageError(str(error)) from None
             if logger is not None:
                 loggers[model.name] = logger
@@ -391,8 +394,8 @@ class ModelServer:
                 repository.poll()
 
     def reload_config(self) -> None:
-        """Reads the model config file again and applies it; a file that no longer parses is logged and the
-        running config kept, as TF Serving does."""
+        """Reads the model config file again and applies it; a file that no longer parses, or that the server
+        cannot apply, is logged and the running config kept, as TF Serving does."""
         try:
             models = read_model_config(self.options.model_config_file)
         except ValueError as error:
@@ -400,8 +403,12 @@ class ModelServer:
             return
         if models != self.models:
             log.info("model config changed: %s", ", ".join(f"{m.name} labels {m.labels}" for m in models))
+            try:
+                self.apply_models(models)
+            except TFQAError as error:  # e.g. a logging config it cannot run: the poller must go on
+                log.error("%s; still serving the previous config", error)
+                return
             self.models = models
-            self.apply_models(models)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking requests, lets those in flight finish (up to ``grace`` seconds), unloads."""

@@ -70,6 +70,8 @@ class Overloaded(errors.ResourceExhausted):
         self.retry_after = retry_after
 
 
+#: The ``model_name`` label of requests for a model the server does not serve.
+UNSERVED_MODEL_LABEL = "(not served)"
 #: The wait a refusal asks for before any request has been timed, and its bounds.
 DEFAULT_RETRY_AFTER, MIN_RETRY_AFTER, MAX_RETRY_AFTER = 0.1, 0.01, 5.0
 
@@ -110,15 +112,19 @@ class Predictor:
     @contextmanager
     def serving(self, model_name: str, entrypoint: str, traceparent: str | None = None):
         """One Predict request (``entrypoint``: GRPC or REST): counted and timed (``metrics``), and its outcome
-        logged with the caller's W3C ``traceparent`` (a refusal at WARNING, an answer at DEBUG)."""
+        logged with the caller's W3C ``traceparent`` (a refusal at WARNING, one for load and an answer at DEBUG)."""
         started = time.perf_counter()
         trace = f" traceparent={traceparent}" if traceparent else ""
+        # A name the server does not serve is counted under one label: a client must not grow the metrics.
+        label = model_name if model_name in self.repositories else UNSERVED_MODEL_LABEL
         try:
-            with self.metrics.request(model_name, "predict", entrypoint):
+            with self.metrics.request(label, "predict", entrypoint):
                 yield
         except errors.TFQAError as error:
             took = (time.perf_counter() - started) * 1000
-            log.warning("Predict %s %s %s %.1fms%s: %s", model_name, entrypoint, error.code.name, took, trace, error)
+            # Refusals for load come by the thousand under overload: counted in the metrics, logged at DEBUG only.
+            level = logging.DEBUG if isinstance(error, Overloaded) else logging.WARNING
+            log.log(level, "Predict %s %s %s %.1fms%s: %s", model_name, entrypoint, error.code.name, took, trace, error)
             raise
         took = time.perf_counter() - started
         previous = self.recent_latency
