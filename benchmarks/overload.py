@@ -34,13 +34,16 @@ class Level:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.started = time.perf_counter()
         self.latencies: list[float] = []
+        self.answered_at: list[float] = []  # seconds since the level started
         self.refused = self.errors = self.wrong = 0
 
     def record(self, latency: float | None = None, refused: bool = False, error: bool = False, wrong: bool = False):
         with self.lock:
             if latency is not None:
                 self.latencies.append(latency)
+                self.answered_at.append(time.perf_counter() - self.started)
             self.refused += refused
             self.errors += error
             self.wrong += wrong
@@ -88,7 +91,16 @@ def run_level(served: Served, clients: int, seconds: float, cases, expected, dea
         "p50_ms": quantile(0.5),
         "p99_ms": quantile(0.99),
         "server_rss_mb": served.rss_mb(),
+        "answers_per_second": [sum(1 for t in level.answered_at if s <= t < s + 1) for s in range(int(seconds))],
     }
+
+
+def recovered_after(per_second: list[int], capacity_qps: float) -> int | None:
+    """Seconds until every later second answers at least 90% of the capacity figure (None: never)."""
+    for second in range(len(per_second)):
+        if all(count >= 0.9 * capacity_qps for count in per_second[second:]):
+            return second
+    return None
 
 
 def main() -> int:
@@ -127,6 +139,12 @@ def main() -> int:
     base = results[0]["goodput_qps"]
     for row in results[1:]:
         print(f"{row['level']}: goodput {row['goodput_qps'] / base:.2f}x the 8-client figure")
+    recovery = results[-1]
+    recovery["recovered_after_s"] = recovered_after(recovery["answers_per_second"], base)
+    print(
+        f"after the overload: answers per second {recovery['answers_per_second'][:12]}; at 90% of the 8-client "
+        f"figure from second {recovery['recovered_after_s']} on"
+    )
     if args.json:
         record = {"cpu": cpu_name(), "pinned": pinned, "retries": args.retries, "levels": results}
         Path(args.json).write_text(json.dumps(record, indent=1))

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tf_qa import errors
 from tf_qa.client import QAClient
+from tf_qa.server.admission import Overloaded
 from tf_qa.server.batching import DeadlineExpired
 from tf_qa.server.metrics import DEFAULT_PATH, ServerMetrics, monitoring_path
-from tf_qa.server.predictor import Overloaded
 
 PATH = "/monitoring/prometheus/metrics"  # the kit's serving/monitoring.config
 
@@ -103,7 +103,7 @@ def test_a_model_name_the_server_does_not_serve_never_becomes_a_label(tiny_serve
 @pytest.mark.parametrize(
     "error,reason",
     [
-        (Overloaded("busy", 0.1), "max_in_flight"),
+        (Overloaded("busy", "max_in_flight", 0.1), "max_in_flight"),
         (DeadlineExpired("waited too long"), "deadline"),
         (errors.InvalidRequest("request has 9 examples, over the limit max_examples=8"), "request_limit"),
         (errors.InvalidRequest("question is empty"), None),

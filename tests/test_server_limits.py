@@ -6,6 +6,7 @@ import http.client
 import json
 import threading
 import time
+from contextlib import contextmanager
 
 import grpc
 import numpy as np
@@ -18,9 +19,9 @@ from tf_qa import errors
 from tf_qa.client import QAClient
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.graph.options import ExportOptions
+from tf_qa.server.admission import MAX_RETRY_AFTER, MIN_RETRY_AFTER
 from tf_qa.server.model_server import ModelServer
 from tf_qa.server.options import ServeOptions
-from tf_qa.server.predictor import MAX_RETRY_AFTER, MIN_RETRY_AFTER
 
 NAME = "tiny-qa"
 
@@ -91,8 +92,9 @@ def test_a_passed_deadline_stops_the_work(repository, batching):
     assert next_latency < full / 3
 
 
-def test_requests_past_max_in_flight_are_refused_at_once(repository):
-    server = ModelServer(serve_options(repository, rest_api_port=0, max_in_flight=1)).start()
+@contextmanager
+def _first_request_held(server: ModelServer):
+    """Sends one short question and holds it in its run until the block ends; yields its answer (filled later)."""
     release, entered = threading.Event(), threading.Event()
     run = server.predictor.run
 
@@ -105,29 +107,68 @@ def test_requests_past_max_in_flight_are_refused_at_once(repository):
     first = {}
     thread = threading.Thread(
         target=lambda: first.update(
-            answer=QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0).answer(QUESTION, CONTEXT)
+            QAClient(f"127.0.0.1:{server.port}", NAME, timeout=60, retries=0).answer(QUESTION, CONTEXT)
         )
     )
+    thread.start()
     try:
-        thread.start()
         assert entered.wait(30)
-        with QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0) as client:
-            started = time.monotonic()
-            with pytest.raises(errors.ResourceExhausted, match="RESOURCE_EXHAUSTED.*max-in-flight") as refused:
-                client.answer(QUESTION, CONTEXT)  # retries=0: raised at once, with when to come back
-            assert time.monotonic() - started < 1.0
-            assert MIN_RETRY_AFTER <= refused.value.retry_after <= MAX_RETRY_AFTER  # grpc-retry-pushback-ms
-            connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
-            connection.request("POST", f"/v1/models/{NAME}:predict", _instances())
-            response = connection.getresponse()
-            body = json.loads(response.read())
-            assert response.status == 429 and "max-in-flight" in body["error"]
-            assert int(response.getheader("Retry-After")) >= 1 and body["retry_after_ms"] >= 10
-            release.set()
-            thread.join(30)
-            assert first["answer"]["answer"] and client.answer(QUESTION, CONTEXT)["answer"]
+        yield first
     finally:
         release.set()
+        thread.join(30)
+        server.predictor.run = run
+
+
+def _refused_over_rest(server: ModelServer, body: bytes, flag: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    connection.request("POST", f"/v1/models/{NAME}:predict", body)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    assert response.status == 429 and flag in answer["error"]
+    assert int(response.getheader("Retry-After")) >= 1 and answer["retry_after_ms"] >= 10
+
+
+def test_requests_past_max_in_flight_are_refused_at_once(repository):
+    server = ModelServer(serve_options(repository, rest_api_port=0, max_in_flight=1)).start()
+    try:
+        qa = QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0)
+        with _first_request_held(server) as first:
+            started = time.monotonic()
+            with pytest.raises(errors.ResourceExhausted, match="RESOURCE_EXHAUSTED.*max-in-flight") as refused:
+                qa.answer(QUESTION, CONTEXT)  # retries=0: raised at once, with when to come back
+            assert time.monotonic() - started < 1.0
+            assert MIN_RETRY_AFTER <= refused.value.retry_after <= MAX_RETRY_AFTER  # grpc-retry-pushback-ms
+            _refused_over_rest(server, _instances(), "max-in-flight")
+        assert first["answer"] and qa.answer(QUESTION, CONTEXT)["answer"]
+    finally:
+        qa.close()
+        server.stop(0)
+
+
+def test_admission_counts_windows_not_requests(repository):
+    """With room for 8 windows, a short question joins the one in flight and a long document does not; alone, the
+    long document runs (it is larger than the whole budget)."""
+    server = ModelServer(serve_options(repository, rest_api_port=0, max_in_flight=8, max_windows_in_flight=8)).start()
+    long_context = _heavy_context(20_000)  # about 20 windows, estimated from its bytes
+    try:
+        qa = QAClient(f"127.0.0.1:{server.port}", NAME, timeout=30, retries=0)
+        with _first_request_held(server) as first:
+            with pytest.raises(errors.ResourceExhausted, match="windows of work are in flight.*max-windows-in-flight"):
+                qa.answer(QUESTION, long_context)
+            _refused_over_rest(server, _instances(context=long_context), "max-windows-in-flight")
+            joined = threading.Thread(target=lambda: first.update(second=qa.answer("Which city?", CONTEXT)))
+            joined.start()
+            deadline = time.monotonic() + 30
+            while server.predictor.admission.windows_in_flight < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert server.predictor.admission.windows_in_flight == 2  # both short questions admitted
+        joined.join(30)
+        assert first["answer"] and first["second"]["answer"] and qa.answer(QUESTION, long_context)["answer"]
+        refusals = server.metrics.refused.labels(NAME, "max_windows_in_flight")._value.get()
+        assert refusals == 2
+    finally:
+        qa.close()
         server.stop(0)
 
 

@@ -42,10 +42,10 @@ class Windows(NamedTuple):
     context_token: tf.Tensor
 
 
-def _room_and_step(question_lengths: tf.Tensor, max_seq_len: int, doc_stride: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _room_and_step(question_lengths, max_seq_len: int, doc_stride: int, maximum=tf.maximum):
     """Context tokens a window holds beside its question and 3 special tokens, and how far windows advance."""
     room = max_seq_len - question_lengths - 3
-    return room, tf.maximum(room - doc_stride, 1)
+    return room, maximum(room - doc_stride, 1)
 
 
 def question_too_long(
@@ -56,16 +56,14 @@ def question_too_long(
     return (context_ids.row_lengths() > room) & (room <= doc_stride)
 
 
-def windows_per_example(
-    question_lengths: tf.Tensor, context_lengths: tf.Tensor, *, max_seq_len: int, doc_stride: int
-) -> tf.Tensor:
-    """[B] int64: how many windows each example makes, from its token counts alone (nothing is allocated).
+def windows_per_example(question_lengths, context_lengths, *, max_seq_len: int, doc_stride: int, maximum=tf.maximum):
+    """[B] int: how many windows each example makes, from its token counts alone (nothing is allocated).
 
-    Meaningful where ``question_too_long`` is False.
+    Meaningful where ``question_too_long`` is False. Arithmetic only, so with ``maximum=np.maximum`` it counts
+    NumPy arrays too (the server's admission estimates a request's windows with it before anything runs).
     """
-    room, step = _room_and_step(question_lengths, max_seq_len, doc_stride)
-    cut = context_lengths > room
-    return tf.where(cut, 1 + (context_lengths - room + step - 1) // step, tf.ones_like(context_lengths))
+    room, step = _room_and_step(question_lengths, max_seq_len, doc_stride, maximum)
+    return 1 + (maximum(context_lengths - room, 0) + step - 1) // step
 
 
 def _window_ids(

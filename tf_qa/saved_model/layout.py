@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +35,17 @@ def warmup_file(version_dir: str | os.PathLike) -> Path:
 
 def export_record_file(version_dir: str | os.PathLike) -> Path:
     return Path(version_dir) / ASSETS_EXTRA / EXPORT_RECORD_FILE
+
+
+def read_export_record(version_dir: str | os.PathLike) -> dict | None:
+    """The version's export record (None when it has none: not a tf-qa export); ValueError when it is not JSON."""
+    path = export_record_file(version_dir)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{EXPORT_RECORD_FILE} is not JSON: {error}") from None
 
 
 def version_folders(base_path: str | os.PathLike) -> list[int]:

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from tf_qa import signatures
 from tf_qa.cpu import cpu_features
-from tf_qa.saved_model.layout import EXPORT_RECORD_FILE, export_record_file, warmup_file
+from tf_qa.saved_model.layout import export_record_file, read_export_record, warmup_file
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import make_request, read_warmup
@@ -230,13 +229,12 @@ def probe_requests(meta_graph) -> list:
 
 
 def _check_metadata(path: Path, report: ValidationReport) -> None:
-    metadata_file = export_record_file(path)
-    if metadata_file.exists():
-        try:
-            metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
-        except ValueError as error:
-            report.problem(f"{EXPORT_RECORD_FILE} is not JSON: {error}")
-            return
+    try:
+        metadata = read_export_record(path)
+    except ValueError as error:
+        report.problem(str(error))
+        return
+    if metadata is not None:
         versions = metadata.get("versions", {})
         tf_version = versions.get("tensorflow", "?")
         major_minor = ".".join(tf_version.split(".")[:2])

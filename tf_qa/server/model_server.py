@@ -233,7 +233,14 @@ class ModelServer:
         self.session_config, batching = session_and_batching(options)
         self.models = served_models(options)
         self.metrics = ServerMetrics()
-        self.predictor = Predictor({}, None, options.max_in_flight, options.max_request_bytes, metrics=self.metrics)
+        self.predictor = Predictor(
+            {},
+            None,
+            options.max_in_flight,
+            options.max_request_bytes,
+            metrics=self.metrics,
+            max_windows_in_flight=options.max_windows_in_flight,
+        )
         self.poll_seconds = options.poll_seconds
         self._stop = threading.Event()
         self._pollers: list[threading.Thread] = []

@@ -28,6 +28,9 @@ from tf_qa.defaults import DEFAULT_PLATFORM_CONFIG
 
 #: tf-qa serve: Predict requests at once (gRPC and REST) before more are refused with RESOURCE_EXHAUSTED.
 DEFAULT_MAX_IN_FLIGHT = 32
+#: tf-qa serve: windows of work in flight before more requests are refused (one call's largest, the graph's
+#: default max_windows: a request alone may always run).
+DEFAULT_MAX_WINDOWS_IN_FLIGHT = 512
 #: tf-qa serve: the largest gRPC request message and REST body (what the graph accepts, 256 KiB of text or 512
 #: windows of ids, fits with room for JSON escapes).
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -89,6 +92,13 @@ class ServeOptions:
     max_in_flight: int = _flag(
         DEFAULT_MAX_IN_FLIGHT,
         "Predict requests at once (gRPC and REST); more are refused at once with RESOURCE_EXHAUSTED / HTTP 429 "
+        "(default %(default)s)",
+        "positive_int",
+    )
+    max_windows_in_flight: int = _flag(
+        DEFAULT_MAX_WINDOWS_IN_FLIGHT,
+        "windows of work in flight (each up to max_seq_len tokens through the model, estimated from the text before "
+        "a request runs); a request that would pass it is refused the same way, unless nothing else is in flight "
         "(default %(default)s)",
         "positive_int",
     )

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from contextlib import contextmanager
 
@@ -26,9 +25,10 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from tf_qa import errors
 from tf_qa.errors import graph_error_message
+from tf_qa.server.admission import Admission, Overloaded, request_windows
 from tf_qa.server.batching import DeadlineExpired, RequestBatcher
 from tf_qa.server.metrics import ServerMetrics
-from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES
+from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_WINDOWS_IN_FLIGHT
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.request_log import RequestLogger
 from tf_qa.signatures import SERVING_DEFAULT
@@ -59,21 +59,8 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
         raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
 
 
-class Overloaded(errors.ResourceExhausted):
-    """Refused at admission: ``max_in_flight`` requests are in flight already; ``retry_after`` says when a slot is
-    likely free again (the servers send it: gRPC's ``grpc-retry-pushback-ms``, REST's ``Retry-After``)."""
-
-    refusal = "max_in_flight"
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(f"{message}; retry in about {retry_after * 1000:.0f} ms")
-        self.retry_after = retry_after
-
-
 #: The ``model_name`` label of requests for a model the server does not serve.
 UNSERVED_MODEL_LABEL = "(not served)"
-#: The wait a refusal asks for before any request has been timed, and its bounds.
-DEFAULT_RETRY_AFTER, MIN_RETRY_AFTER, MAX_RETRY_AFTER = 0.1, 0.01, 5.0
 
 
 class Predictor:
@@ -87,6 +74,8 @@ class Predictor:
             with RESOURCE_EXHAUSTED rather than queued.
         max_request_bytes: the largest request message or REST body.
         metrics: where requests, runs and answers are counted (a registry of its own when not given).
+        max_windows_in_flight: windows of work admitted at once (``tf_qa.server.admission``); a request that
+            would go past it is refused like one past ``max_in_flight``.
     """
 
     def __init__(
@@ -96,18 +85,16 @@ class Predictor:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         metrics: ServerMetrics | None = None,
+        max_windows_in_flight: int = DEFAULT_MAX_WINDOWS_IN_FLIGHT,
     ):
         self.repositories = repositories
         self.metrics = metrics or ServerMetrics()
         #: Each model's request logger, where its config asks for one (``tf_qa.server.request_log``).
         self.request_loggers: dict[str, RequestLogger] = {}
-        #: Recent Predict latency (seconds, exponentially weighted): it grows with the queue, so a refusal asks a
-        #: client to come back after about one request's time, when every slot has turned over once.
-        self.recent_latency: float | None = None
+        self.admission = Admission(max_in_flight, max_windows_in_flight)
         self.batcher = batcher
         self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
-        self._slots = threading.BoundedSemaphore(max_in_flight)
 
     @contextmanager
     def serving(self, model_name: str, entrypoint: str, traceparent: str | None = None):
@@ -126,29 +113,12 @@ class Predictor:
             level = logging.DEBUG if isinstance(error, Overloaded) else logging.WARNING
             log.log(level, "Predict %s %s %s %.1fms%s: %s", model_name, entrypoint, error.code.name, took, trace, error)
             raise
-        took = time.perf_counter() - started
-        previous = self.recent_latency
-        self.recent_latency = took if previous is None else 0.8 * previous + 0.2 * took
-        log.debug("Predict %s %s OK %.1fms%s", model_name, entrypoint, took * 1000, trace)
+        log.debug("Predict %s %s OK %.1fms%s", model_name, entrypoint, (time.perf_counter() - started) * 1000, trace)
 
-    def retry_after(self) -> float:
-        """Seconds a refused client should wait: about one recent request's time, within bounds."""
-        latency = self.recent_latency if self.recent_latency is not None else DEFAULT_RETRY_AFTER
-        return min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, latency))
-
-    @contextmanager
     def admit(self):
-        """Holds one of the ``max_in_flight`` slots for a request; ``Overloaded`` when none is free."""
-        if not self._slots.acquire(blocking=False):
-            raise Overloaded(
-                f"the server is busy: {self.max_in_flight} requests are in flight, the limit of "
-                "tf-qa serve --max-in-flight",
-                self.retry_after(),
-            )
-        try:
-            yield
-        finally:
-            self._slots.release()
+        """Holds one of the ``max_in_flight`` places for a request (its work is admitted in ``predict``, once its
+        inputs are known); ``Overloaded`` at once when none is free."""
+        return self.admission.request()
 
     def run(self, key, feeds: dict, timeout: float | None = None) -> list:
         """Runs one request (or a merged batch) on a version's session; ``key`` = (version, signature, outputs).
@@ -223,12 +193,14 @@ class Predictor:
         if unknown:
             raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"output_filter names unknown outputs {unknown}")
         key = (loaded, name, tuple(outputs))
+        cost = request_windows(inputs, max_seq_len=loaded.max_seq_len, doc_stride=loaded.doc_stride)
         started = time.monotonic()
         try:
-            if self.batcher:
-                values = self.batcher.submit(key, feeds, deadline)
-            else:
-                values = self.run(key, feeds, None if deadline is None else deadline - time.monotonic())
+            with self.admission.work(cost):
+                if self.batcher:
+                    values = self.batcher.submit(key, feeds, deadline)
+                else:
+                    values = self.run(key, feeds, None if deadline is None else deadline - time.monotonic())
         except tf.errors.InvalidArgumentError as error:
             raise errors.error_for(StatusCode.INVALID_ARGUMENT, graph_error_message(error.message)) from None
         except DeadlineExpired:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from tf_qa.saved_model.layout import version_folders, warmup_file
+from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
+from tf_qa.saved_model.layout import read_export_record, version_folders, warmup_file
 from tf_qa.saved_model.session import load_session, run_predict_request
 from tf_qa.saved_model.warmup import read_warmup
 from tf_qa.server.metrics import ServerMetrics
@@ -42,6 +43,10 @@ class LoadedVersion:
     signatures: dict
     load_seconds: float = 0.0
     warmup_seconds: float | None = None  # None: no warmup file
+    #: The window geometry the export records (the pipeline's defaults when it has no record): the server
+    #: estimates a request's work with it before the request runs.
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
+    doc_stride: int = DEFAULT_DOC_STRIDE
     users: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,6 +99,9 @@ def load_version(
     started = time.monotonic()
     loaded = LoadedVersion(model_name, version, *load_session(path, session_config))
     loaded.load_seconds = time.monotonic() - started
+    options = (read_export_record(path) or {}).get("options", {})
+    loaded.max_seq_len = options.get("max_seq_len", DEFAULT_MAX_SEQ_LEN)
+    loaded.doc_stride = options.get("doc_stride", DEFAULT_DOC_STRIDE)
     warmup = warmup_file(path)
     if warm_up and warmup.exists():
         started = time.monotonic()
