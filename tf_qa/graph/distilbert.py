@@ -12,12 +12,13 @@ norms use the model's own gamma, beta and epsilon in the form the remapper fuses
 Measured on 2 cores, DistilBERT-base size, 120 SQuAD questions at batch 1: p50 58.9 -> 54.0 ms, with BiasAdd
 and GELU fused away (TF profiler); logits agree with the transformers model to ~3e-5.
 
-Opt-in, ``matmul_dtype="bfloat16"``: the 36 dense layers of the encoder multiply in bfloat16 (bf16 copies of
-their kernels as graph constants, fp32 inputs rounded to bf16, results back to fp32; the FFN's GELU runs inside
-lin1's bf16 MatMul and feeds lin2 in bf16); embeddings, layer norms, residuals, the attention scores and softmax
-and the QA head stay fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16
-is emulated and slower. It changes the logits (by ~1e-2), so it is never the default: ``tf-qa bench`` and
-``tf-qa evaluate`` measure what it does to the answers and to EM/F1.
+Opt-in, ``matmul_dtype="bfloat16"``: the encoder's products run in bfloat16 (bf16 copies of the dense kernels as
+graph constants; each block's query, key and value projections as one product; attention scores, softmax and
+weighted values in bf16, oneDNN's softmax computing in fp32 inside; the FFN's GELU inside lin1's bf16 MatMul,
+feeding lin2 in bf16); embeddings, layer norms, residuals and the QA head stay fp32. On CPUs with AMX or
+AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16 is emulated and slower. It changes the logits
+(by ~1e-2), so it is never the default: ``tf-qa bench`` and ``tf-qa evaluate`` measure what it does to the
+answers and to EM/F1.
 
 Example:
 
@@ -82,6 +83,9 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         # variable's plain layout gets the generic bf16 GEMM, 1.6x slower on the FFN at 166 tokens.
         self._bf16_arrays: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
         self._bf16_slot: dict[int, int] = {}
+        # bf16: each block's query, key and value projections as one [dim, 3*dim] product, the query's
+        # 1/sqrt(dim_per_head) folded into its kernel and bias (one MatMul where there were three, and no scaling).
+        self._qkv_bf16: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
         if matmul_dtype == "bfloat16":
             layers = self._encoder_dense_layers()
             self._bf16_slot = {id(layer): slot for slot, layer in enumerate(layers)}
@@ -89,19 +93,23 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
                 (tf.cast(layer.kernel, tf.bfloat16).numpy(), tf.cast(layer.bias, tf.bfloat16).numpy())
                 for layer in layers
             )
+            scale = 1.0 / np.sqrt(self.dim_per_head)
+            self._qkv_bf16 = tuple(
+                tuple(
+                    tf.cast(np.concatenate([q * scale, k, v], axis=-1), tf.bfloat16).numpy()
+                    for q, k, v in (
+                        (a.q_lin.kernel, a.k_lin.kernel, a.v_lin.kernel),
+                        (a.q_lin.bias, a.k_lin.bias, a.v_lin.bias),
+                    )
+                )
+                for a in (block.attention for block in qa_model.distilbert.transformer.layer)
+            )
 
     def _encoder_dense_layers(self) -> list[tf_keras.layers.Dense]:
+        """The dense layers that multiply in bf16 one by one (query, key and value go as one, ``_qkv_bf16``)."""
         layers = []
         for block in self.qa_model.distilbert.transformer.layer:
-            attention = block.attention
-            layers += [
-                attention.q_lin,
-                attention.k_lin,
-                attention.v_lin,
-                attention.out_lin,
-                block.ffn.lin1,
-                block.ffn.lin2,
-            ]
+            layers += [block.attention.out_lin, block.ffn.lin1, block.ffn.lin2]
         return layers
 
     def _dense(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
@@ -168,9 +176,12 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             hidden = self._layer_norm(embeddings.LayerNorm, as_rows(hidden))
             # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
             mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
-        for block in distilbert.transformer.layer:
+        for index, block in enumerate(distilbert.transformer.layer):
             with tf.name_scope("attention"):
-                attended = self._attention(block.attention, hidden, mask, batch, length)
+                if self._qkv_bf16:
+                    attended = self._attention_bf16(index, block.attention, hidden, mask, batch, length)
+                else:
+                    attended = self._attention(block.attention, hidden, mask, batch, length)
                 attended = self._layer_norm(block.sa_layer_norm, attended + hidden)
             with tf.name_scope("ffn"):
                 hidden = self._layer_norm(block.output_layer_norm, self._ffn(block.ffn, attended) + attended)
@@ -189,3 +200,16 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         weights = tf.nn.softmax(scores + 1e-9, axis=-1)  # transformers' stable_softmax
         context = tf.reshape(tf.transpose(tf.matmul(weights, value), [0, 2, 1, 3]), [-1, self.dim])
         return self._dense(attention.out_lin, context)
+
+    def _attention_bf16(self, index, attention, hidden, mask, batch, length):
+        """``_attention`` in bf16: one query-key-value MatMul, then scores, softmax and weighted values."""
+        kernel, bias = self._qkv_bf16[index]
+        qkv = tf.nn.bias_add(tf.matmul(tf.cast(hidden, tf.bfloat16), tf.constant(kernel)), tf.constant(bias))
+        # [B*L, 3*dim] -> [3, B, heads, L, dim_per_head]: one transpose for the three.
+        qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.n_heads, self.dim_per_head]), [2, 0, 3, 1, 4])
+        # The mask as a bf16 bias (0 or -1e30: adding it to bf16 scores is exact where it is 0); oneDNN's bf16
+        # softmax computes in fp32 and rounds its output, the weights the bf16 product takes anyway.
+        scores = tf.matmul(qkv[0], qkv[1], transpose_b=True) + tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
+        weights = tf.nn.softmax(scores, axis=-1)
+        context = tf.reshape(tf.transpose(tf.matmul(weights, qkv[2]), [0, 2, 1, 3]), [-1, self.dim])
+        return tf.cast(self._dense_bf16(attention.out_lin, context), tf.float32)
