@@ -86,48 +86,49 @@ class Admission:
     @contextmanager
     def request(self):
         """Holds one of the ``max_requests`` places; ``Overloaded`` at once when none is free."""
-        with self._lock:
-            if self.requests_in_flight >= self.max_requests:
-                refused = Overloaded(
-                    f"the server is busy: {self.requests_in_flight} requests are in flight, the limit of "
-                    f"tf-qa serve {serve_flag('max_in_flight')}",
-                    "max_in_flight",
-                    self._retry_after(),
-                )
-            else:
-                refused, self.requests_in_flight = None, self.requests_in_flight + 1
-        if refused:
-            raise refused
-        try:
+        with self._held("requests_in_flight", 1):
             yield
-        finally:
-            with self._lock:
-                self.requests_in_flight -= 1
 
     @contextmanager
     def work(self, windows: int):
         """Holds ``windows`` of the ``max_windows`` budget while the request runs; ``Overloaded`` at once when the
         work in flight leaves too little."""
+        with self._held("windows_in_flight", windows):
+            try:
+                yield
+            finally:  # failed work took the server's time too
+                with self._lock:
+                    self._finished.append((time.monotonic(), windows))
+                    self._finished_windows += windows
+
+    @contextmanager
+    def _held(self, counter: str, amount: int):
         with self._lock:
-            held = self.windows_in_flight
-            if held and held + windows > self.max_windows:
+            held = getattr(self, counter)
+            if counter == "requests_in_flight" and held + amount > self.max_requests:
                 refused = Overloaded(
-                    f"the server is busy: {held} windows of work are in flight and this request brings {windows}, "
+                    f"the server is busy: {held} requests are in flight, the limit of tf-qa serve "
+                    f"{serve_flag('max_in_flight')}",
+                    "max_in_flight",
+                    self._retry_after(),
+                )
+            elif counter == "windows_in_flight" and held and held + amount > self.max_windows:
+                refused = Overloaded(
+                    f"the server is busy: {held} windows of work are in flight and this request brings {amount}, "
                     f"over the limit of {self.max_windows} (tf-qa serve {serve_flag('max_windows_in_flight')})",
                     "max_windows_in_flight",
                     self._retry_after(),
                 )
             else:
-                refused, self.windows_in_flight = None, held + windows
+                refused = None
+                setattr(self, counter, held + amount)
         if refused:
             raise refused
         try:
             yield
         finally:
             with self._lock:
-                self.windows_in_flight -= windows
-                self._finished.append((time.monotonic(), windows))
-                self._finished_windows += windows
+                setattr(self, counter, getattr(self, counter) - amount)
 
     def retry_after(self) -> float:
         """Seconds a refused client should wait: about the time the work in flight takes to finish, within bounds."""
