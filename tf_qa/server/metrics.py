@@ -108,8 +108,9 @@ class ServerMetrics:
         )
         self.refused = Counter(
             "tf_qa_requests_refused",
-            "Predict requests refused before their work ran, by reason: max_in_flight (admission), request_limit "
-            "(a limit in the graph), deadline (the deadline passed while the request waited to run).",
+            "Predict requests refused before their work ran, by reason: max_in_flight and max_windows_in_flight "
+            "(admission), request_limit (a limit in the graph), deadline (the deadline passed while the request "
+            "waited to run).",
             ("model_name", "reason"),
             registry=registry,
         )
