@@ -22,7 +22,7 @@ trap 'rm -rf "$SHARED"' EXIT
 client_setup=$!
 export TF_CPP_MIN_LOG_LEVEL=2 TF_QA_TEST_SHARED="$SHARED"
 started=$SECONDS
-.venv/bin/python -m pytest -ra -n auto --dist loadgroup --ignore=tests/client "$@"
+.venv/bin/python -m pytest -ra -n auto --dist loadgroup --no-loadscope-reorder --ignore=tests/client "$@"
 echo "main suite: $((SECONDS - started)) s"
 wait "$client_setup" || { cat "$SHARED/client-setup.log"; exit 1; }
 # The client suite, from the client-only environment, against servers of this one serving the suite's export.

@@ -32,13 +32,22 @@ def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
 PIPELINE_FILES = ("test_parity.py", "test_e2e.py", "test_native.py")
 
 
+#: The longest groups (a minute or more of one worker's time each), started first so that no worker is left
+#: with one of them at the end (scripts/test.sh passes --no-loadscope-reorder: groups go in this order).
+LONGEST_GROUPS = ("test_trained_bf16.py", "test_trained_model.py", "pipeline")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (--dist loadgroup), a test file runs in one worker, so its module fixtures are built
     once; the files that ask the pipeline the most share a worker and so its cached model outputs."""
+    groups = {}
     for item in items:
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("pipeline" if name in PIPELINE_FILES else name))
+        groups[item.nodeid] = "pipeline" if name in PIPELINE_FILES else name
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {group: index for index, group in enumerate(LONGEST_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))  # stable: the rest keep their order
 
 
 def _made_once(tmp_path_factory, name: str, make) -> Path:

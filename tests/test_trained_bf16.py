@@ -26,7 +26,7 @@ MAX_BF16_F1_DROP = 1.0
 
 
 def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(
-    trained_fp32, trained_bf16, tmp_path_factory
+    trained_bf16, trained_fp32, tmp_path_factory
 ):
     exports = {"fp32": trained_fp32, "bf16": trained_bf16}
     options = {

@@ -328,11 +328,15 @@ def _batch(args) -> int:
             open(args.input, "rb").close()
     except OSError as error:
         raise CommandError(f"cannot read --input {args.input}: {error.strerror or error}") from None
+    root, level = logging.getLogger(), logging.getLogger().level
     if not args.verbose:
-        logging.getLogger().setLevel(logging.ERROR)  # Beam warns through the root logger
+        root.setLevel(logging.ERROR)  # Beam warns through the root logger; for this command only
     dead_letter = args.dead_letter or f"{args.output}.errors.jsonl"
     print(f"[batch] {args.input} -> {args.output} (dead letters: {dead_letter})", flush=True)
-    counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
+    try:
+        counts = run(args.input, handler, args.output, dead_letter, args.beam_args)
+    finally:
+        root.setLevel(level)
     print(f"answered {counts['answered']}, dead-lettered {counts['refused']}")
     return 0
 
