@@ -2,7 +2,7 @@
 # Sets up .venv, lints and checks the formatting (ruff, configured in pyproject.toml), runs the test suite, a
 # worker per core, each test file in one worker (tests/conftest.py groups them) so it builds its
 # fixtures once (pytest's exit code, 5 = no tests, fails the run; extra arguments go to pytest, e.g. -n 0
-# for one process), then the client suite from a client-only environment (scripts/test-client.sh).
+# for one process), and the client suite from a client-only environment (scripts/test-client.sh) in its tail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,18 +14,31 @@ bash scripts/setup.sh
 SHARED=$(mktemp -d)
 trap 'rm -rf "$SHARED"' EXIT
 (bash scripts/setup-prometheus.sh > "$SHARED/prometheus-setup.log" 2>&1; touch "$SHARED/prometheus-setup.done") &
+# The client suite (from the client-only environment, against servers of this one serving the main suite's
+# export) then starts once a main-suite worker has finished its share (tests/conftest.py leaves a marker), in the
+# main suite's tail, when a core is free.
 (
-  .venv/bin/python -m tf_qa.saved_model.native
-  bash scripts/setup-client.sh "${TF_QA_CLIENT_VENV:-.venv-client}" pytest
-  if command -v npm > /dev/null; then npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; fi
-) > "$SHARED/client-setup.log" 2>&1 &
-client_setup=$!
+  {
+    .venv/bin/python -m tf_qa.saved_model.native
+    bash scripts/setup-client.sh "${TF_QA_CLIENT_VENV:-.venv-client}" pytest
+    if command -v npm > /dev/null; then npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; fi
+  } > "$SHARED/client-setup.log" 2>&1 || { echo "client setup failed:"; cat "$SHARED/client-setup.log"; exit 1; }
+  until compgen -G "$SHARED/*.finished" > /dev/null; do sleep 1; done
+  started=$SECONDS
+  status=0
+  TF_QA_CLIENT_REPOSITORY="$SHARED/repository/tiny-qa" bash scripts/test-client.sh --prepared || status=$?
+  echo "client suite: $((SECONDS - started)) s"
+  exit "$status"
+) > "$SHARED/client-suite.log" 2>&1 &
+client_suite=$!
 export TF_CPP_MIN_LOG_LEVEL=2 TF_QA_TEST_SHARED="$SHARED"
 started=$SECONDS
-.venv/bin/python -m pytest -ra -n auto --dist loadgroup --no-loadscope-reorder --ignore=tests/client "$@"
+main_status=0
+.venv/bin/python -m pytest -ra -n auto --dist loadgroup --no-loadscope-reorder --ignore=tests/client "$@" || main_status=$?
 echo "main suite: $((SECONDS - started)) s"
-wait "$client_setup" || { cat "$SHARED/client-setup.log"; exit 1; }
-# The client suite, from the client-only environment, against servers of this one serving the suite's export.
-started=$SECONDS
-TF_QA_CLIENT_REPOSITORY="$SHARED/repository/tiny-qa" bash scripts/test-client.sh --prepared
-echo "client suite: $((SECONDS - started)) s"
+touch "$SHARED/main-suite.finished"
+client_status=0
+wait "$client_suite" || client_status=$?
+cat "$SHARED/client-suite.log"
+[ "$main_status" = 0 ] || exit "$main_status"
+exit "$client_status"
