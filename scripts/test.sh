@@ -2,7 +2,7 @@
 # Sets up .venv, lints and checks the formatting (ruff, configured in pyproject.toml), runs the test suite, a
 # worker per core, each test file in one worker (tests/conftest.py groups them) so it builds its
 # fixtures once (pytest's exit code, 5 = no tests, fails the run; extra arguments go to pytest, e.g. -n 0
-# for one process), and the client suite from a client-only environment (scripts/test-client.sh) in its tail.
+# for one process), and beside it the client suite from a client-only environment (scripts/test-client.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,15 +15,14 @@ SHARED=$(mktemp -d)
 trap 'rm -rf "$SHARED"' EXIT
 (bash scripts/setup-prometheus.sh > "$SHARED/prometheus-setup.log" 2>&1; touch "$SHARED/prometheus-setup.done") &
 # The client suite (from the client-only environment, against servers of this one serving the main suite's
-# export) then starts once a main-suite worker has finished its share (tests/conftest.py leaves a marker), in the
-# main suite's tail, when a core is free.
+# export) then runs beside the main suite as soon as that export is made: it mostly waits on its servers.
 (
   {
     .venv/bin/python -m tf_qa.saved_model.native
     bash scripts/setup-client.sh "${TF_QA_CLIENT_VENV:-.venv-client}" pytest
     if command -v npm > /dev/null; then npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; fi
   } > "$SHARED/client-setup.log" 2>&1 || { echo "client setup failed:"; cat "$SHARED/client-setup.log"; exit 1; }
-  until compgen -G "$SHARED/*.finished" > /dev/null; do sleep 1; done
+  until [ -e "$SHARED/repository.done" ] || [ -e "$SHARED/main-suite.finished" ]; do sleep 1; done
   started=$SECONDS
   status=0
   TF_QA_CLIENT_REPOSITORY="$SHARED/repository/tiny-qa" bash scripts/test-client.sh --prepared || status=$?

@@ -170,15 +170,11 @@ def saved_model(saved_model_dir):
 
 
 def pytest_sessionfinish(session):
-    """Under pytest-xdist, a worker hands its parity counts to the controller (see pytest_testnodedown), and
-    leaves a marker for scripts/test.sh, which then starts the client suite beside the other worker."""
+    """Under pytest-xdist, a worker hands its parity counts to the controller (see pytest_testnodedown)."""
     from parity import SUMMARIES
 
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput["parity_summaries"] = list(SUMMARIES)
-    worker, shared = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("TF_QA_TEST_SHARED")
-    if worker and shared:
-        (Path(shared) / f"{worker}.finished").touch()
 
 
 @pytest.hookimpl(optionalhook=True)
