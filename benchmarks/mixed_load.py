@@ -14,73 +14,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_and_faults import expected_answers, good_cases
-from overload import Level
-from served import MODEL_NAME, Served, cpu_name, export_seeded
-
-from tf_qa import errors
-from tf_qa.client import QAClient
+from overload import Level, pin_load_generator, quantiles_ms, run_clients
+from served import Served, cpu_name, export_seeded
 
 LIGHT_CLIENTS, HEAVY_CLIENTS, HEAVY_BATCH = 8, 8, 32
 SETTINGS = {"window budget 512 (default)": 512, "count only (budget 10^6)": 10**6}
 
 
-def client(target, requests, level: Level, stop: threading.Event, deadline: float):
-    """Asks each (questions, contexts, expected answers) request in turn until ``stop``."""
-    with QAClient(target, MODEL_NAME, timeout=deadline, retries=5) as qa:
-        index = 0
-        while not stop.is_set():
-            questions, contexts, want = requests[index % len(requests)]
-            index += 1
-            started = time.perf_counter()
-            try:
-                got = qa.answer_batch(questions, contexts)
-            except errors.ResourceExhausted:
-                level.record(refused=True)
-                continue
-            except errors.TFQAError:
-                level.record(error=True)
-                continue
-            answers = [(a["answer"], a["start"], a["end"]) for a in got]
-            level.record(latency=time.perf_counter() - started, wrong=answers != want)
-
-
 def summary(level: Level, seconds: float, questions_per_request: int) -> dict:
-    latencies = sorted(level.latencies)
-    quantile = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0  # noqa: E731
     return {
-        "questions_per_s": len(latencies) * questions_per_request / seconds,
-        "answered_requests": len(latencies),
+        "questions_per_s": len(level.latencies) * questions_per_request / seconds,
+        "answered_requests": len(level.latencies),
         "refused": level.refused,
         "errors": level.errors,
         "wrong": level.wrong,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
+        **quantiles_ms(level),
     }
 
 
 def run_setting(served: Served, seconds: float, light, heavy) -> dict:
-    levels, stop = {"light": Level(), "heavy": Level()}, threading.Event()
-    threads = [
-        threading.Thread(target=client, args=(served.target, light[i:] + light[:i], levels["light"], stop, 2.0))
-        for i in range(LIGHT_CLIENTS)
-    ] + [
-        threading.Thread(target=client, args=(served.target, heavy, levels["heavy"], stop, 30.0))
-        for _ in range(HEAVY_CLIENTS)
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join(40)
+    levels = {"light": Level(), "heavy": Level()}
+    groups = [(LIGHT_CLIENTS, light, levels["light"], 2.0, 5), (HEAVY_CLIENTS, heavy, levels["heavy"], 30.0, 5)]
+    run_clients(served.target, groups, seconds)
     return {"light": summary(levels["light"], seconds, 1), "heavy": summary(levels["heavy"], seconds, HEAVY_BATCH)}
 
 
@@ -90,12 +50,7 @@ def main() -> int:
     parser.add_argument("--workdir", default="/tmp/tf-qa-runs")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    cores = sorted(os.sched_getaffinity(0))
-    pinned = len(cores) >= 2
-    if pinned:
-        os.sched_setaffinity(0, set(cores[1:]))
-    where = f"server on core {cores[0]}, load generator on {cores[1:]}" if pinned else "one core, shared"
-    print(f"CPU: {cpu_name()}; {where}")
+    server_cpus = pin_load_generator()
     repository = export_seeded(args.workdir, "tiny")
     pool = good_cases(256)
     light_cases = sorted(pool, key=lambda case: len(case[1]))[:64]  # the shortest: one window each
@@ -106,7 +61,7 @@ def main() -> int:
     results = {}
     for name, budget in SETTINGS.items():
         extra = ("--max-windows-in-flight", str(budget))
-        with Served(repository, cpus={cores[0]} if pinned else None, extra_args=extra) as served:
+        with Served(repository, cpus=server_cpus, extra_args=extra) as served:
             run_setting(served, 3, light, heavy)  # warm connections and kernels
             results[name] = run_setting(served, args.seconds, light, heavy)
         for kind, row in results[name].items():
@@ -116,7 +71,9 @@ def main() -> int:
                 f"p99 {row['p99_ms']:7.1f} ms"
             )
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "pinned": pinned, "settings": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"cpu": cpu_name(), "pinned": server_cpus is not None, "settings": results}, indent=1)
+        )
     return 0
 
 

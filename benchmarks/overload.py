@@ -49,28 +49,55 @@ class Level:
             self.wrong += wrong
 
 
-def client(target, cases, expected, level: Level, stop: threading.Event, offset: int, deadline: float, retries: int):
+def client(target, requests, level: Level, stop: threading.Event, deadline: float, retries: int):
+    """Asks each (questions, contexts, expected answers) request in turn, again as soon as it has an answer or an
+    error, until ``stop``."""
     with QAClient(target, MODEL_NAME, timeout=deadline, retries=retries) as qa:
-        index = offset
+        index = 0
         while not stop.is_set():
-            (question, context), want = cases[index % len(cases)], expected[index % len(cases)]
+            questions, contexts, want = requests[index % len(requests)]
             index += 1
             started = time.perf_counter()
             try:
-                got = qa.answer(question, context)
+                got = qa.answer_batch(questions, contexts)
             except errors.ResourceExhausted:
                 level.record(refused=True)
                 continue
             except errors.TFQAError:
                 level.record(error=True)
                 continue
-            level.record(latency=time.perf_counter() - started, wrong=(got["answer"], got["start"], got["end"]) != want)
+            answers = [(a["answer"], a["start"], a["end"]) for a in got]
+            level.record(latency=time.perf_counter() - started, wrong=answers != want)
 
 
-def run_level(served: Served, clients: int, seconds: float, cases, expected, deadline: float, retries: int) -> dict:
-    level, stop = Level(), threading.Event()
+def quantiles_ms(level: Level) -> dict:
+    """p50 and p99 of the level's answered requests, in milliseconds."""
+    latencies = sorted(level.latencies)
+    quantile = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0  # noqa: E731
+    return {"p50_ms": quantile(0.5), "p99_ms": quantile(0.99)}
+
+
+def pin_load_generator() -> set[int] | None:
+    """Pins this process (the load generator) away from the first core and returns that core for the server;
+    None where the machine has one core (both share it). Prints the CPU and where each runs."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        print(f"CPU: {cpu_name()}; one core, shared by the server and the load generator")
+        return None
+    os.sched_setaffinity(0, set(cores[1:]))
+    print(f"CPU: {cpu_name()}; server on core {cores[0]}, load generator on {cores[1:]}")
+    return {cores[0]}
+
+
+def run_clients(target: str, groups, seconds: float) -> None:
+    """Closed-loop clients for ``seconds``: ``groups`` of (clients, requests, level, deadline, retries), client i
+    of a group starting at its request 7 * i."""
+    stop = threading.Event()
     threads = [
-        threading.Thread(target=client, args=(served.target, cases, expected, level, stop, i * 7, deadline, retries))
+        threading.Thread(
+            target=client, args=(target, requests[i * 7 :] + requests[: i * 7], level, stop, deadline, retries)
+        )
+        for clients, requests, level, deadline, retries in groups
         for i in range(clients)
     ]
     for thread in threads:
@@ -78,18 +105,21 @@ def run_level(served: Served, clients: int, seconds: float, cases, expected, dea
     time.sleep(seconds)
     stop.set()
     for thread in threads:
-        thread.join(deadline + 10)
-    latencies = sorted(level.latencies)
-    quantile = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0  # noqa: E731
+        thread.join(max(group[3] for group in groups) + 10)
+
+
+def run_level(served: Served, clients: int, seconds: float, cases, expected, deadline: float, retries: int) -> dict:
+    level = Level()
+    requests = [([q], [c], [want]) for (q, c), want in zip(cases, expected)]
+    run_clients(served.target, [(clients, requests, level, deadline, retries)], seconds)
     return {
         "clients": clients,
-        "goodput_qps": len(latencies) / seconds,
-        "answered": len(latencies),
+        "goodput_qps": len(level.latencies) / seconds,
+        "answered": len(level.latencies),
         "refused": level.refused,
         "errors": level.errors,
         "wrong": level.wrong,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
+        **quantiles_ms(level),
         "server_rss_mb": served.rss_mb(),
         "answers_per_second": [sum(1 for t in level.answered_at if s <= t < s + 1) for s in range(int(seconds))],
     }
@@ -116,13 +146,8 @@ def main() -> int:
     )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    cores = sorted(os.sched_getaffinity(0))
-    pinned = len(cores) >= 2
-    server_cpus = {cores[0]} if pinned else None
-    if pinned:
-        os.sched_setaffinity(0, set(cores[1:]))
-    where = f"server on core {cores[0]}, load generator on {cores[1:]}" if pinned else "one core, shared"
-    print(f"CPU: {cpu_name()}; {where}")
+    server_cpus = pin_load_generator()
+    pinned = server_cpus is not None
     repository = export_seeded(args.workdir, "tiny")
     cases = good_cases(64)
     expected = expected_answers(repository / "1", cases)
