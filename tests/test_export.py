@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 from tf_qa.cli import main
 from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.export import check_output
-from tf_qa.saved_model.layout import export_record_file, version_folders, warmup_file
+from tf_qa.saved_model.layout import read_export_record, version_folders, warmup_file
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import read_warmup
 
@@ -35,7 +34,7 @@ def test_layout_warmup_and_metadata(repository):
     assert batch_sizes == {1, 8}
     results = run_requests(version, requests)
     assert len(results) == len(requests)
-    metadata = json.loads(export_record_file(version).read_text())
+    metadata = read_export_record(version)
     assert metadata["options"]["max_seq_len"] == 384 and "tensorflow_text" in metadata["versions"]
     assert ExportOptions.from_dict(metadata["options"]) == ExportOptions(max_seq_len=384)
     assert not [p for p in repository.iterdir() if p.name.startswith(".tmp")]

@@ -4,7 +4,6 @@ it runs beside test_trained_model.py rather than after it (the exports are made 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -16,22 +15,20 @@ from conftest import SQUAD_V1
 from held_out import NEEDS_SQUAD, evaluate, held_out_questions
 
 from tf_qa.cli import main
-from tf_qa.saved_model.layout import export_record_file
+from tf_qa.saved_model.layout import read_export_record
 
-# trained_bf16 first: this file's worker exports bfloat16 while test_trained_model.py's exports float32.
 pytestmark = NEEDS_SQUAD
 
 #: The largest F1 a bfloat16 export may lose against float32 on the held-out questions.
 MAX_BF16_F1_DROP = 1.0
 
 
+# trained_bf16 first: this file's worker exports bfloat16 while test_trained_model.py's exports float32.
 def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(
     trained_bf16, trained_fp32, tmp_path_factory
 ):
     exports = {"fp32": trained_fp32, "bf16": trained_bf16}
-    options = {
-        name: json.loads(export_record_file(path / "1").read_text())["options"] for name, path in exports.items()
-    }
+    options = {name: read_export_record(path / "1")["options"] for name, path in exports.items()}
     assert options["fp32"]["matmul_dtype"] == "float32" and options["bf16"]["matmul_dtype"] == "bfloat16"
     assert main(["validate", str(trained_bf16)]) == 0  # the native check at bf16's tolerance included
     fp32, _ = evaluate(tmp_path_factory, "--saved-model", str(trained_fp32))

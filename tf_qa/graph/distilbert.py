@@ -176,10 +176,12 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             hidden = self._layer_norm(embeddings.LayerNorm, as_rows(hidden))
             # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
             mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
+            # bf16: the same as a bias, made once for every block's bf16 scores (0 or -1e30: exact where it is 0).
+            mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16) if self._qkv_bf16 else None
         for index, block in enumerate(distilbert.transformer.layer):
             with tf.name_scope("attention"):
                 if self._qkv_bf16:
-                    attended = self._attention_bf16(index, block.attention, hidden, mask, batch, length)
+                    attended = self._attention_bf16(index, block.attention, hidden, mask_bias, batch, length)
                 else:
                     attended = self._attention(block.attention, hidden, mask, batch, length)
                 attended = self._layer_norm(block.sa_layer_norm, attended + hidden)
@@ -201,15 +203,15 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         context = tf.reshape(tf.transpose(tf.matmul(weights, value), [0, 2, 1, 3]), [-1, self.dim])
         return self._dense(attention.out_lin, context)
 
-    def _attention_bf16(self, index, attention, hidden, mask, batch, length):
-        """``_attention`` in bf16: one query-key-value MatMul, then scores, softmax and weighted values."""
+    def _attention_bf16(self, index, attention, hidden, mask_bias, batch, length):
+        """``_attention`` in bf16: one query-key-value MatMul, then scores, softmax and weighted values;
+        ``mask_bias``: [B, 1, 1, L] bf16, 0 on tokens and -1e30 on padding."""
         kernel, bias = self._qkv_bf16[index]
         qkv = tf.nn.bias_add(tf.matmul(tf.cast(hidden, tf.bfloat16), tf.constant(kernel)), tf.constant(bias))
         # [B*L, 3*dim] -> [3, B, heads, L, dim_per_head]: one transpose for the three.
         qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.n_heads, self.dim_per_head]), [2, 0, 3, 1, 4])
-        # The mask as a bf16 bias (0 or -1e30: adding it to bf16 scores is exact where it is 0); oneDNN's bf16
-        # softmax computes in fp32 and rounds its output, the weights the bf16 product takes anyway.
-        scores = tf.matmul(qkv[0], qkv[1], transpose_b=True) + tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
+        # oneDNN's bf16 softmax computes in fp32 and rounds its output, the weights the bf16 product takes anyway.
+        scores = tf.matmul(qkv[0], qkv[1], transpose_b=True) + mask_bias
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.reshape(tf.transpose(tf.matmul(weights, qkv[2]), [0, 2, 1, 3]), [-1, self.dim])
         return tf.cast(self._dense_bf16(attention.out_lin, context), tf.float32)

@@ -52,8 +52,15 @@ def question_too_long(
     question_ids: tf.RaggedTensor, context_ids: tf.RaggedTensor, *, max_seq_len: int, doc_stride: int
 ) -> tf.Tensor:
     """[B] bool: where the context must be cut but no window can hold more than ``doc_stride`` of its tokens."""
-    room, _ = _room_and_step(question_ids.row_lengths(), max_seq_len, doc_stride)
-    return (context_ids.row_lengths() > room) & (room <= doc_stride)
+    return too_long_for_windows(
+        question_ids.row_lengths(), context_ids.row_lengths(), max_seq_len=max_seq_len, doc_stride=doc_stride
+    )
+
+
+def too_long_for_windows(question_lengths, context_lengths, *, max_seq_len: int, doc_stride: int, maximum=tf.maximum):
+    """``question_too_long`` from token counts; arithmetic only, like ``windows_per_example``."""
+    room, _ = _room_and_step(question_lengths, max_seq_len, doc_stride, maximum)
+    return (context_lengths > room) & (room <= doc_stride)
 
 
 def windows_per_example(question_lengths, context_lengths, *, max_seq_len: int, doc_stride: int, maximum=tf.maximum):

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from tf_qa import errors
-from tf_qa.graph.windows import windows_per_example
+from tf_qa.graph.windows import too_long_for_windows, windows_per_example
 from tf_qa.server.options import serve_flag
 
 #: The bytes of text a WordPiece token is taken to cover when a request's windows are estimated.
@@ -62,12 +62,10 @@ def estimate_windows(questions, contexts, *, max_seq_len: int, doc_stride: int) 
     An example whose question leaves no room for a window (the graph refuses it) counts as one.
     """
     tokens = lambda texts: np.array([math.ceil(len(text) / BYTES_PER_TOKEN) for text in texts], dtype=np.int64)  # noqa: E731
-    question_tokens, context_tokens = tokens(questions), tokens(contexts)
-    counts = windows_per_example(
-        question_tokens, context_tokens, max_seq_len=max_seq_len, doc_stride=doc_stride, maximum=np.maximum
-    )
-    refused = max_seq_len - question_tokens - 3 <= doc_stride
-    return int(np.where(refused, 1, counts).sum())
+    lengths = (tokens(questions), tokens(contexts))
+    geometry = {"max_seq_len": max_seq_len, "doc_stride": doc_stride, "maximum": np.maximum}
+    counts = windows_per_example(*lengths, **geometry)
+    return int(np.where(too_long_for_windows(*lengths, **geometry), 1, counts).sum())
 
 
 class Admission:

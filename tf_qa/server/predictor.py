@@ -93,8 +93,12 @@ class Predictor:
         self.request_loggers: dict[str, RequestLogger] = {}
         self.admission = Admission(max_in_flight, max_windows_in_flight)
         self.batcher = batcher
-        self.max_in_flight = max_in_flight
         self.max_request_bytes = max_request_bytes
+
+    @property
+    def max_in_flight(self) -> int:
+        """Predict requests admitted at once (the admission's count)."""
+        return self.admission.max_requests
 
     @contextmanager
     def serving(self, model_name: str, entrypoint: str, traceparent: str | None = None):
