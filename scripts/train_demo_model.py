@@ -3,13 +3,14 @@
 The recipe (tf_qa/data/minilm_squad/MODEL_CARD.md gives its figures): the pinned encoder (tf_qa.minilm) becomes a
 6-layer, 384-wide ``DistilBertForQuestionAnswering`` with a new QA head; it is fine-tuned on the articles of SQuAD
 v1.1 dev part 1 that are not held out, with its word embeddings frozen (they are rebuilt from the pinned package,
-so the repository carries only the rest, in float16); the held-out articles give its EM/F1, scored with the
-transformers pipeline on the float16 weights as shipped. Seeded: the same machine gives the same weights.
+so the repository carries only the rest, as 4-bit differences from the encoder: tf_qa.weight_deltas); the
+held-out articles give its EM/F1, scored with the transformers pipeline on the weights as shipped. Seeded: the same
+machine gives the same weights.
 
 PyTorch (the bench extra: pip install -e '.[bench]'), not Keras: on CPU it trains with bf16 autocast on oneDNN,
 and the transformers pipeline that scores it is the reference tf-qa's exports are compared with.
 
-    .venv/bin/python scripts/train_demo_model.py            # about 40 min on 2 cores; --max-steps 20 to try it
+    .venv/bin/python scripts/train_demo_model.py            # about 20 min on 2 cores with AMX; --max-steps 20 to try it
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tf_qa import minilm, squad  # noqa: E402
+from tf_qa import minilm, squad, weight_deltas  # noqa: E402
 from tf_qa.checkpoints import BUNDLED_VOCAB, HELD_OUT_TITLES, TRAINED_DEMO  # noqa: E402
 from tf_qa.cpu import cpu_features  # noqa: E402
 
@@ -38,8 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-seq-len", type=int, default=384)
-    parser.add_argument("--doc-stride", type=int, default=128)
+    # Training windows only: the held-out scores (and every export) use the pipeline's 384 and 128.
+    parser.add_argument("--max-seq-len", type=int, default=256, help="tokens a training window")
+    parser.add_argument("--doc-stride", type=int, default=96, help="tokens shared by a context's training windows")
     parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps with a rising learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
@@ -180,22 +182,25 @@ def train(model, torch, features, args, log, evaluate=None) -> dict:
     return {"steps": total_steps, "windows": windows, "seconds": seconds, "held_out_by_epoch": epochs}
 
 
-def shipped_weights(model, torch) -> dict:
-    """Every trained tensor, in float16 (the repository's copy); the word embeddings only if they were trained."""
+def shipped_weights(model) -> dict:
+    """What the repository stores (tf_qa.weight_deltas): every trained tensor, the word embeddings only if they
+    were trained, as 4-bit differences from the pinned encoder where it has the tensor."""
     trained = model.distilbert.embeddings.word_embeddings.weight.requires_grad
-    state = model.state_dict()
-    return {
-        name: tensor.to(torch.float16).contiguous()
-        for name, tensor in state.items()
-        if trained or name != minilm.WORD_EMBEDDINGS
-    }
+    return weight_deltas.encode(
+        {
+            name: tensor.detach().float().numpy()
+            for name, tensor in model.state_dict().items()
+            if trained or name != minilm.WORD_EMBEDDINGS
+        },
+        minilm.distilbert_encoder(),
+    )
 
 
-def round_to_shipped(model, torch) -> None:
-    """Rounds the model's weights to the float16 values the repository ships."""
+def round_to_shipped(model, torch, stored: dict) -> None:
+    """Sets the model's weights to what the repository's ``stored`` tensors decode to."""
     with torch.no_grad():
-        for name, tensor in shipped_weights(model, torch).items():
-            model.state_dict()[name].copy_(tensor.float())
+        for name, array in weight_deltas.decode(stored, minilm.distilbert_encoder()).items():
+            model.state_dict()[name].copy_(torch.from_numpy(array))
 
 
 def held_out_scores(model, torch, tokenizer, questions) -> dict:
@@ -215,7 +220,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("USE_TF", "0")  # transformers would import TensorFlow too: this process needs PyTorch only
     import torch
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
     from transformers import DistilBertTokenizerFast
 
     started = time.perf_counter()
@@ -232,7 +237,8 @@ def main(argv=None) -> int:
     features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
     model = build_model(torch, args.train_word_embeddings)
     run = train(model, torch, features, args, log, lambda: held_out_scores(model, torch, tokenizer, evaluation))
-    round_to_shipped(model, torch)
+    stored = shipped_weights(model)
+    round_to_shipped(model, torch, stored)
     scores = held_out_scores(model, torch, tokenizer, evaluation)
     log(f"held out: EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({scores['total']} questions)")
     if args.max_steps:
@@ -240,7 +246,7 @@ def main(argv=None) -> int:
         return 0
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    save_file(shipped_weights(model, torch), str(output / "weights.safetensors"), metadata={"format": "pt"})
+    save_file(stored, str(output / "weights.safetensors"), metadata={"format": "pt"})
     recipe = {k: v for k, v in vars(args).items() if k not in ("squad", "output", "max_steps")}
     record = {
         "encoder": f"{minilm.PACKAGE}=={minilm.PACKAGE_VERSION} (model.safetensors sha256 {minilm.MODEL_SHA256})",

@@ -67,7 +67,7 @@ def test_in_process_scores_equal_the_pipeline(in_process, pipeline_scores):
 
 
 def test_in_process_scores_reproduce_the_recipe(all_held_out):
-    """The repository's weights give what the recipe measured (its pipeline in PyTorch, float16 weights)."""
+    """The repository's weights give what the recipe measured (its pipeline in PyTorch, on the weights as shipped)."""
     recorded = json.loads((TRAINED_DEMO / "training.json").read_text())["held_out"]
     scores = all_held_out[0]
     print(f"held out, all {scores['total']} questions: {scores}; the recipe's record: {recorded}")

@@ -5,7 +5,7 @@ uncased vocab), so ``QuestionAnsweringModel.from_pretrained(path)`` and ``transf
 load them as they would load a downloaded checkpoint.
 
 - ``make_trained_demo_checkpoint``: all-MiniLM-L6-v2 fine-tuned on SQuAD (tf_qa/data/minilm_squad/MODEL_CARD.md):
-  the repository's float16 weights plus the word embeddings of the pinned encoder package (tf_qa.minilm).
+  the repository's weights, stored as differences from the pinned encoder package (tf_qa.minilm), on it.
 - ``make_random_checkpoint``: random weights, meaningless answers, any size: for tests that need size variety.
 
 Example:
@@ -24,7 +24,7 @@ from pathlib import Path
 #: The uncased WordPiece vocab bundled with tf-qa (see tf_qa/data/README.md).
 BUNDLED_VOCAB = resources.files("tf_qa") / "data" / "bert-base-uncased-vocab.txt"
 
-#: The trained demo model's weights (all but the word embeddings, float16), its record and its model card.
+#: The trained demo model's weights (tf_qa.weight_deltas), its record and its model card.
 TRAINED_DEMO = resources.files("tf_qa") / "data" / "minilm_squad"
 #: Articles of SQuAD v1.1 dev part 1 the trained demo model never saw: its held-out EM/F1 is measured on them.
 HELD_OUT_TITLES = ("Normans", "Computational_complexity_theory", "Black_Death", "Geology")
@@ -75,16 +75,16 @@ def make_random_checkpoint(
 
 
 def trained_demo_weights() -> dict:
-    """The trained demo model as ``DistilBertForQuestionAnswering`` state-dict arrays (float32).
+    """The trained demo model as ``DistilBertForQuestionAnswering`` state-dict arrays (float32): the repository's
+    weights (tf_qa.weight_deltas: differences from the pinned encoder, and the QA head) on the pinned encoder.
 
     Raises:
         WeightsUnavailable: the encoder package or the repository's trained weights are missing (the message says
             which, and how to install it).
     """
-    from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    from tf_qa import minilm
+    from tf_qa import minilm, weight_deltas
 
     weights = TRAINED_DEMO / "weights.safetensors"
     if not weights.is_file():
@@ -92,12 +92,11 @@ def trained_demo_weights() -> dict:
             f"the trained demo model's weights are not installed ({weights}): they ship with a source checkout"
             " of tf-qa (pip install -e '.[full]'), not with the client package"
         )
+    encoder = minilm.distilbert_encoder()
     with resources.as_file(weights) as path:
-        tensors = {name: array.astype("float32") for name, array in load_file(str(path)).items()}
-    if minilm.WORD_EMBEDDINGS not in tensors:  # frozen in training (the recipe's default): the package's own
-        with safe_open(str(minilm.model_file()), framework="numpy") as encoder:
-            sources = {name: encoder.get_tensor(name) for name in minilm.WORD_EMBEDDING_SOURCES}
-        tensors[minilm.WORD_EMBEDDINGS] = minilm.distilbert_from_bert(sources)[minilm.WORD_EMBEDDINGS]
+        tensors = weight_deltas.decode(load_file(str(path)), encoder)
+    # Frozen in training (the recipe's default), the word embeddings are the package's own.
+    tensors.setdefault(minilm.WORD_EMBEDDINGS, encoder[minilm.WORD_EMBEDDINGS])
     return tensors
 
 
