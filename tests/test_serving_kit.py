@@ -36,6 +36,9 @@ def test_platform_config():
     params = config.batching_parameters
     assert params.max_batch_size.value == 16 and params.num_batch_threads.value >= 1
     assert params.pad_variable_length_inputs is False
+    # One thread an op; the cores run batches and window groups side by side (inter-op: TensorFlow's choice).
+    assert config.session_config.intra_op_parallelism_threads == 1
+    assert config.session_config.inter_op_parallelism_threads == 0
 
 
 def test_tf_qa_reads_the_kits_platform_config():
@@ -118,3 +121,27 @@ def test_the_server_loads_versions_with_the_session_config_it_is_given(tmp_path,
     config = config_pb2.ConfigProto(intra_op_parallelism_threads=1)
     repository.ModelRepository(str(tmp_path), "m", session_config=config).poll()
     assert received == [config]
+
+
+THREADS_PROBE = """
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tf_qa.saved_model.session import use_session_threads
+first = use_session_threads(config_pb2.ConfigProto(intra_op_parallelism_threads=1))
+intra = tf.config.threading.get_intra_op_parallelism_threads()
+tf.constant(1.0) + 1.0  # TensorFlow's runtime starts: its pools are made
+again = use_session_threads(config_pb2.ConfigProto(intra_op_parallelism_threads=1))
+other = use_session_threads(config_pb2.ConfigProto(intra_op_parallelism_threads=2))
+print(first, intra, again, other, tf.config.threading.get_intra_op_parallelism_threads())
+"""
+
+
+def test_the_session_threads_are_the_processs_until_tensorflow_runs():
+    """As tensorflow_model_server's first session does, the platform config sizes the process's pools, which
+    TensorFlow makes once: after that, other sizes are refused (the server logs it) and nothing changes."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", THREADS_PROBE], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "1", "True", "False", "1"]

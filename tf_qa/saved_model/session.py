@@ -33,6 +33,26 @@ def load_session(path: str, config: tf.compat.v1.ConfigProto | None = None) -> t
     return session, dict(meta_graph.signature_def)
 
 
+def use_session_threads(config: tf.compat.v1.ConfigProto) -> bool:
+    """Sizes this process's TensorFlow thread pools as ``config`` says (0: TensorFlow's choice).
+
+    TensorFlow makes its intra-op pool once a process, with the options of the first session or eager context,
+    and every later session shares it: tensorflow_model_server's first model sets it from the platform config.
+    A Python process runs this before TensorFlow does anything. Returns False, changing nothing, where TensorFlow
+    already runs with other sizes (a process that ran TensorFlow before).
+    """
+    threading = tf.config.threading
+    wanted = (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads)
+    if wanted == (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()):
+        return True
+    try:
+        threading.set_intra_op_parallelism_threads(wanted[0])
+        threading.set_inter_op_parallelism_threads(wanted[1])
+    except RuntimeError:  # "... cannot be modified after initialization"
+        return False
+    return True
+
+
 def run_predict_request(session: tf.compat.v1.Session, signatures: dict, request) -> dict[str, np.ndarray]:
     """Runs a PredictRequest on a session by the signature's tensor names (no validation: trusted requests)."""
     signature = signatures[request.model_spec.signature_name or SERVING_DEFAULT]

@@ -49,6 +49,7 @@ from tensorflow_serving.apis import (
 from tf_qa.defaults import MAX_MESSAGE_BYTES
 from tf_qa.errors import PUSHBACK_TRAILER, SetupError, TFQAError, UsageError
 from tf_qa.saved_model.platform_config import read_platform_config
+from tf_qa.saved_model.session import use_session_threads
 from tf_qa.server.batching import RequestBatcher, batching_options
 from tf_qa.server.metrics import ServerMetrics, monitoring_path
 from tf_qa.server.model_config import ServedModel, VersionPolicy, read_model_config
@@ -231,6 +232,12 @@ class ModelServer:
         self.options = options
         tls = server_tls(options)
         self.session_config, batching = session_and_batching(options)
+        if not use_session_threads(self.session_config):
+            log.warning(
+                "TensorFlow ran in this process before the server: its thread pools keep their sizes, not the"
+                " platform config's (intra_op_parallelism_threads %d)",
+                self.session_config.intra_op_parallelism_threads,
+            )
         self.models = served_models(options)
         self.metrics = ServerMetrics()
         self.predictor = Predictor(
