@@ -14,6 +14,10 @@ DEFAULT_WINDOW_GROUP_SIZE = 4
 #: A group also ends before a window longer than this many times its shortest one, so a short window is never
 #: padded to a much longer one (a question's last window is often far shorter than its full ones).
 WINDOW_GROUP_MAX_GROWTH = 1.5
+#: Windows go through the model padded to a multiple of this many tokens, by matmul dtype: bf16's AMX kernels are
+#: made per shape and kept per thread, 1024 at most, so a few lengths beat hundreds; fp32's kernels fit any shape,
+#: and padding would only add work (tf_qa.graph.window_groups; measured in benchmarks/README.md).
+WINDOW_LENGTH_MULTIPLES = {"float32": 1, "bfloat16": 32}
 #: What the encoder's dense layers may multiply in (bfloat16 is opt-in; see tf_qa.graph.distilbert).
 MATMUL_DTYPES = ("float32", "bfloat16")
 

@@ -152,10 +152,16 @@ class QuestionAnsweringModel(tf_keras.Model):
         return outputs.start_logits, outputs.end_logits
 
     def grouped_logits(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """``logits`` of many windows, run in groups of similar length (``tf_qa.graph.window_groups``)."""
+        """``logits`` of many windows, run in groups of similar length, each padded to a multiple of
+        ``window_length_multiple`` tokens (``tf_qa.graph.window_groups``)."""
+
+        def padded_logits(ids: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            multiple = self.options.window_length_multiple
+            return window_groups.padded_logits(self.logits, ids, mask, multiple, self.options.max_seq_len)
+
         if self.options.window_group_size == 0:
-            return self.logits(input_ids, attention_mask)
-        return window_groups.grouped_logits(self.logits, input_ids, attention_mask, self.options.window_group_size)
+            return padded_logits(input_ids, attention_mask)
+        return window_groups.grouped_logits(padded_logits, input_ids, attention_mask, self.options.window_group_size)
 
     def answer(
         self,

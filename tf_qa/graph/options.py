@@ -27,6 +27,7 @@ from tf_qa.defaults import (
     DEFAULT_MAX_SEQ_LEN,
     DEFAULT_WINDOW_GROUP_SIZE,
     MATMUL_DTYPES,
+    WINDOW_LENGTH_MULTIPLES,
 )
 from tf_qa.graph.limits import RequestLimits
 
@@ -48,6 +49,9 @@ class ExportOptions:
         align_to_words: answers start and end on word boundaries (the pipeline's default).
         window_group_size: windows are sorted by length and run through the model in groups of this many,
             each group padded only to its own longest window (0: one group padded to the batch's longest).
+        window_length_multiple: each group is padded further, to a multiple of this many tokens (at most
+            ``max_seq_len``), so that the model runs on a few lengths whose kernels stay made (1: no padding;
+            None: ``WINDOW_LENGTH_MULTIPLES`` of ``matmul_dtype``).
         matmul_dtype: ``"float32"`` (the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers in the
             encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``).
         limits: bounds on the work of one call, checked in the graph before that work.
@@ -69,6 +73,14 @@ class ExportOptions:
         "run windows through the model in groups of similar length (0: pad all to the longest; default %(default)s)",
         minimum=0,
     )
+    window_length_multiple: int | None = _option(
+        None,
+        "pad windows to a multiple of this many tokens, so that the model runs on a few lengths whose kernels "
+        "stay made (1: no padding; default by --matmul-dtype: "
+        + ", ".join(f"{dtype} {multiple}" for dtype, multiple in WINDOW_LENGTH_MULTIPLES.items())
+        + ")",
+        minimum=1,
+    )
     matmul_dtype: str = _option(
         "float32",
         "bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ from the "
@@ -80,6 +92,8 @@ class ExportOptions:
     def __post_init__(self):
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", RequestLimits(**self.limits))
+        if self.window_length_multiple is None and self.matmul_dtype in WINDOW_LENGTH_MULTIPLES:
+            object.__setattr__(self, "window_length_multiple", WINDOW_LENGTH_MULTIPLES[self.matmul_dtype])
         for field in dataclasses.fields(self):
             value, minimum = getattr(self, field.name), field.metadata.get("minimum")
             choices = field.metadata.get("choices")
@@ -103,7 +117,7 @@ class ExportOptions:
     @classmethod
     def from_dict(cls, options: dict) -> ExportOptions:
         """The options recorded by ``as_dict`` (keys this version does not know are an error)."""
-        return cls(**options)
+        return cls(**{"window_length_multiple": 1, **options})  # exports made before the option padded nothing
 
 
 def flag_fields() -> list[dataclasses.Field]:

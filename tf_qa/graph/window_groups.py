@@ -4,6 +4,7 @@ Windows are sorted by length and cut into groups of at most ``group_size``; a gr
 more than ``WINDOW_GROUP_MAX_GROWTH`` times longer than its first. Each group is padded only to its own longest
 window (on SQuAD at batch 16 this cuts the padded FLOPs from +21% to +2%; a question of a full and a short window
 no longer pads the short one to 384). The groups run in a ``tf.while_loop``, which TF Serving's session overlaps.
+``padded_logits`` pads a group further, to a multiple of a few tokens, so that the model runs on a few lengths.
 
 Example:
 
@@ -56,6 +57,24 @@ def grouped_logits(
     )
     restore = tf.argsort(order)
     return tf.gather(starts.concat(), restore), tf.gather(ends.concat(), restore)
+
+
+def padded_logits(
+    logits: LogitsFunction, input_ids: tf.Tensor, attention_mask: tf.Tensor, multiple: int, max_length: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``logits`` of windows [w, l] run padded (id 0, mask 0) to a multiple of ``multiple`` tokens, at most
+    ``max_length`` (or l), and cut back to [w, l].
+
+    oneDNN makes its kernels for each shape and TensorFlow keeps them per thread, at most 1024: a model that sees
+    every length from 1 to 384 makes kernels on most calls, one that sees multiples of 32 only a few times.
+    """
+    if multiple == 1:
+        return logits(input_ids, attention_mask)
+    length = tf.shape(input_ids)[1]
+    padded = tf.maximum(tf.minimum((length + multiple - 1) // multiple * multiple, max_length), length)
+    extra = [[0, 0], [0, padded - length]]
+    start_logits, end_logits = logits(tf.pad(input_ids, extra), tf.pad(attention_mask, extra))
+    return start_logits[:, :length], end_logits[:, :length]
 
 
 def starts_group(sorted_lengths: tf.Tensor, group_size: int) -> tf.Tensor:
