@@ -19,6 +19,7 @@ from tf_qa.graph.options import ExportOptions, flag_fields
         ({"max_answer_len": 0}, "max_answer_len must be an integer of at least 1; got 0"),
         ({"max_answer_len": True}, "max_answer_len must be an integer of at least 1; got True"),
         ({"window_group_size": 1.5}, "window_group_size must be an integer of at least 0; got 1.5"),
+        ({"window_length_multiple": 0}, "window_length_multiple must be an integer of at least 1; got 0"),
         ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16; got 'float16'"),
         ({"limits": {"max_top_k": 0}}, "max_top_k must be an integer from 1 to 2^31-1; got 0"),
     ],
@@ -46,6 +47,20 @@ def test_metadata_round_trip_keeps_every_option():
     assert ExportOptions.from_dict(options.as_dict()) == options
     with pytest.raises(TypeError):
         ExportOptions.from_dict({**options.as_dict(), "unknown_option": 1})
+
+
+@pytest.mark.parametrize(
+    ("options", "multiple"),
+    [({}, 1), ({"matmul_dtype": "bfloat16"}, 32), ({"matmul_dtype": "bfloat16", "window_length_multiple": 8}, 8)],
+)
+def test_windows_are_padded_by_matmul_dtype_unless_asked(options, multiple):
+    assert ExportOptions(**options).window_length_multiple == multiple
+
+
+def test_an_export_recorded_before_window_padding_padded_nothing():
+    recorded = ExportOptions(matmul_dtype="bfloat16").as_dict()
+    del recorded["window_length_multiple"]
+    assert ExportOptions.from_dict(recorded).window_length_multiple == 1
 
 
 def test_export_flags_are_the_options_fields_and_limits():
