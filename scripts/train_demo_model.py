@@ -108,13 +108,15 @@ def padded(torch, rows: list[list[int]]):
     return torch.tensor([row + [0] * (width - len(row)) for row in rows])
 
 
-def build_model(torch, train_word_embeddings: bool = False):
+def build_model(torch, encoder: dict, train_word_embeddings: bool = False):
+    """A DistilBERT QA model on ``encoder`` (``minilm.distilbert_encoder()``) with a new QA head."""
     from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 
     config = DistilBertConfig(vocab_size=30522, **minilm.DISTILBERT_SIZE)
     model = DistilBertForQuestionAnswering(config)
-    encoder = {name: torch.from_numpy(array) for name, array in minilm.distilbert_encoder().items()}
-    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    missing, unexpected = model.load_state_dict(
+        {name: torch.from_numpy(array) for name, array in encoder.items()}, strict=False
+    )
     assert sorted(missing) == ["qa_outputs.bias", "qa_outputs.weight"] and not unexpected, (missing, unexpected)
     model.distilbert.embeddings.word_embeddings.weight.requires_grad_(train_word_embeddings)
     return model
@@ -182,9 +184,9 @@ def train(model, torch, features, args, log, evaluate=None) -> dict:
     return {"steps": total_steps, "windows": windows, "seconds": seconds, "held_out_by_epoch": epochs}
 
 
-def shipped_weights(model) -> dict:
+def shipped_weights(model, encoder: dict) -> dict:
     """What the repository stores (tf_qa.weight_deltas): every trained tensor, the word embeddings only if they
-    were trained, as 4-bit differences from the pinned encoder where it has the tensor."""
+    were trained, as 4-bit differences from ``encoder`` where it has the tensor."""
     trained = model.distilbert.embeddings.word_embeddings.weight.requires_grad
     return weight_deltas.encode(
         {
@@ -192,14 +194,14 @@ def shipped_weights(model) -> dict:
             for name, tensor in model.state_dict().items()
             if trained or name != minilm.WORD_EMBEDDINGS
         },
-        minilm.distilbert_encoder(),
+        encoder,
     )
 
 
-def round_to_shipped(model, torch, stored: dict) -> None:
-    """Sets the model's weights to what the repository's ``stored`` tensors decode to."""
+def round_to_shipped(model, torch, stored: dict, encoder: dict) -> None:
+    """Sets the model's weights to what the repository's ``stored`` tensors decode to on ``encoder``."""
     with torch.no_grad():
-        for name, array in weight_deltas.decode(stored, minilm.distilbert_encoder()).items():
+        for name, array in weight_deltas.decode(stored, encoder).items():
             model.state_dict()[name].copy_(torch.from_numpy(array))
 
 
@@ -235,10 +237,11 @@ def main(argv=None) -> int:
     log(f"{len(training)} training questions; {len(evaluation)} held out ({', '.join(sorted(held_out))})")
     tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
     features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
-    model = build_model(torch, args.train_word_embeddings)
+    encoder = minilm.distilbert_encoder()  # read and sha256-checked once: the model's start and its storage's base
+    model = build_model(torch, encoder, args.train_word_embeddings)
     run = train(model, torch, features, args, log, lambda: held_out_scores(model, torch, tokenizer, evaluation))
-    stored = shipped_weights(model)
-    round_to_shipped(model, torch, stored)
+    stored = shipped_weights(model, encoder)
+    round_to_shipped(model, torch, stored, encoder)
     scores = held_out_scores(model, torch, tokenizer, evaluation)
     log(f"held out: EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({scores['total']} questions)")
     if args.max_steps:

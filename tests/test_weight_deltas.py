@@ -60,6 +60,14 @@ def test_a_difference_without_its_base_is_named(base):
         decode(stored, base)
 
 
+def test_a_difference_without_its_scale_is_named():
+    base, trained = fine_tuned((2, 4))
+    stored = encode({"w": trained}, {"w": base})
+    del stored["w" + SCALE]
+    with pytest.raises(ValueError, match=r"^w is stored as a difference without its scale \(w\.delta_scale\)$"):
+        decode(stored, {"w": base})
+
+
 def test_the_scale_is_stored_once_a_row_in_float32():
     base, trained = fine_tuned((5, 8))
     scale = encode({"w": trained}, {"w": base})["w" + SCALE]

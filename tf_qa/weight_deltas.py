@@ -50,7 +50,8 @@ def encode(trained: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[
 
 
 def decode(stored: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The float32 tensors ``encode`` stored; ValueError naming a matrix whose base is missing or of another shape."""
+    """The float32 tensors ``encode`` stored; ValueError naming a matrix whose base is missing or of another shape,
+    or whose scale is missing."""
     tensors = {}
     for name, array in stored.items():
         if name.endswith(SCALE):
@@ -61,9 +62,11 @@ def decode(stored: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[s
         name = name.removesuffix(DELTA)
         rows, half = array.shape
         reference = base.get(name)
-        if reference is None or reference.shape != (rows, 2 * half) or name + SCALE not in stored:
+        if reference is None or reference.shape != (rows, 2 * half):
             found = "missing" if reference is None else f"of shape {list(reference.shape)}"
             raise ValueError(f"{name} is stored as a difference of shape [{rows}, {2 * half}]; its base is {found}")
+        if name + SCALE not in stored:
+            raise ValueError(f"{name} is stored as a difference without its scale ({name + SCALE})")
         levels = np.empty((rows, 2 * half), np.int8)
         levels[:, 0::2], levels[:, 1::2] = array & 15, array >> 4
         tensors[name] = reference + (levels - _OFFSET) * stored[name + SCALE]
