@@ -97,3 +97,40 @@ def test_served_session_runs_the_fused_onednn_kernels(saved_model_dir, transform
     assert kernels["_MklLayerNorm"] == 2 * n_layers + 1  # embeddings + two per block
     assert kernels["_MklNativeFusedMatMul"] == 6 * n_layers + 1  # q, k, v, out, lin1, lin2 per block + QA head
     assert not any("BatchNorm" in kernel or kernel in ("MatMul", "BiasAdd", "Mean") for kernel in kernels)
+
+
+def test_bfloat16_blocks_stay_bfloat16_between_fused_kernels(transformers_qa_model):
+    """The bf16 blocks as Grappler rewrites them in a session: the scores' scale and mask inside their product
+    (one ``_MklFusedBatchMatMulV2`` a block) and no cast inside a block: the hidden states stay bf16 between them."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
+    spec = tf.TensorSpec([None, None], tf.int32)
+    frozen = convert_variables_to_constants_v2(tf.function(layer).get_concrete_function(spec, spec))
+    graph = tf.Graph()
+    with graph.as_default():
+        input_ids, attention_mask = tf.compat.v1.placeholder(tf.int32), tf.compat.v1.placeholder(tf.int32)
+        outputs = tf.graph_util.import_graph_def(
+            frozen.graph.as_graph_def(),
+            input_map={frozen.inputs[0].name: input_ids, frozen.inputs[1].name: attention_mask},
+            return_elements=[output.name for output in frozen.outputs],
+        )
+    metadata = tf.compat.v1.RunMetadata()
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run(
+            outputs,
+            {input_ids: [[101, 2054, 102, 3000, 102, 0]], attention_mask: [[1, 1, 1, 1, 1, 0]]},
+            options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+            run_metadata=metadata,
+        )
+    nodes = [
+        (node.node_name, node.timeline_label.split(" = ")[-1].split("(")[0])
+        for device in metadata.step_stats.dev_stats
+        for node in device.node_stats
+    ]
+    kernels = collections.Counter(kernel for _, kernel in nodes)
+    if not any(kernel.startswith("_Mkl") for kernel in kernels):
+        pytest.skip("oneDNN is off in this TensorFlow (TF_ENABLE_ONEDNN_OPTS=0 or a build without it)")
+    assert kernels["_MklFusedBatchMatMulV2"] == transformers_qa_model.config.n_layers
+    in_blocks = [name for name, kernel in nodes if kernel == "Cast" and ("/attention" in name or "/ffn" in name)]
+    assert in_blocks == []

@@ -9,16 +9,15 @@ into one oneDNN kernel (``_MklNativeFusedMatMul``, seen in the TF profiler on th
 norms use the model's own gamma, beta and epsilon in the form the remapper fuses into ``_MklLayerNorm``
 (``_layer_norm``).
 
-Measured on 2 cores, DistilBERT-base size, 120 SQuAD questions at batch 1: p50 58.9 -> 54.0 ms, with BiasAdd
-and GELU fused away (TF profiler); logits agree with the transformers model to ~3e-5.
+Its logits agree with the transformers model's to ~3e-5 (benchmarks/README.md has what each fusion gained).
 
-Opt-in, ``matmul_dtype="bfloat16"``: the encoder's products run in bfloat16 (bf16 copies of the dense kernels as
-graph constants; each block's query, key and value projections as one product; attention scores, softmax and
-weighted values in bf16, oneDNN's softmax computing in fp32 inside; the FFN's GELU inside lin1's bf16 MatMul,
-feeding lin2 in bf16); embeddings, layer norms, residuals and the QA head stay fp32. On CPUs with AMX or
-AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16 is emulated and slower. It changes the logits
-(by ~1e-2), so it is never the default: ``tf-qa bench`` and ``tf-qa evaluate`` measure what it does to the
-answers and to EM/F1.
+Opt-in, ``matmul_dtype="bfloat16"``: the transformer blocks run in bfloat16 (bf16 copies of the dense kernels and
+layer-norm parameters as graph constants; each block's query, key and value projections as one product; the
+scores scaled and masked inside their product; oneDNN's softmax and layer norm computing in fp32 inside; the
+FFN's GELU inside lin1's bf16 MatMul); the hidden states stay bf16 from the embeddings' layer norm to the QA
+head, which run in fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16
+is emulated and slower. It changes the logits (by ~1e-2), so it is never the default: ``tf-qa bench`` and
+``tf-qa evaluate`` measure what it does to the answers and to EM/F1.
 
 Example:
 
@@ -80,30 +79,34 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         # bf16 copies of the encoder's dense kernels and biases, by position in _encoder_dense_layers();
         # _bf16_slot maps a layer to its position. They enter the graph as constants, not variables: oneDNN
         # reorders a constant kernel once into the blocked layout its AMX kernels need (brgemm), where a
-        # variable's plain layout gets the generic bf16 GEMM, 1.6x slower on the FFN at 166 tokens.
+        # variable's plain layout gets the generic bf16 GEMM, much slower.
         self._bf16_arrays: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
         self._bf16_slot: dict[int, int] = {}
-        # bf16: each block's query, key and value projections as one [dim, 3*dim] product, the query's
-        # 1/sqrt(dim_per_head) folded into its kernel and bias (one MatMul where there were three, and no scaling).
+        # bf16: each block's query, key and value projections as one [dim, 3*dim] product.
         self._qkv_bf16: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+        # bf16: gamma and beta of the blocks' layer norms, by id of the norm (as constants, like the kernels).
+        self._norms_bf16: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if matmul_dtype == "bfloat16":
+            as_bf16 = lambda tensor: tf.cast(tensor, tf.bfloat16).numpy()  # noqa: E731
+            blocks = qa_model.distilbert.transformer.layer
             layers = self._encoder_dense_layers()
             self._bf16_slot = {id(layer): slot for slot, layer in enumerate(layers)}
-            self._bf16_arrays = tuple(
-                (tf.cast(layer.kernel, tf.bfloat16).numpy(), tf.cast(layer.bias, tf.bfloat16).numpy())
-                for layer in layers
-            )
-            scale = 1.0 / np.sqrt(self.dim_per_head)
+            self._bf16_arrays = tuple((as_bf16(layer.kernel), as_bf16(layer.bias)) for layer in layers)
             self._qkv_bf16 = tuple(
                 tuple(
-                    tf.cast(np.concatenate([q * scale, k, v], axis=-1), tf.bfloat16).numpy()
+                    as_bf16(np.concatenate([q, k, v], axis=-1))
                     for q, k, v in (
                         (a.q_lin.kernel, a.k_lin.kernel, a.v_lin.kernel),
                         (a.q_lin.bias, a.k_lin.bias, a.v_lin.bias),
                     )
                 )
-                for a in (block.attention for block in qa_model.distilbert.transformer.layer)
+                for a in (block.attention for block in blocks)
             )
+            self._norms_bf16 = {
+                id(norm): (as_bf16(norm.gamma), as_bf16(norm.beta))
+                for block in blocks
+                for norm in (block.sa_layer_norm, block.output_layer_norm)
+            }
 
     def _encoder_dense_layers(self) -> list[tf_keras.layers.Dense]:
         """The dense layers that multiply in bf16 one by one (query, key and value go as one, ``_qkv_bf16``)."""
@@ -112,41 +115,32 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             layers += [block.attention.out_lin, block.ffn.lin1, block.ffn.lin2]
         return layers
 
-    def _dense(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
-        """A Dense layer's kernel and bias on [N, in] rows, as MatMul + BiasAdd (which TF fuses)."""
-        if id(layer) not in self._bf16_slot:
-            return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
-        return tf.cast(self._dense_bf16(layer, tf.cast(rows, tf.bfloat16)), tf.float32)
+    @staticmethod
+    def _dense(layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
+        """A Dense layer's kernel and bias on [N, in] float32 rows, as MatMul + BiasAdd (which TF fuses)."""
+        return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
 
     def _dense_bf16(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
         """MatMul + BiasAdd of bf16 rows on the layer's bf16 kernel copy (graph constants); bf16 out."""
         kernel, bias = self._bf16_arrays[self._bf16_slot[id(layer)]]
         return tf.nn.bias_add(tf.matmul(rows, tf.constant(kernel)), tf.constant(bias))
 
-    def _ffn(self, ffn, rows: tf.Tensor) -> tf.Tensor:
-        """The feed-forward block: lin2(activation(lin1(rows)))."""
-        if id(ffn.lin1) not in self._bf16_slot or self.qa_model.config.activation != "gelu":
-            return self._dense(ffn.lin2, ffn.activation(self._dense(ffn.lin1, rows)))
-        # bf16: the exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator) and its bf16
-        # output feeds lin2 directly, instead of a round trip through fp32.
-        inner = tf.nn.gelu(self._dense_bf16(ffn.lin1, tf.cast(rows, tf.bfloat16)), approximate=False)
-        return tf.cast(self._dense_bf16(ffn.lin2, inner), tf.float32)
-
     @staticmethod
-    def _layer_norm(norm: tf_keras.layers.LayerNormalization, rows: tf.Tensor) -> tf.Tensor:
-        """``norm`` (a LayerNormalization over the last axis) on [N, dim] rows, in the form oneDNN fuses.
+    def _layer_norm(rows: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
+        """A layer norm over the last axis of [N, dim] rows (float32 or bfloat16, as ``gamma`` and ``beta``),
+        in the form oneDNN fuses.
 
-        Keras runs DistilBERT's layer norms (epsilon 1e-12) as eight separate ops, about 0.45 ms each at 160
-        tokens. Written as Keras' own fused form -- each row a batch-norm channel of a [1, N, dim, 1] NCHW
-        FusedBatchNormV3 in training mode, then gamma and beta -- Grappler's remapper turns it into one
-        ``_MklLayerNorm`` (13 layer norms at 160 tokens: 6.4 -> 2.6 ms). Training-mode batch norm normalises
-        each channel by its own mean and biased variance, which is exactly a layer norm over the row.
+        Keras runs DistilBERT's layer norms (epsilon 1e-12) as eight separate ops. Written as Keras' own fused
+        form -- each row a batch-norm channel of a [1, N, dim, 1] NCHW FusedBatchNormV3 in training mode, then
+        gamma and beta -- Grappler's remapper turns it into one ``_MklLayerNorm``, which computes its statistics
+        in float32 for bf16 rows too. Training-mode batch norm normalises each channel by its own mean and biased
+        variance, which is exactly a layer norm over the row.
 
         The remapper fuses only when it can prove the output has the input's shape; inside the window-group
         loop of a TF1 session (how TF Serving runs it) it cannot see the variables' shapes, so the
         ``ensure_shape`` calls state them.
         """
-        dim = [norm.gamma.shape[0]]
+        dim = [gamma.shape[0]]
         rows = tf.ensure_shape(rows, [None] + dim)
         count = tf.shape(rows)[:1]
         normalized, *_ = tf.raw_ops.FusedBatchNormV3(
@@ -155,12 +149,18 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             offset=tf.fill(count, 0.0),
             mean=tf.constant([], tf.float32),
             variance=tf.constant([], tf.float32),
-            epsilon=norm.epsilon,
+            epsilon=epsilon,
             data_format="NCHW",
             is_training=True,
         )
-        gamma, beta = tf.ensure_shape(norm.gamma, dim), tf.ensure_shape(norm.beta, dim)
-        return tf.reshape(normalized, tf.shape(rows)) * gamma + beta
+        return tf.reshape(normalized, tf.shape(rows)) * tf.ensure_shape(gamma, dim) + tf.ensure_shape(beta, dim)
+
+    def _norm(self, norm: tf_keras.layers.LayerNormalization, rows: tf.Tensor) -> tf.Tensor:
+        """``norm`` on [N, dim] rows: its variables on float32 rows, its bf16 copies on bf16 rows."""
+        if rows.dtype == tf.bfloat16:
+            gamma, beta = (tf.constant(array) for array in self._norms_bf16[id(norm)])
+            return self._layer_norm(rows, gamma, beta, norm.epsilon)
+        return self._layer_norm(rows, norm.gamma, norm.beta, norm.epsilon)
 
     def call(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distilbert = self.qa_model.distilbert
@@ -173,23 +173,43 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             hidden = tf.gather(embeddings.weight, input_ids) + tf.gather(
                 embeddings.position_embeddings, tf.range(length)[tf.newaxis, :]
             )
-            hidden = self._layer_norm(embeddings.LayerNorm, as_rows(hidden))
+            hidden = self._norm(embeddings.LayerNorm, as_rows(hidden))
             # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
             mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
-            # bf16: the same as a bias, made once for every block's bf16 scores (0 or -1e30: exact where it is 0).
-            mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16) if self._qkv_bf16 else None
-        for index, block in enumerate(distilbert.transformer.layer):
-            with tf.name_scope("attention"):
-                if self._qkv_bf16:
-                    attended = self._attention_bf16(index, block.attention, hidden, mask_bias, batch, length)
-                else:
+        if self._qkv_bf16:
+            hidden = self._blocks_bf16(hidden, mask, batch, length)
+        else:
+            for block in distilbert.transformer.layer:
+                with tf.name_scope("attention"):
                     attended = self._attention(block.attention, hidden, mask, batch, length)
-                attended = self._layer_norm(block.sa_layer_norm, attended + hidden)
-            with tf.name_scope("ffn"):
-                hidden = self._layer_norm(block.output_layer_norm, self._ffn(block.ffn, attended) + attended)
+                    attended = self._norm(block.sa_layer_norm, attended + hidden)
+                with tf.name_scope("ffn"):
+                    inner = block.ffn.activation(self._dense(block.ffn.lin1, attended))
+                    hidden = self._norm(block.output_layer_norm, self._dense(block.ffn.lin2, inner) + attended)
         with tf.name_scope("qa_head"):
             logits = tf.reshape(self._dense(self.qa_model.qa_outputs, hidden), [batch, length, 2])
             return logits[:, :, 0], logits[:, :, 1]
+
+    def _blocks_bf16(self, hidden: tf.Tensor, mask: tf.Tensor, batch, length) -> tf.Tensor:
+        """The transformer blocks with bf16 products, on and to float32 [B*L, dim] rows.
+
+        Between the blocks the hidden states stay bf16 (layer norms and residual sums included): no casts
+        in and out of each product, and the layer norm's statistics are still float32 inside oneDNN.
+        """
+        # The mask as a bias, made once for every block (0 or -1e30: exact where it is 0).
+        mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
+        hidden = tf.cast(hidden, tf.bfloat16)
+        for index, block in enumerate(self.qa_model.distilbert.transformer.layer):
+            with tf.name_scope("attention"):
+                attended = self._attention_bf16(index, block.attention, hidden, mask_bias, batch, length)
+                attended = self._norm(block.sa_layer_norm, attended + hidden)
+            with tf.name_scope("ffn"):
+                inner = self._dense_bf16(block.ffn.lin1, attended)
+                # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
+                gelu = self.qa_model.config.activation == "gelu"
+                inner = tf.nn.gelu(inner, approximate=False) if gelu else block.ffn.activation(inner)
+                hidden = self._norm(block.output_layer_norm, self._dense_bf16(block.ffn.lin2, inner) + attended)
+        return tf.cast(hidden, tf.float32)
 
     def _attention(self, attention, hidden, mask, batch, length):
         def heads(x):  # [B*L, dim] -> [B, heads, L, dim_per_head]
@@ -204,14 +224,17 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         return self._dense(attention.out_lin, context)
 
     def _attention_bf16(self, index, attention, hidden, mask_bias, batch, length):
-        """``_attention`` in bf16: one query-key-value MatMul, then scores, softmax and weighted values;
-        ``mask_bias``: [B, 1, 1, L] bf16, 0 on tokens and -1e30 on padding."""
+        """``_attention`` on bf16 rows, bf16 out: one query-key-value MatMul, then scores, softmax and weighted
+        values; ``mask_bias``: [B, 1, 1, L] bf16, 0 on tokens and -1e30 on padding."""
         kernel, bias = self._qkv_bf16[index]
-        qkv = tf.nn.bias_add(tf.matmul(tf.cast(hidden, tf.bfloat16), tf.constant(kernel)), tf.constant(bias))
+        qkv = tf.nn.bias_add(tf.matmul(hidden, tf.constant(kernel)), tf.constant(bias))
         # [B*L, 3*dim] -> [3, B, heads, L, dim_per_head]: one transpose for the three.
         qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.n_heads, self.dim_per_head]), [2, 0, 3, 1, 4])
+        # Scaled and masked in this form, Grappler's remapper fuses the three into one oneDNN kernel
+        # (_MklFusedBatchMatMulV2: the scale and the mask applied to its fp32 accumulator).
+        scale = tf.constant(1.0 / np.sqrt(self.dim_per_head), tf.bfloat16)
+        scores = tf.matmul(qkv[0], qkv[1], transpose_b=True) * scale + mask_bias
         # oneDNN's bf16 softmax computes in fp32 and rounds its output, the weights the bf16 product takes anyway.
-        scores = tf.matmul(qkv[0], qkv[1], transpose_b=True) + mask_bias
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.reshape(tf.transpose(tf.matmul(weights, qkv[2]), [0, 2, 1, 3]), [-1, self.dim])
-        return tf.cast(self._dense_bf16(attention.out_lin, context), tf.float32)
+        return self._dense_bf16(attention.out_lin, context)
