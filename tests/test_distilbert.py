@@ -51,11 +51,11 @@ def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model):
     exact = DistilBertSpanLogits(transformers_qa_model)(input_ids, attention_mask)
     bf16_layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
     fast = bf16_layer(input_ids, attention_mask)
-    arrays = bf16_layer._bf16_arrays + bf16_layer._qkv_bf16
+    arrays = (*bf16_layer._bf16_dense.values(), *bf16_layer._qkv_bf16)
     assert {tf.as_dtype(a.dtype) for pair in arrays for a in pair} == {tf.bfloat16}
     # Per block: query, key and value as one product; the attention output; the FFN's two.
     assert len(bf16_layer._qkv_bf16) == transformers_qa_model.config.n_layers
-    assert len(bf16_layer._bf16_arrays) == 3 * transformers_qa_model.config.n_layers
+    assert len(bf16_layer._bf16_dense) == 3 * transformers_qa_model.config.n_layers
     for got, want in zip(fast, exact):
         assert got.dtype == tf.float32
         difference = np.abs(got.numpy() - want.numpy())

@@ -76,22 +76,25 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         self.n_heads = config.n_heads
         self.dim_per_head = config.dim // config.n_heads
         self.matmul_dtype = matmul_dtype
-        # bf16 copies of the encoder's dense kernels and biases, by position in _encoder_dense_layers();
-        # _bf16_slot maps a layer to its position. They enter the graph as constants, not variables: oneDNN
-        # reorders a constant kernel once into the blocked layout its AMX kernels need (brgemm), where a
-        # variable's plain layout gets the generic bf16 GEMM, much slower.
-        self._bf16_arrays: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-        self._bf16_slot: dict[int, int] = {}
-        # bf16: each block's query, key and value projections as one [dim, 3*dim] product.
+        # bf16 copies of the kernels and biases of _encoder_dense_layers() and of the blocks' layer-norm gammas
+        # and betas, by id of the layer. They enter the graph as constants, not variables: oneDNN reorders a constant
+        # kernel once into the blocked layout its AMX kernels need (brgemm), where a variable's plain layout gets
+        # the generic bf16 GEMM, much slower.
+        self._bf16_dense: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._bf16_norms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # bf16: each block's query, key and value projections as one [dim, 3*dim] product, by block.
         self._qkv_bf16: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-        # bf16: gamma and beta of the blocks' layer norms, by id of the norm (as constants, like the kernels).
-        self._norms_bf16: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if matmul_dtype == "bfloat16":
             as_bf16 = lambda tensor: tf.cast(tensor, tf.bfloat16).numpy()  # noqa: E731
             blocks = qa_model.distilbert.transformer.layer
-            layers = self._encoder_dense_layers()
-            self._bf16_slot = {id(layer): slot for slot, layer in enumerate(layers)}
-            self._bf16_arrays = tuple((as_bf16(layer.kernel), as_bf16(layer.bias)) for layer in layers)
+            self._bf16_dense = {
+                id(layer): (as_bf16(layer.kernel), as_bf16(layer.bias)) for layer in self._encoder_dense_layers()
+            }
+            self._bf16_norms = {
+                id(norm): (as_bf16(norm.gamma), as_bf16(norm.beta))
+                for block in blocks
+                for norm in (block.sa_layer_norm, block.output_layer_norm)
+            }
             self._qkv_bf16 = tuple(
                 tuple(
                     as_bf16(np.concatenate([q, k, v], axis=-1))
@@ -102,11 +105,6 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
                 )
                 for a in (block.attention for block in blocks)
             )
-            self._norms_bf16 = {
-                id(norm): (as_bf16(norm.gamma), as_bf16(norm.beta))
-                for block in blocks
-                for norm in (block.sa_layer_norm, block.output_layer_norm)
-            }
 
     def _encoder_dense_layers(self) -> list[tf_keras.layers.Dense]:
         """The dense layers that multiply in bf16 one by one (query, key and value go as one, ``_qkv_bf16``)."""
@@ -122,7 +120,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
 
     def _dense_bf16(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
         """MatMul + BiasAdd of bf16 rows on the layer's bf16 kernel copy (graph constants); bf16 out."""
-        kernel, bias = self._bf16_arrays[self._bf16_slot[id(layer)]]
+        kernel, bias = self._bf16_dense[id(layer)]
         return tf.nn.bias_add(tf.matmul(rows, tf.constant(kernel)), tf.constant(bias))
 
     @staticmethod
@@ -158,7 +156,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
     def _norm(self, norm: tf_keras.layers.LayerNormalization, rows: tf.Tensor) -> tf.Tensor:
         """``norm`` on [N, dim] rows: its variables on float32 rows, its bf16 copies on bf16 rows."""
         if rows.dtype == tf.bfloat16:
-            gamma, beta = (tf.constant(array) for array in self._norms_bf16[id(norm)])
+            gamma, beta = (tf.constant(array) for array in self._bf16_norms[id(norm)])
             return self._layer_norm(rows, gamma, beta, norm.epsilon)
         return self._layer_norm(rows, norm.gamma, norm.beta, norm.epsilon)
 
@@ -176,7 +174,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             hidden = self._norm(embeddings.LayerNorm, as_rows(hidden))
             # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
             mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
-        if self._qkv_bf16:
+        if self.matmul_dtype == "bfloat16":
             hidden = self._blocks_bf16(hidden, mask, batch, length)
         else:
             for block in distilbert.transformer.layer:
@@ -199,14 +197,14 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         # The mask as a bias, made once for every block (0 or -1e30: exact where it is 0).
         mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
         hidden = tf.cast(hidden, tf.bfloat16)
+        # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
+        gelu = self.qa_model.config.activation == "gelu"
         for index, block in enumerate(self.qa_model.distilbert.transformer.layer):
             with tf.name_scope("attention"):
                 attended = self._attention_bf16(index, block.attention, hidden, mask_bias, batch, length)
                 attended = self._norm(block.sa_layer_norm, attended + hidden)
             with tf.name_scope("ffn"):
                 inner = self._dense_bf16(block.ffn.lin1, attended)
-                # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
-                gelu = self.qa_model.config.activation == "gelu"
                 inner = tf.nn.gelu(inner, approximate=False) if gelu else block.ffn.activation(inner)
                 hidden = self._norm(block.output_layer_norm, self._dense_bf16(block.ffn.lin2, inner) + attended)
         return tf.cast(hidden, tf.float32)
