@@ -91,6 +91,20 @@ def trained_bf16(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_fp32_held_out(trained_fp32, tmp_path_factory) -> tuple[dict, dict]:
+    """``tf-qa evaluate`` of the float32 export in-process on every held-out question of the trained demo model:
+    its figures, and its answers by question id; made once a run for test_trained_model.py and
+    test_trained_bf16.py alike."""
+    from held_out import evaluate
+
+    def score(path: Path) -> None:
+        path.write_text(json.dumps(evaluate(tmp_path_factory, "--saved-model", str(trained_fp32), limit=None)))
+
+    scores, answers = json.loads(_made_once(tmp_path_factory, "trained-fp32-held-out.json", score).read_text())
+    return scores, answers
+
+
+@pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory) -> str:
     from tf_qa.checkpoints import make_random_checkpoint
 

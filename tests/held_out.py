@@ -33,3 +33,10 @@ def evaluate(tmp_path_factory, *where: str, limit: int | None = COMPARED) -> tup
 
 def held_out_questions() -> list:
     return [q for q in squad.load_squad(SQUAD_V1) if q.title in HELD_OUT_TITLES]
+
+
+def on_compared(answers: dict) -> tuple[dict, dict]:
+    """The figures and answers of the first ``COMPARED`` held-out questions, from answers to more of them."""
+    questions = held_out_questions()[:COMPARED]
+    predictions = {q.id: answers[q.id] for q in questions}
+    return squad.evaluate(questions, predictions), predictions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from held_out import COMPARED, NEEDS_SQUAD, evaluate, held_out_questions
+from held_out import COMPARED, NEEDS_SQUAD, evaluate, held_out_questions, on_compared
 
 from tf_qa import squad
 from tf_qa.checkpoints import HELD_OUT_TITLES, TRAINED_DEMO
@@ -42,17 +42,9 @@ def pipeline_scores(checkpoint) -> dict:
 
 
 @pytest.fixture(scope="module")
-def all_held_out(trained_fp32, tmp_path_factory) -> tuple[dict, dict]:
-    """The float32 export in-process on every held-out question: figures and answers."""
-    return evaluate(tmp_path_factory, "--saved-model", str(trained_fp32), limit=None)
-
-
-@pytest.fixture(scope="module")
-def in_process(all_held_out) -> tuple[dict, dict]:
-    """``all_held_out`` on the first ``COMPARED`` questions, as ``evaluate`` gives them."""
-    questions = held_out_questions()[:COMPARED]
-    predictions = {q.id: all_held_out[1][q.id] for q in questions}
-    return squad.evaluate(questions, predictions), predictions
+def in_process(trained_fp32_held_out) -> tuple[dict, dict]:
+    """The float32 export in-process on the first ``COMPARED`` questions, as ``evaluate`` gives them."""
+    return on_compared(trained_fp32_held_out[1])
 
 
 def test_the_demo_weights_and_record_ship_together():
@@ -66,10 +58,10 @@ def test_in_process_scores_equal_the_pipeline(in_process, pipeline_scores):
     assert in_process[0] == pytest.approx(pipeline_scores, abs=1e-9)
 
 
-def test_in_process_scores_reproduce_the_recipe(all_held_out):
+def test_in_process_scores_reproduce_the_recipe(trained_fp32_held_out):
     """The repository's weights give what the recipe measured (its pipeline in PyTorch, on the weights as shipped)."""
     recorded = json.loads((TRAINED_DEMO / "training.json").read_text())["held_out"]
-    scores = all_held_out[0]
+    scores = trained_fp32_held_out[0]
     print(f"held out, all {scores['total']} questions: {scores}; the recipe's record: {recorded}")
     assert scores["total"] == recorded["questions"]
     assert scores["f1"] == pytest.approx(recorded["f1"], abs=0.5)
