@@ -14,5 +14,6 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x "$DIR/bin/python" ]; then
   "$PYTHON" -m venv "$DIR"
 fi
-"$DIR/bin/python" -m pip install --quiet --upgrade pip
-"$DIR/bin/python" -m pip install --quiet -e "$ROOT" "$@"
+# With uv, as scripts/setup.sh installs.
+"$DIR/bin/python" -m pip install --quiet uv
+"$DIR/bin/uv" pip install --quiet --python "$DIR/bin/python" -e "$ROOT" "$@"
