@@ -16,4 +16,4 @@ if [ ! -x "$DIR/bin/python" ]; then
 fi
 # With uv, as scripts/setup.sh installs.
 "$DIR/bin/python" -m pip install --quiet uv
-"$DIR/bin/uv" pip install --quiet --python "$DIR/bin/python" -e "$ROOT" "$@"
+"$DIR/bin/uv" pip install --quiet --compile-bytecode --python "$DIR/bin/python" -e "$ROOT" "$@"

