@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs tf-qa with its test extras into it. The packages go in with uv (which
-# pip puts into .venv first, compiling their bytecode as pip does): the same versions pip resolves, in half of
-# pip's time or less (50 -> 26 s with no package cache, as on CI).
+# Creates .venv (if missing) and installs tf-qa with its test extras into it, with uv (pip puts it into .venv
+# first): the same versions as pip resolves, bytecode compiled as pip does, in half of pip's time or less (50 ->
+# 26 s with no package cache, as on CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
