@@ -20,6 +20,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras
 from grpc import StatusCode
+from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
 from tf_qa.errors import TFQAError
 from tf_qa.graph import answers as answers_lib
@@ -344,4 +345,8 @@ class QuestionAnsweringModel(tf_keras.Model):
             return top_1(question=inputs["question"], context=inputs["context"])
 
         self.serve = serve
-        tf.saved_model.save(self, path, signatures=signatures)
+        # Without the Keras layers' own call traces (what tf_keras's Model.save(save_traces=False) sets; that method
+        # wants a built functional model): nothing loads the export as Keras layers, and tracing them took most of
+        # the save's time.
+        with keras_option_scope(save_traces=False):
+            tf.saved_model.save(self, path, signatures=signatures)
