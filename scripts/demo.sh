@@ -5,7 +5,7 @@
 #                all-MiniLM-L6-v2 fine-tuned on part of SQuAD (tf_qa/data/minilm_squad/MODEL_CARD.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "[setup] .venv (pip's output: .venv/setup.log)"
+echo "[setup] .venv (the installers' output: .venv/setup.log)"
 mkdir -p .venv && bash scripts/setup.sh > .venv/setup.log 2>&1 || { cat .venv/setup.log; exit 1; }
 MODEL=${TF_QA_MODEL:-distilbert-base-uncased-distilled-squad}
 NAME=${TF_QA_MODEL_NAME:-distilbert-squad}
