@@ -13,6 +13,8 @@ and the transformers pipeline that scores it is the reference tf-qa's exports ar
     .venv/bin/python scripts/train_demo_model.py            # about 20 min on 2 cores with AMX; --max-steps 20 to try it
     .venv/bin/python scripts/train_demo_model.py --held-out Steam_engine Oxygen 1973_oil_crisis --output /tmp/fold
                                                             # the recipe on another fold of articles (not shipped)
+    .venv/bin/python scripts/train_demo_model.py --teachers RUN1 RUN2 RUN3 --output /tmp/distilled
+                                                            # distils earlier runs' ensemble (the model card's figure)
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--train-word-embeddings", action="store_true", help="fine-tune the word embeddings too (frozen by default)"
     )
+    parser.add_argument(
+        "--teachers",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="runs of this script (their --output, the same articles held out) whose averaged span "
+        "log-probabilities the model also learns from: distillation of their ensemble",
+    )
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the loss from --teachers")
     return parser.parse_args(argv)
 
 
@@ -102,6 +113,44 @@ def span_loss(torch, logits, targets: list[list[int]]):
     return torch.stack([-log_probs[row, positions].mean() for row, positions in enumerate(targets)]).mean()
 
 
+def soft_span_loss(torch, logits, targets):
+    """Cross-entropy against the teachers' span probabilities ([B, L], zero past each window's end)."""
+    return -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+def load_run(torch, encoder: dict, directory: str, held_out: set[str]):
+    """The model a run of this script wrote to ``directory``; SystemExit where its held-out articles differ (it
+    would teach what the held-out score must not have seen)."""
+    from safetensors.numpy import load_file
+
+    record = json.loads((Path(directory) / "training.json").read_text())
+    if set(record["held_out_titles"]) != held_out:
+        raise SystemExit(f"error: teacher {directory} held out {record['held_out_titles']}, not {sorted(held_out)}")
+    model = build_model(torch, encoder)
+    round_to_shipped(model, torch, load_file(str(Path(directory) / "weights.safetensors")), encoder)
+    return model.eval()
+
+
+def teacher_targets(torch, teachers: list, features, batch_size: int) -> tuple[list, list]:
+    """Per training window, the teachers' ensemble (mean log-probability, renormalized) over its positions."""
+    input_ids, attention_mask = features[0], features[1]
+    starts, ends = [None] * len(input_ids), [None] * len(input_ids)
+    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for begin in range(0, len(order), batch_size):
+            batch = order[begin : begin + batch_size]
+            inputs = {
+                "input_ids": padded(torch, [input_ids[i] for i in batch]),
+                "attention_mask": padded(torch, [attention_mask[i] for i in batch]),
+            }
+            outputs = [teacher(**inputs) for teacher in teachers]
+            for field, targets in (("start_logits", starts), ("end_logits", ends)):
+                mean = torch.stack([torch.log_softmax(o[field].float(), -1) for o in outputs]).mean(0)
+                for row, window in enumerate(batch):
+                    targets[window] = torch.softmax(mean[row, : len(input_ids[window])], -1)
+    return starts, ends
+
+
 def length_grouped_batches(torch, lengths: list[int], batch_size: int, generator):
     """Shuffled batches of windows of similar length (as transformers' group_by_length): less padding to train on."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
@@ -118,6 +167,11 @@ def padded(torch, rows: list[list[int]]):
     return torch.tensor([row + [0] * (width - len(row)) for row in rows])
 
 
+def padded_probabilities(torch, rows: list, width: int):
+    """[B, width] rows of probabilities, zero past each row's own length."""
+    return torch.stack([torch.nn.functional.pad(row, (0, width - len(row))) for row in rows])
+
+
 def build_model(torch, encoder: dict, train_word_embeddings: bool = False):
     """A DistilBERT QA model on ``encoder`` (``minilm.distilbert_encoder()``) with a new QA head."""
     from transformers import DistilBertConfig, DistilBertForQuestionAnswering
@@ -132,8 +186,9 @@ def build_model(torch, encoder: dict, train_word_embeddings: bool = False):
     return model
 
 
-def train(model, torch, features, args, log, evaluate=None) -> dict:
-    """Fine-tunes ``model``; ``evaluate()`` (held-out EM/F1) after each full epoch, when given, goes in the log."""
+def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
+    """Fine-tunes ``model``; ``evaluate()`` (held-out EM/F1) after each full epoch, when given, goes in the log;
+    ``soft``: the teachers' (start, end) targets of each window, a ``--distill-weight`` share of the loss."""
     input_ids, attention_mask, starts, ends = features
     lengths = [len(row) for row in input_ids]
     windows = len(starts)
@@ -169,6 +224,13 @@ def train(model, torch, features, args, log, evaluate=None) -> dict:
                 span_loss(torch, output.start_logits, [starts[i] for i in batch])
                 + span_loss(torch, output.end_logits, [ends[i] for i in batch])
             ) / 2
+            if soft:
+                width = output.start_logits.shape[1]
+                taught = sum(
+                    soft_span_loss(torch, logits, padded_probabilities(torch, [targets[i] for i in batch], width))
+                    for logits, targets in zip((output.start_logits, output.end_logits), soft)
+                )
+                loss = (1 - args.distill_weight) * loss + args.distill_weight * taught / 2
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step(), schedule.step(), optimizer.zero_grad()
@@ -252,8 +314,14 @@ def main(argv=None) -> int:
     tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
     features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
     encoder = minilm.distilbert_encoder()  # read and sha256-checked once: the model's start and its storage's base
+    soft = None
+    if args.teachers:
+        teachers = [load_run(torch, encoder, directory, held_out) for directory in args.teachers]
+        soft = teacher_targets(torch, teachers, features, args.batch_size)
+        log(f"the {len(teachers)} teachers' span probabilities of {len(soft[0])} windows")
     model = build_model(torch, encoder, args.train_word_embeddings)
-    run = train(model, torch, features, args, log, lambda: held_out_scores(model, torch, tokenizer, evaluation))
+    evaluate = lambda: held_out_scores(model, torch, tokenizer, evaluation)  # noqa: E731
+    run = train(model, torch, features, args, log, evaluate, soft)
     stored = shipped_weights(model, encoder)
     round_to_shipped(model, torch, stored, encoder)
     scores = held_out_scores(model, torch, tokenizer, evaluation)
