@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs tf-qa with its test extras into it, with uv (pip puts it into .venv
-# first): the same versions as pip resolves, bytecode compiled as pip does, in half of pip's time or less (50 ->
-# 26 s with no package cache, as on CI).
+# first): the versions pip would pick, bytecode compiled as pip does, in about half of pip's time where there is no
+# package cache, as on CI (benchmarks/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
