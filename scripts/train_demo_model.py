@@ -118,14 +118,22 @@ def soft_span_loss(torch, logits, targets):
     return -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
 
 
-def load_run(torch, encoder: dict, directory: str, held_out: set[str]):
-    """The model a run of this script wrote to ``directory``; SystemExit where its held-out articles differ (it
-    would teach what the held-out score must not have seen)."""
+def teacher_problem(directory: str, held_out: set[str]) -> str | None:
+    """Why ``directory`` cannot teach: not a run of this script, or a run that held out other articles (it would
+    teach what the held-out score must not have seen); None where it can."""
+    record, weights = Path(directory) / "training.json", Path(directory) / "weights.safetensors"
+    if not (record.is_file() and weights.is_file()):
+        return f"teacher {directory} is not a run of this script (no training.json and weights.safetensors)"
+    titles = json.loads(record.read_text())["held_out_titles"]
+    if set(titles) != held_out:
+        return f"teacher {directory} held out {titles}, not {sorted(held_out)}"
+    return None
+
+
+def load_run(torch, encoder: dict, directory: str):
+    """The model a run of this script wrote to ``directory``."""
     from safetensors.numpy import load_file
 
-    record = json.loads((Path(directory) / "training.json").read_text())
-    if set(record["held_out_titles"]) != held_out:
-        raise SystemExit(f"error: teacher {directory} held out {record['held_out_titles']}, not {sorted(held_out)}")
     model = build_model(torch, encoder)
     round_to_shipped(model, torch, load_file(str(Path(directory) / "weights.safetensors")), encoder)
     return model.eval()
@@ -206,7 +214,7 @@ def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
         lr=args.learning_rate,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / (total_steps - warmup)))
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
     )
     generator = torch.Generator().manual_seed(args.seed)
     model.train()
@@ -308,6 +316,10 @@ def main(argv=None) -> int:
     if unknown:
         log(f"error: --held-out names articles {args.squad} does not have: {', '.join(sorted(unknown))}")
         return 2
+    problems = [problem for problem in (teacher_problem(d, held_out) for d in args.teachers) if problem]
+    if problems:
+        log(f"error: {'; '.join(problems)}")
+        return 2
     training = [q for q in questions if q.title not in held_out]
     evaluation = [q for q in questions if q.title in held_out]
     log(f"{len(training)} training questions; {len(evaluation)} held out ({', '.join(sorted(held_out))})")
@@ -316,7 +328,7 @@ def main(argv=None) -> int:
     encoder = minilm.distilbert_encoder()  # read and sha256-checked once: the model's start and its storage's base
     soft = None
     if args.teachers:
-        teachers = [load_run(torch, encoder, directory, held_out) for directory in args.teachers]
+        teachers = [load_run(torch, encoder, directory) for directory in args.teachers]
         soft = teacher_targets(torch, teachers, features, args.batch_size)
         log(f"the {len(teachers)} teachers' span probabilities of {len(soft[0])} windows")
     model = build_model(torch, encoder, args.train_word_embeddings)
