@@ -9,6 +9,7 @@ import tensorflow_text  # noqa: F401  registers the TF Text ops the SavedModel u
 from transformers import TFDistilBertForQuestionAnswering
 
 from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
+from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.saved_model.session import load_session
 from tf_qa.signatures import SERVING_DEFAULT
 
@@ -100,8 +101,9 @@ def test_served_session_runs_the_fused_onednn_kernels(saved_model_dir, transform
 
 
 def test_bfloat16_blocks_stay_bfloat16_between_fused_kernels(transformers_qa_model):
-    """The bf16 blocks as Grappler rewrites them in a session: the scores' scale and mask inside their product
-    (one ``_MklFusedBatchMatMulV2`` a block) and no cast inside a block: the hidden states stay bf16 between them."""
+    """The bf16 blocks as Grappler rewrites them in a session with the platform config's options: the scores'
+    scale and mask inside their product (one ``_MklFusedBatchMatMulV2`` a block) and no cast inside a block: the
+    hidden states stay bf16 between them."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
@@ -116,7 +118,7 @@ def test_bfloat16_blocks_stay_bfloat16_between_fused_kernels(transformers_qa_mod
             return_elements=[output.name for output in frozen.outputs],
         )
     metadata = tf.compat.v1.RunMetadata()
-    with tf.compat.v1.Session(graph=graph) as session:
+    with tf.compat.v1.Session(graph=graph, config=read_platform_config().session_config) as session:
         session.run(
             outputs,
             {input_ids: [[101, 2054, 102, 3000, 102, 0]], attention_mask: [[1, 1, 1, 1, 1, 0]]},

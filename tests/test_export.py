@@ -40,6 +40,22 @@ def test_layout_warmup_and_metadata(repository):
     assert not [p for p in repository.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_the_functions_the_graph_calls_carry_the_platform_configs_rewrite_options(repository):
+    """TensorFlow optimizes a called function with the options recorded in its call, not the session's."""
+    from tensorflow.core.protobuf import config_pb2, saved_model_pb2
+
+    from tf_qa.saved_model.platform_config import read_platform_config
+
+    saved = saved_model_pb2.SavedModel.FromString((repository / "1" / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    calls = [node for node in graph.node if "config_proto" in node.attr]
+    calls += [node for function in graph.library.function for node in function.node_def if "config_proto" in node.attr]
+    recorded = [config_pb2.ConfigProto.FromString(node.attr["config_proto"].s).graph_options for node in calls]
+    assert len(recorded) >= 3  # a call at least per signature
+    wanted = read_platform_config().session_config.graph_options.rewrite_options
+    assert all(options.rewrite_options == wanted for options in recorded)
+
+
 def test_versions_increment_and_are_never_overwritten(repository, checkpoint_dir, capsys):
     assert main(["export", "--model", checkpoint_dir, "--output", str(repository), "--version", "1"]) == 1
     assert "already exists" in capsys.readouterr().err

@@ -33,6 +33,9 @@ def test_platform_config():
     assert list(config.saved_model_tags) == ["serve"] and config.enable_model_warmup
     rewrite = config.session_config.graph_options.rewrite_options
     assert rewrite.function_optimization == rewriter_config_pb2.RewriterConfig.OFF
+    # Passes that cost load time and do nothing for this graph on CPU (the fused kernels: test_distilbert.py).
+    assert rewrite.disable_tfg_optimizer and rewrite.layout_optimizer == rewriter_config_pb2.RewriterConfig.OFF
+    assert rewrite.memory_optimization == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
     params = config.batching_parameters
     assert params.max_batch_size.value == 16 and params.num_batch_threads.value >= 1
     assert params.pad_variable_length_inputs is False

@@ -15,11 +15,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import tensorflow as tf
 import tf_keras
 from grpc import StatusCode
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
 from tf_qa.errors import TFQAError
@@ -330,23 +332,47 @@ class QuestionAnsweringModel(tf_keras.Model):
         """Tracks the vocab file as a SavedModel asset (it lands in ``assets/``) for people and tools."""
         self.vocabulary_asset = tf.saved_model.Asset(str(vocab_file))
 
-    def save_for_serving(self, path: str) -> None:
+    def save_for_serving(self, path: str, rewrite_options: rewriter_config_pb2.RewriterConfig | None = None) -> None:
         """Writes a SavedModel with the serving signatures to ``path``, and ``serve`` for Keras.
 
         ``serve`` takes one dict ``{"question", "context"}`` and returns ``serving_default``'s outputs: the
         endpoint ``keras.layers.TFSMLayer(path)`` calls by default (a signature takes keyword arguments only).
+
+        ``rewrite_options``: Grappler's options for the functions the serving graph calls. A session optimizes its
+        graph with its own options, but each function that graph calls with those recorded in the call (its
+        ``config_proto``), which are set here, as the functions are traced.
         """
-        signatures = self.signatures()
-        top_1 = signatures[SERVING_DEFAULT]
-        text = tf.TensorSpec([None], tf.string)
-
-        @tf.function(input_signature=[{"question": text, "context": text}])
-        def serve(inputs):
-            return top_1(question=inputs["question"], context=inputs["context"])
-
-        self.serve = serve
         # Without the Keras layers' own call traces (what tf_keras's Model.save(save_traces=False) sets; that method
         # wants a built functional model): nothing loads the export as Keras layers, and tracing them took most of
         # the save's time.
-        with keras_option_scope(save_traces=False):
+        with _function_calls_rewritten_with(rewrite_options), keras_option_scope(save_traces=False):
+            signatures = self.signatures()
+            top_1 = signatures[SERVING_DEFAULT]
+            text = tf.TensorSpec([None], tf.string)
+
+            @tf.function(input_signature=[{"question": text, "context": text}])
+            def serve(inputs):
+                return top_1(question=inputs["question"], context=inputs["context"])
+
+            self.serve = serve
             tf.saved_model.save(self, path, signatures=signatures)
+
+
+@contextlib.contextmanager
+def _function_calls_rewritten_with(rewrite_options: rewriter_config_pb2.RewriterConfig | None):
+    """Function calls traced inside carry ``rewrite_options`` in their ``config_proto`` (this thread's eager
+    function-call options, restored after)."""
+    if rewrite_options is None:
+        yield
+        return
+    from tensorflow.python.eager import context
+
+    eager = context.context()
+    before = eager.function_call_options
+    config = config_pb2.ConfigProto.FromString(before.config_proto_serialized)
+    config.graph_options.rewrite_options.MergeFrom(rewrite_options)
+    eager.function_call_options = context.FunctionCallOptions(before.executor_type, config)
+    try:
+        yield
+    finally:
+        eager.function_call_options = before

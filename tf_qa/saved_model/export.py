@@ -30,6 +30,7 @@ from pathlib import Path
 from tf_qa.errors import SetupError
 from tf_qa.graph.options import ExportOptions
 from tf_qa.saved_model.layout import export_record_file, next_version, warmup_file
+from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.saved_model.session import run_requests
 from tf_qa.saved_model.warmup import warmup_requests, write_warmup
 from tf_qa.signatures import TOKEN_SPANS_SIGNATURE
@@ -179,7 +180,8 @@ def _build_and_check(
     model.attach_vocabulary(next(vocab_dir.iterdir()))
     stage("build")
     saved = staging / "model"
-    model.save_for_serving(str(saved))
+    # The functions the served graph calls are optimized with the session's Grappler options too.
+    model.save_for_serving(str(saved), read_platform_config().session_config.graph_options.rewrite_options)
     shutil.rmtree(vocab_dir)
     stage("save")
     requests = warmup_requests(model_name)
