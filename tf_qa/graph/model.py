@@ -339,8 +339,8 @@ class QuestionAnsweringModel(tf_keras.Model):
         endpoint ``keras.layers.TFSMLayer(path)`` calls by default (a signature takes keyword arguments only).
 
         ``rewrite_options``: Grappler's options for the functions the serving graph calls. A session optimizes its
-        graph with its own options, but each function that graph calls with those recorded in the call (its
-        ``config_proto``), which are set here, as the functions are traced.
+        graph with its own options, but a function that graph calls with the options recorded in the call (its
+        ``config_proto``); they are set here, as the functions are traced.
         """
         # Without the Keras layers' own call traces (what tf_keras's Model.save(save_traces=False) sets; that method
         # wants a built functional model): nothing loads the export as Keras layers, and tracing them took most of
