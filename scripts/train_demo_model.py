@@ -141,16 +141,13 @@ def load_run(torch, encoder: dict, directory: str):
 
 def teacher_targets(torch, teachers: list, features, batch_size: int) -> tuple[list, list]:
     """Per training window, the teachers' ensemble (mean log-probability, renormalized) over its positions."""
-    input_ids, attention_mask = features[0], features[1]
+    input_ids = features[0]
     starts, ends = [None] * len(input_ids), [None] * len(input_ids)
     order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
-            inputs = {
-                "input_ids": padded(torch, [input_ids[i] for i in batch]),
-                "attention_mask": padded(torch, [attention_mask[i] for i in batch]),
-            }
+            inputs = window_inputs(torch, features, batch)
             outputs = [teacher(**inputs) for teacher in teachers]
             for field, targets in (("start_logits", starts), ("end_logits", ends)):
                 mean = torch.stack([torch.log_softmax(o[field].float(), -1) for o in outputs]).mean(0)
@@ -175,6 +172,15 @@ def padded(torch, rows: list[list[int]]):
     return torch.tensor([row + [0] * (width - len(row)) for row in rows])
 
 
+def window_inputs(torch, features, batch: list[int]) -> dict:
+    """The model's inputs for the training windows ``batch`` (indices into ``features``), padded to the longest."""
+    input_ids, attention_mask = features[0], features[1]
+    return {
+        "input_ids": padded(torch, [input_ids[i] for i in batch]),
+        "attention_mask": padded(torch, [attention_mask[i] for i in batch]),
+    }
+
+
 def padded_probabilities(torch, rows: list, width: int):
     """[B, width] rows of probabilities, zero past each row's own length."""
     return torch.stack([torch.nn.functional.pad(row, (0, width - len(row))) for row in rows])
@@ -197,7 +203,7 @@ def build_model(torch, encoder: dict, train_word_embeddings: bool = False):
 def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
     """Fine-tunes ``model``; ``evaluate()`` (held-out EM/F1) after each full epoch, when given, goes in the log;
     ``soft``: the teachers' (start, end) targets of each window, a ``--distill-weight`` share of the loss."""
-    input_ids, attention_mask, starts, ends = features
+    input_ids, _, starts, ends = features
     lengths = [len(row) for row in input_ids]
     windows = len(starts)
     steps_per_epoch = math.ceil(windows / args.batch_size)
@@ -224,10 +230,7 @@ def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
             if step >= total_steps:
                 break
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-                output = model(
-                    input_ids=padded(torch, [input_ids[i] for i in batch]),
-                    attention_mask=padded(torch, [attention_mask[i] for i in batch]),
-                )
+                output = model(**window_inputs(torch, features, batch))
             loss = (
                 span_loss(torch, output.start_logits, [starts[i] for i in batch])
                 + span_loss(torch, output.end_logits, [ends[i] for i in batch])
