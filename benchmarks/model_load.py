@@ -3,7 +3,7 @@ config's session options), one fresh process per export so that no kernel or poo
 
 The first request of each signature is where TensorFlow optimizes that signature's graph (Grappler) and makes its
 kernels; later requests take milliseconds. ``--default-passes`` runs the same session with TensorFlow's default
-Grappler passes (only the platform config's ``function_optimization: OFF`` kept) instead of the platform config's;
+Grappler passes (only the platform config's ``function_optimization`` kept) instead of the platform config's;
 the options ``tf-qa export`` records in the SavedModel's function calls stay as they are.
 Prints, per export, each warmup request's time and their total.
 
@@ -36,8 +36,8 @@ def measure(version_dir: str, default_passes: bool) -> None:
     config = read_platform_config().session_config
     use_session_threads(config)
     if default_passes:
-        config.graph_options.ClearField("rewrite_options")
-        config.graph_options.rewrite_options.function_optimization = rewriter_config_pb2.RewriterConfig.OFF
+        rewrite = config.graph_options.rewrite_options
+        rewrite.CopyFrom(rewriter_config_pb2.RewriterConfig(function_optimization=rewrite.function_optimization))
     session, signatures = load_session(version_dir, config)
     times = []
     for request in read_warmup(warmup_file(Path(version_dir))):
