@@ -45,22 +45,60 @@ def test_only_distilbert_qa_models_are_accepted(transformers_qa_model):
         DistilBertSpanLogits(object())
 
 
-def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model):
+@pytest.mark.parametrize("parallel_branches", [1, 2])
+def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model, parallel_branches):
     rng = np.random.default_rng(1)
     input_ids = tf.constant(rng.integers(0, 30000, size=[2, 30]), tf.int32)
     attention_mask = tf.ones([2, 30], tf.int32)
     exact = DistilBertSpanLogits(transformers_qa_model)(input_ids, attention_mask)
-    bf16_layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
+    bf16_layer = DistilBertSpanLogits(
+        transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=parallel_branches
+    )
     fast = bf16_layer(input_ids, attention_mask)
-    arrays = (*bf16_layer._bf16_dense.values(), *bf16_layer._qkv_bf16)
+    arrays = [pair for block in bf16_layer._bf16_branches for branch in block for pair in branch[1:]]
     assert {tf.as_dtype(a.dtype) for pair in arrays for a in pair} == {tf.bfloat16}
-    # Per block: query, key and value as one product; the attention output; the FFN's two.
-    assert len(bf16_layer._qkv_bf16) == transformers_qa_model.config.n_layers
-    assert len(bf16_layer._bf16_dense) == 3 * transformers_qa_model.config.n_layers
+    # Per block and branch: query, key and value as one product; the attention output; the FFN's two.
+    assert [len(block) for block in bf16_layer._bf16_branches] == [parallel_branches] * len(
+        transformers_qa_model.distilbert.transformer.layer
+    )
     for got, want in zip(fast, exact):
         assert got.dtype == tf.float32
         difference = np.abs(got.numpy() - want.numpy())
         assert 0 < difference.max() < 0.1 * np.abs(want.numpy()).max()
+
+
+def test_parallel_branches_split_each_blocks_products_into_parts_that_sum_to_them(transformers_qa_model):
+    """The branches' weights are the block's, cut by head and by FFN column: put back together they are
+    the unsplit block's, and only the first branch carries the output biases."""
+    whole, *_ = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")._bf16_branches[0]
+    branches = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=2)
+    first, second = branches._bf16_branches[0]
+    config = transformers_qa_model.config
+    head = config.dim // config.n_heads
+    assert (first.heads, second.heads) == (config.n_heads - config.n_heads // 2, config.n_heads // 2)
+    join = lambda axis, *arrays: np.concatenate(arrays, axis=axis)  # noqa: E731
+    np.testing.assert_array_equal(join(0, first.out[0], second.out[0]), whole.out[0])
+    np.testing.assert_array_equal(join(1, first.lin1[0], second.lin1[0]), whole.lin1[0])
+    np.testing.assert_array_equal(join(0, first.lin2[0], second.lin2[0]), whole.lin2[0])
+    np.testing.assert_array_equal(first.lin2[1], whole.lin2[1])
+    assert not second.out[1].astype(np.float32).any() and not second.lin2[1].astype(np.float32).any()
+    # Query, key and value: each branch has its own heads' columns of the three, in that order.
+    for part in range(3):
+        columns = [b.qkv[0][:, part * b.heads * head : (part + 1) * b.heads * head] for b in (first, second)]
+        np.testing.assert_array_equal(join(1, *columns), whole.qkv[0][:, part * config.dim : (part + 1) * config.dim])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype='bfloat16'"),
+        ({"matmul_dtype": "bfloat16", "parallel_branches": 0}, "parallel_branches must be in"),
+        ({"matmul_dtype": "bfloat16", "parallel_branches": 99}, "parallel_branches must be in"),
+    ],
+)
+def test_parallel_branches_are_refused_where_they_cannot_be(transformers_qa_model, options, message):
+    with pytest.raises(ValueError, match=message):
+        DistilBertSpanLogits(transformers_qa_model, **options)
 
 
 def test_unknown_matmul_dtype_is_refused(transformers_qa_model):
@@ -100,13 +138,14 @@ def test_served_session_runs_the_fused_onednn_kernels(saved_model_dir, transform
     assert not any("BatchNorm" in kernel or kernel in ("MatMul", "BiasAdd", "Mean") for kernel in kernels)
 
 
-def test_bfloat16_blocks_stay_bfloat16_between_fused_kernels(transformers_qa_model):
+@pytest.mark.parametrize("parallel_branches", [1, 2])
+def test_bfloat16_blocks_stay_bfloat16_between_fused_kernels(transformers_qa_model, parallel_branches):
     """The bf16 blocks as Grappler rewrites them in a session with the platform config's options: the scores'
-    scale and mask inside their product (one ``_MklFusedBatchMatMulV2`` a block) and no cast inside a block: the
-    hidden states stay bf16 between them."""
+    scale and mask inside their product (one ``_MklFusedBatchMatMulV2`` a block and branch) and no cast inside a
+    block: the hidden states stay bf16 between them."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")
+    layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=parallel_branches)
     spec = tf.TensorSpec([None, None], tf.int32)
     frozen = convert_variables_to_constants_v2(tf.function(layer).get_concrete_function(spec, spec))
     graph = tf.Graph()
@@ -133,6 +172,7 @@ def test_bfloat16_blocks_stay_bfloat16_between_fused_kernels(transformers_qa_mod
     kernels = collections.Counter(kernel for _, kernel in nodes)
     if not any(kernel.startswith("_Mkl") for kernel in kernels):
         pytest.skip("oneDNN is off in this TensorFlow (TF_ENABLE_ONEDNN_OPTS=0 or a build without it)")
-    assert kernels["_MklFusedBatchMatMulV2"] == transformers_qa_model.config.n_layers
+    n_layers = transformers_qa_model.config.n_layers
+    assert kernels["_MklFusedBatchMatMulV2"] == n_layers * parallel_branches
     in_blocks = [name for name, kernel in nodes if kernel == "Cast" and ("/attention" in name or "/ffn" in name)]
     assert in_blocks == []

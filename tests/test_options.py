@@ -21,6 +21,8 @@ from tf_qa.graph.options import ExportOptions, flag_fields
         ({"window_group_size": 1.5}, "window_group_size must be an integer of at least 0; got 1.5"),
         ({"window_length_multiple": 0}, "window_length_multiple must be an integer of at least 1; got 0"),
         ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16; got 'float16'"),
+        ({"parallel_branches": 0}, "parallel_branches must be an integer of at least 1; got 0"),
+        ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype bfloat16"),
         ({"limits": {"max_top_k": 0}}, "max_top_k must be an integer from 1 to 2^31-1; got 0"),
     ],
 )
@@ -42,6 +44,7 @@ def test_metadata_round_trip_keeps_every_option():
         doc_stride=32,
         window_group_size=0,
         matmul_dtype="bfloat16",
+        parallel_branches=2,
         limits=RequestLimits(max_examples=8),
     )
     assert ExportOptions.from_dict(options.as_dict()) == options
@@ -61,6 +64,12 @@ def test_an_export_recorded_before_window_padding_padded_nothing():
     recorded = ExportOptions(matmul_dtype="bfloat16").as_dict()
     del recorded["window_length_multiple"]
     assert ExportOptions.from_dict(recorded).window_length_multiple == 1
+
+
+def test_an_export_recorded_before_parallel_branches_ran_its_blocks_whole():
+    recorded = ExportOptions(matmul_dtype="bfloat16").as_dict()
+    del recorded["parallel_branches"]
+    assert ExportOptions.from_dict(recorded).parallel_branches == 1
 
 
 def test_export_flags_are_the_options_fields_and_limits():

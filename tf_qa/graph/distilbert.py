@@ -16,8 +16,10 @@ layer-norm parameters as graph constants; each block's query, key and value proj
 scores scaled and masked inside their product; oneDNN's softmax and layer norm computing in fp32 inside; the
 FFN's GELU inside lin1's bf16 MatMul); the hidden states stay bf16 from the embeddings' layer norm to the QA
 head, which run in fp32. On CPUs with AMX or AVX512-BF16 oneDNN runs these on the bf16 units; elsewhere bf16
-is emulated and slower. It changes the logits (by ~1e-2), so it is never the default: ``tf-qa bench`` and
-``tf-qa evaluate`` measure what it does to the answers and to EM/F1.
+is emulated and slower. bfloat16 changes the logits (by ~1e-2), so it is never the default: ``tf-qa bench`` and
+``tf-qa evaluate`` measure what it does to the answers and to EM/F1. With ``parallel_branches=N`` each block's
+heads and FFN columns are split into N independent parts that TensorFlow's inter-op threads run side by side:
+a lone window keeps N cores busy.
 
 Example:
 
@@ -30,6 +32,10 @@ Example:
 """
 
 from __future__ import annotations
+
+import functools
+import operator
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -47,12 +53,26 @@ def is_supported(qa_model) -> bool:
     return isinstance(qa_model, TFDistilBertForQuestionAnswering) and qa_model.config.num_labels == 2
 
 
+class _BranchWeights(NamedTuple):
+    """One part of a block's bf16 products (``parallel_branches``): (kernel, bias) bf16 arrays of its heads'
+    query-key-value and output projections and of its share of the FFN's inner columns."""
+
+    heads: int
+    qkv: tuple[np.ndarray, np.ndarray]
+    out: tuple[np.ndarray, np.ndarray]
+    lin1: tuple[np.ndarray, np.ndarray]
+    lin2: tuple[np.ndarray, np.ndarray]
+
+
 class DistilBertSpanLogits(tf_keras.layers.Layer):
     """Start and end logits of a ``TFDistilBertForQuestionAnswering``, with fusable dense layers.
 
     Args:
         qa_model: a built or unbuilt ``TFDistilBertForQuestionAnswering``; its variables are used in place.
         matmul_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (opt-in, see the module docstring).
+        parallel_branches: bfloat16 only: each block runs as this many independent parts, its heads and its FFN's
+            inner columns split between them, whose outputs are summed; TensorFlow's inter-op threads run the
+            parts side by side, so that a lone window keeps more than one core busy.
 
     Call arguments:
         input_ids: [B, L] int32 token ids.
@@ -62,12 +82,16 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         ``(start_logits, end_logits)``, each [B, L] float32.
     """
 
-    def __init__(self, qa_model, *, matmul_dtype: str = "float32", **kwargs):
+    def __init__(self, qa_model, *, matmul_dtype: str = "float32", parallel_branches: int = 1, **kwargs):
         super().__init__(trainable=False, **kwargs)
         if not is_supported(qa_model):
             raise ValueError(f"{type(qa_model).__name__} is not a TFDistilBertForQuestionAnswering")
         if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}; got {matmul_dtype!r}")
+        if parallel_branches != 1 and matmul_dtype != "bfloat16":
+            raise ValueError("parallel_branches above 1 needs matmul_dtype='bfloat16'")
+        if not 1 <= parallel_branches <= qa_model.config.n_heads:
+            raise ValueError(f"parallel_branches must be in [1, n_heads={qa_model.config.n_heads}]")
         if not qa_model.built:
             qa_model(qa_model.dummy_inputs, training=False)
         self.qa_model = qa_model
@@ -76,51 +100,57 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         self.n_heads = config.n_heads
         self.dim_per_head = config.dim // config.n_heads
         self.matmul_dtype = matmul_dtype
-        # bf16 copies of the kernels and biases of _encoder_dense_layers() and of the blocks' layer-norm gammas
-        # and betas, by id of the layer. They enter the graph as constants, not variables: oneDNN reorders a constant
-        # kernel once into the blocked layout its AMX kernels need (brgemm), where a variable's plain layout gets
-        # the generic bf16 GEMM, much slower.
-        self._bf16_dense: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.parallel_branches = parallel_branches
+        # bf16 copies of the dense kernels and biases and of the layer-norm gammas and betas. They enter the graph
+        # as constants, not variables: oneDNN reorders a constant kernel once into the blocked layout its AMX
+        # kernels need (brgemm), where a variable's plain layout gets the generic bf16 GEMM, much slower.
         self._bf16_norms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        # bf16: each block's query, key and value projections as one [dim, 3*dim] product, by block.
-        self._qkv_bf16: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+        # By block, its products in ``parallel_branches`` parts (one part: the whole block).
+        self._bf16_branches: tuple[tuple[_BranchWeights, ...], ...] = ()
         if matmul_dtype == "bfloat16":
-            as_bf16 = lambda tensor: tf.cast(tensor, tf.bfloat16).numpy()  # noqa: E731
             blocks = qa_model.distilbert.transformer.layer
-            self._bf16_dense = {
-                id(layer): (as_bf16(layer.kernel), as_bf16(layer.bias)) for layer in self._encoder_dense_layers()
-            }
             self._bf16_norms = {
-                id(norm): (as_bf16(norm.gamma), as_bf16(norm.beta))
+                id(norm): (_as_bf16(norm.gamma), _as_bf16(norm.beta))
                 for block in blocks
                 for norm in (block.sa_layer_norm, block.output_layer_norm)
             }
-            self._qkv_bf16 = tuple(
-                tuple(
-                    as_bf16(np.concatenate([q, k, v], axis=-1))
-                    for q, k, v in (
-                        (a.q_lin.kernel, a.k_lin.kernel, a.v_lin.kernel),
-                        (a.q_lin.bias, a.k_lin.bias, a.v_lin.bias),
-                    )
-                )
-                for a in (block.attention for block in blocks)
-            )
+            self._bf16_branches = tuple(self._block_branches(block) for block in blocks)
 
-    def _encoder_dense_layers(self) -> list[tf_keras.layers.Dense]:
-        """The dense layers that multiply in bf16 one by one (query, key and value go as one, ``_qkv_bf16``)."""
-        layers = []
-        for block in self.qa_model.distilbert.transformer.layer:
-            layers += [block.attention.out_lin, block.ffn.lin1, block.ffn.lin2]
-        return layers
+    def _block_branches(self, block) -> tuple[_BranchWeights, ...]:
+        """A block's bf16 products in ``parallel_branches`` parts whose outputs sum to the block's: each part has
+        a share of the heads (their query, key and value columns as one product, their rows of the output
+        projection) and of the FFN's inner columns (lin1's columns, lin2's rows). The output biases go with the
+        first part; the others add zeros, so that every part is the MatMul + BiasAdd that the remapper fuses into
+        one oneDNN kernel, as the unsplit products are."""
+        attention, ffn = block.attention, block.ffn
+        qkv_layers = (attention.q_lin, attention.k_lin, attention.v_lin)
+        head_parts = np.array_split(np.arange(self.n_heads), self.parallel_branches)
+        inner_parts = np.array_split(np.arange(ffn.lin1.kernel.shape[1]), self.parallel_branches)
+        zeros = np.zeros(self.dim, np.float32)
+        branches = []
+        for index, (heads, inner) in enumerate(zip(head_parts, inner_parts)):
+            dims = (heads[:, np.newaxis] * self.dim_per_head + np.arange(self.dim_per_head)).ravel()
+            qkv_kernel = np.concatenate([layer.kernel.numpy()[:, dims] for layer in qkv_layers], axis=-1)
+            qkv_bias = np.concatenate([layer.bias.numpy()[dims] for layer in qkv_layers])
+            out_bias, lin2_bias = (attention.out_lin.bias, ffn.lin2.bias) if index == 0 else (zeros, zeros)
+            weights = (
+                (qkv_kernel, qkv_bias),
+                (attention.out_lin.kernel.numpy()[dims], out_bias),
+                (ffn.lin1.kernel.numpy()[:, inner], ffn.lin1.bias.numpy()[inner]),
+                (ffn.lin2.kernel.numpy()[inner], lin2_bias),
+            )
+            branches.append(_BranchWeights(len(heads), *(tuple(map(_as_bf16, pair)) for pair in weights)))
+        return tuple(branches)
 
     @staticmethod
     def _dense(layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
         """A Dense layer's kernel and bias on [N, in] float32 rows, as MatMul + BiasAdd (which TF fuses)."""
         return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
 
-    def _dense_bf16(self, layer: tf_keras.layers.Dense, rows: tf.Tensor) -> tf.Tensor:
-        """MatMul + BiasAdd of bf16 rows on the layer's bf16 kernel copy (graph constants); bf16 out."""
-        kernel, bias = self._bf16_dense[id(layer)]
+    @staticmethod
+    def _product_bf16(rows: tf.Tensor, weights: tuple[np.ndarray, np.ndarray]) -> tf.Tensor:
+        """MatMul + BiasAdd of bf16 rows on a (kernel, bias) pair of bf16 arrays, as graph constants; bf16 out."""
+        kernel, bias = weights
         return tf.nn.bias_add(tf.matmul(rows, tf.constant(kernel)), tf.constant(bias))
 
     @staticmethod
@@ -199,14 +229,15 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         hidden = tf.cast(hidden, tf.bfloat16)
         # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
         gelu = self.qa_model.config.activation == "gelu"
-        for index, block in enumerate(self.qa_model.distilbert.transformer.layer):
+        for block, branches in zip(self.qa_model.distilbert.transformer.layer, self._bf16_branches):
+            activation = (lambda x: tf.nn.gelu(x, approximate=False)) if gelu else block.ffn.activation
             with tf.name_scope("attention"):
-                attended = self._attention_bf16(index, block.attention, hidden, mask_bias, batch, length)
-                attended = self._norm(block.sa_layer_norm, attended + hidden)
+                parts = [self._attention_bf16(branch, hidden, mask_bias, batch, length) for branch in branches]
+                attended = self._norm(block.sa_layer_norm, _summed(parts) + hidden)
             with tf.name_scope("ffn"):
-                inner = self._dense_bf16(block.ffn.lin1, attended)
-                inner = tf.nn.gelu(inner, approximate=False) if gelu else block.ffn.activation(inner)
-                hidden = self._norm(block.output_layer_norm, self._dense_bf16(block.ffn.lin2, inner) + attended)
+                inner = [activation(self._product_bf16(attended, branch.lin1)) for branch in branches]
+                parts = [self._product_bf16(rows, branch.lin2) for rows, branch in zip(inner, branches)]
+                hidden = self._norm(block.output_layer_norm, _summed(parts) + attended)
         return tf.cast(hidden, tf.float32)
 
     def _attention(self, attention, hidden, mask, batch, length):
@@ -221,18 +252,28 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         context = tf.reshape(tf.transpose(tf.matmul(weights, value), [0, 2, 1, 3]), [-1, self.dim])
         return self._dense(attention.out_lin, context)
 
-    def _attention_bf16(self, index, attention, hidden, mask_bias, batch, length):
-        """``_attention`` on bf16 rows, bf16 out: one query-key-value MatMul, then scores, softmax and weighted
-        values; ``mask_bias``: [B, 1, 1, L] bf16, 0 on tokens and -1e30 on padding."""
-        kernel, bias = self._qkv_bf16[index]
-        qkv = tf.nn.bias_add(tf.matmul(hidden, tf.constant(kernel)), tf.constant(bias))
-        # [B*L, 3*dim] -> [3, B, heads, L, dim_per_head]: one transpose for the three.
-        qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.n_heads, self.dim_per_head]), [2, 0, 3, 1, 4])
+    def _attention_bf16(self, branch: _BranchWeights, hidden, mask_bias, batch, length):
+        """``_attention`` on bf16 rows for the heads of one ``branch``, bf16 out (the part of the output projection
+        its heads make): one query-key-value MatMul, then scores, softmax and weighted values; ``mask_bias``:
+        [B, 1, 1, L] bf16, 0 on tokens and -1e30 on padding."""
+        qkv = self._product_bf16(hidden, branch.qkv)
+        # [B*L, 3*heads*dim_per_head] -> [3, B, heads, L, dim_per_head]: one transpose for the three.
+        qkv = tf.reshape(qkv, [batch, length, 3, branch.heads, self.dim_per_head])
+        qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])
         # Scaled and masked in this form, Grappler's remapper fuses the three into one oneDNN kernel
         # (_MklFusedBatchMatMulV2: the scale and the mask applied to its fp32 accumulator).
         scale = tf.constant(1.0 / np.sqrt(self.dim_per_head), tf.bfloat16)
         scores = tf.matmul(qkv[0], qkv[1], transpose_b=True) * scale + mask_bias
         # oneDNN's bf16 softmax computes in fp32 and rounds its output, the weights the bf16 product takes anyway.
         weights = tf.nn.softmax(scores, axis=-1)
-        context = tf.reshape(tf.transpose(tf.matmul(weights, qkv[2]), [0, 2, 1, 3]), [-1, self.dim])
-        return self._dense_bf16(attention.out_lin, context)
+        context = tf.transpose(tf.matmul(weights, qkv[2]), [0, 2, 1, 3])
+        return self._product_bf16(tf.reshape(context, [-1, branch.heads * self.dim_per_head]), branch.out)
+
+
+def _as_bf16(array) -> np.ndarray:
+    return tf.cast(array, tf.bfloat16).numpy()
+
+
+def _summed(parts: list[tf.Tensor]) -> tf.Tensor:
+    """The parts' sum, left to right (one part: itself, so that one branch is exactly the unsplit block)."""
+    return functools.reduce(operator.add, parts)

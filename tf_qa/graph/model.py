@@ -102,7 +102,13 @@ class QuestionAnsweringModel(tf_keras.Model):
         distilbert = is_supported(qa_model)
         if options.matmul_dtype != "float32" and not distilbert:
             raise ValueError(f"matmul_dtype={options.matmul_dtype!r} needs a DistilBERT QA model")
-        self.span_logits = DistilBertSpanLogits(qa_model, matmul_dtype=options.matmul_dtype) if distilbert else None
+        self.span_logits = (
+            DistilBertSpanLogits(
+                qa_model, matmul_dtype=options.matmul_dtype, parallel_branches=options.parallel_branches
+            )
+            if distilbert
+            else None
+        )
         self.options = options
         self.tokenizer = tokenizer
         self.span_extractor = SpanExtractor()

@@ -54,6 +54,9 @@ class ExportOptions:
             None: ``WINDOW_LENGTH_MULTIPLES`` of ``matmul_dtype``).
         matmul_dtype: ``"float32"`` (the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers in the
             encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``).
+        parallel_branches: bfloat16 only: each transformer block runs as this many independent parts (its heads
+            and FFN columns split between them) that TensorFlow runs side by side: a lone request's window uses
+            that many cores, at some cost in throughput when the cores are busy anyway.
         limits: bounds on the work of one call, checked in the graph before that work.
     """
 
@@ -87,6 +90,13 @@ class ExportOptions:
         "pipeline's (tf-qa bench measures the agreement). Default %(default)s",
         choices=MATMUL_DTYPES,
     )
+    parallel_branches: int = _option(
+        1,
+        "bfloat16 only: run each transformer block as N independent parts that TensorFlow runs side by side, "
+        "so that a lone request uses N cores (lower latency on idle cores, lower throughput under load; "
+        "default %(default)s)",
+        minimum=1,
+    )
     limits: RequestLimits = dataclasses.field(default_factory=RequestLimits)
 
     def __post_init__(self):
@@ -102,6 +112,8 @@ class ExportOptions:
                 raise ValueError(f"{field.name} must be an integer of at least {minimum}; got {value!r}")
             if choices and value not in choices:
                 raise ValueError(f"{field.name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.parallel_branches > 1 and self.matmul_dtype != "bfloat16":
+            raise ValueError("parallel_branches above 1 needs matmul_dtype bfloat16")
         if self.max_seq_len is not None and not self.doc_stride < self.max_seq_len:
             raise ValueError(f"doc_stride ({self.doc_stride}) must be in [0, max_seq_len={self.max_seq_len})")
 
