@@ -10,8 +10,8 @@ questions where the data is absent):
 * ONNX Runtime, fp32 and int8 (Optimum's CPU path: exported, fused, dynamically quantized), inside the pipeline's
   own tokenization and span decoding, batch 1 and 16; tf-qa's ratio to the best of them;
 * the tf-qa SavedModel called in-process, batch 1 and 16;
-* the same rows for the opt-in bf16 export (``--matmul-dtype bfloat16``), and how often its top answer equals
-  the fp32 export's;
+* the same rows for the opt-in bf16 exports (``--matmul-dtype bfloat16``, with its blocks whole and in two
+  parallel branches, ``--parallel-branches 2``), and how often each one's top answer equals the fp32 export's;
 * the export in TF Serving's two runtimes, batch 1 and 16: the Python TF1 session that ``tf-qa serve`` runs, and
   TensorFlow's C++ runtime (``tf_qa/saved_model/native.py``), what stock tensorflow_model_server runs;
 * tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/platform_config.pbtxt): batch 1 (p50,
@@ -61,10 +61,14 @@ from tf_qa import console, squad
 from tf_qa.arguments import non_negative_int, positive_int
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
 
-#: --exports: the export's matmul dtype.
-EXPORTS = {"fp32": "float32", "bf16": "bfloat16"}
-#: Row labels by matmul dtype.
-LABELS = {"float32": "tf-qa", "bfloat16": "tf-qa bf16"}
+#: --exports: each export's options (``tf-qa export`` flags, as ``ExportOptions`` fields).
+EXPORTS = {
+    "fp32": {"matmul_dtype": "float32"},
+    "bf16": {"matmul_dtype": "bfloat16"},
+    "bf16x2": {"matmul_dtype": "bfloat16", "parallel_branches": 2},
+}
+#: Row labels by export.
+LABELS = {"fp32": "tf-qa", "bf16": "tf-qa bf16", "bf16x2": "tf-qa bf16 2-branch"}
 
 
 def report(line: str) -> None:
@@ -217,16 +221,16 @@ def versus_onnx_runtime(table: list[dict]) -> list[str]:
     return lines
 
 
-def batch1_breakdown(checkpoint: str, checkpoint_pt: str, workdir: Path, dtypes, rows, cases) -> dict[str, dict]:
+def batch1_breakdown(checkpoint: str, checkpoint_pt: str, workdir: Path, exports, rows, cases) -> dict[str, dict]:
     """Per-stage median ms at batch 1 (breakdown.py) of each export and of ONNX Runtime int8, on ``cases``; what
     the end-to-end p50 of the same questions takes beyond the stages is the transport (tf-qa: gRPC and the
     server's threads; ONNX Runtime: the pipeline's own code)."""
     columns = {}
-    for dtype, repo in profile_exports(checkpoint, workdir, report, dtypes).items():
-        report(f"{LABELS[dtype]}: batch-1 breakdown ...")
-        columns[f"{LABELS[dtype]}, gRPC"] = _with_total(
+    for name, repo in profile_exports(checkpoint, workdir, report, exports).items():
+        report(f"{LABELS[name]}: batch-1 breakdown ...")
+        columns[f"{LABELS[name]}, gRPC"] = _with_total(
             run_worker("breakdown_tf", {"saved_model": f"{repo}/1", "cases": cases})["stages"],
-            rows.get(f"{LABELS[dtype]} gRPC bs1"),
+            rows.get(f"{LABELS[name]} gRPC bs1"),
             "gRPC transport, server threads",
             len(cases),
         )
@@ -252,13 +256,13 @@ def _with_total(stages: dict, row: dict | None, rest: str, count: int) -> dict:
 def load_table(repositories: dict[str, str], cases) -> list[dict]:
     """Latency under load, by export, server batching (off, and the platform config's) and concurrent clients."""
     table = []
-    for dtype, repo in repositories.items():
+    for name, repo in repositories.items():
         for batching, args in (("off", []), ("on", BATCHING_ARGS)):
-            report(f"{LABELS[dtype]} export, server batching {batching}: 1, 4, 8 and 16 concurrent clients ...")
+            report(f"{LABELS[name]} export, server batching {batching}: 1, 4, 8 and 16 concurrent clients ...")
             for clients, row in run_load_rows(repo, cases, args).items():
                 table.append(
                     {
-                        "export": LABELS[dtype],
+                        "export": LABELS[name],
                         "batching": batching,
                         "clients": int(clients),
                         "questions_per_s": len(cases) / row["seconds"],
@@ -302,7 +306,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         choices=EXPORTS,
         default=list(EXPORTS),
-        help="the exports to measure (default: both)",
+        help="the exports to measure (default: all)",
     )
     parser.add_argument(
         "--breakdown-questions",
@@ -328,9 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    checkpoint, checkpoint_pt, repositories = prepare(
-        output / args.model, report, [EXPORTS[e] for e in args.exports], args.model
-    )
+    exports = {name: EXPORTS[name] for name in args.exports}
+    checkpoint, checkpoint_pt, repositories = prepare(output / args.model, report, exports, args.model)
     cases, golds = load_questions(args.questions, held_out=args.model == "demo")
     golds = golds if args.model == "demo" else []  # a random model's EM/F1 say nothing
     window_lengths = window_lengths_of(checkpoint, cases)
@@ -342,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {} if args.skip_pipelines else pipeline_rows(checkpoint, checkpoint_pt, cases)
     if not args.skip_pipelines:
         rows.update(onnx_rows(checkpoint_pt, output / args.model, cases))
-    # The default export, then the opt-in bf16 one (tf-qa export --matmul-dtype bfloat16), reported apart.
+    # The default export, then the opt-in bf16 ones (tf-qa export --matmul-dtype bfloat16), reported apart.
     more_rows, grpc_by_export = tf_qa_rows({LABELS[d]: repo for d, repo in repositories.items()}, cases)
     rows.update(more_rows)
     grpc = next(iter(grpc_by_export.values()))
@@ -364,13 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     if "ONNX Runtime int8 bs1" in rows:
         fp32_spans, int8_spans = rows["ONNX Runtime fp32 bs1"]["spans"], rows["ONNX Runtime int8 bs1"]["spans"]
         summary["onnx_int8_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, int8_spans)) / n
-    for dtype in set(repositories) - {"float32"} if "float32" in repositories else ():
-        fp32_spans, spans = rows["tf-qa in-process bs1"]["spans"], rows[f"{LABELS[dtype]} in-process bs1"]["spans"]
-        summary[f"{dtype}_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, spans)) / n
+    for name in [name for name in repositories if name != "fp32"] if "fp32" in repositories else ():
+        fp32_spans, spans = rows["tf-qa in-process bs1"]["spans"], rows[f"{LABELS[name]} in-process bs1"]["spans"]
+        agreement = summary.setdefault("top1_agreement_with_fp32", {})
+        agreement[LABELS[name]] = sum(a == b for a, b in zip(fp32_spans, spans)) / n
     summary["versus_onnx_runtime"] = versus_onnx_runtime(summary["rows"])
     if args.breakdown_questions:
         summary["batch1_breakdown"] = batch1_breakdown(
-            checkpoint, checkpoint_pt, output / args.model, repositories, rows, cases[: args.breakdown_questions]
+            checkpoint, checkpoint_pt, output / args.model, exports, rows, cases[: args.breakdown_questions]
         )
     if args.load:
         summary["under_load"] = load_table(repositories, cases)
@@ -408,10 +412,10 @@ def format_table(summary: dict) -> str:
         f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
         f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs: {summary['cpu']}"
     )
-    if "bfloat16_top1_agreement_with_fp32" in summary:
+    for label, agreement in summary.get("top1_agreement_with_fp32", {}).items():
         lines.append(
-            f"bf16 export (opt-in): top answer (start, end) equal to the fp32 export's on "
-            f"{100 * summary['bfloat16_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+            f"{label} export (opt-in): top answer (start, end) equal to the fp32 export's on "
+            f"{100 * agreement:.1f}% of the {summary['questions']} questions"
         )
     lines += summary.get("versus_onnx_runtime", [])
     if "onnx_int8_top1_agreement_with_fp32" in summary:
@@ -476,6 +480,7 @@ def plot(path: Path, window_lengths, rows) -> None:
         "tf-qa gRPC bs1",
         "tf-qa in-process bs1",
         "tf-qa bf16 gRPC bs1",
+        "tf-qa bf16 2-branch gRPC bs1",
     ):
         if name in rows and rows[name].get("latencies"):
             axes.scatter(tokens, [1000 * s for s in rows[name]["latencies"]], s=8, label=name, alpha=0.7)

@@ -82,9 +82,9 @@ def model_size(checkpoint: str) -> dict:
     return {"dim": config["dim"], "hidden": config["hidden_dim"], "layers": config["n_layers"]}
 
 
-def prepare(workdir: Path, report, matmul_dtypes: list[str], model: str = "base") -> tuple[str, str, dict[str, str]]:
-    """The checkpoint (TF and PyTorch weights) and its exports, by matmul dtype (``float32``, the opt-in
-    ``bfloat16``); reused when present. ``model``: one of ``MODELS``."""
+def prepare(workdir: Path, report, exports: dict[str, dict], model: str = "base") -> tuple[str, str, dict[str, str]]:
+    """The checkpoint (TF and PyTorch weights) and its exports, by name (``exports``: each one's
+    ``ExportOptions`` fields); reused when present. ``model``: one of ``MODELS``."""
     checkpoint = workdir / "checkpoint"
     if model == "demo":
         from tf_qa.checkpoints import make_trained_demo_checkpoint
@@ -94,7 +94,7 @@ def prepare(workdir: Path, report, matmul_dtypes: list[str], model: str = "base"
             report("writing the trained demo model's checkpoint, TensorFlow and PyTorch weights")
             make_trained_demo_checkpoint(checkpoint)
             make_trained_demo_checkpoint(checkpoint_pt, framework="pt")
-        return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, matmul_dtypes)
+        return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, exports)
     from tf_qa.checkpoints import BASE, make_random_checkpoint
 
     if not (checkpoint / "config.json").exists():
@@ -120,33 +120,32 @@ def prepare(workdir: Path, report, matmul_dtypes: list[str], model: str = "base"
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, matmul_dtypes)
+    return str(checkpoint), str(checkpoint_pt), _exports(checkpoint, workdir, report, exports)
 
 
-def _exports(checkpoint: Path, workdir: Path, report, matmul_dtypes: list[str], profile: bool = False) -> dict:
-    """The checkpoint's exports by matmul dtype; with ``profile``, the copies the batch-1 breakdown traces
+def _exports(checkpoint: Path, workdir: Path, report, exports: dict[str, dict], profile: bool = False) -> dict:
+    """The checkpoint's exports by name; with ``profile``, the copies the batch-1 breakdown traces
     (``--window-group-size 0``, see breakdown.py)."""
+    from tf_qa.graph.options import ExportOptions
+
     repositories = {}
-    for matmul_dtype in matmul_dtypes:
-        folder = {"float32": "repository", "bfloat16": "repository-bf16"}[matmul_dtype]
-        folder += "-profile" if profile else ""
-        repository = workdir / folder / MODEL_NAME
+    for name, fields in exports.items():
+        fields = {**fields, **({"window_group_size": 0} if profile else {})}
+        repository = workdir / f"repository-{name}{'-profile' if profile else ''}" / MODEL_NAME
         if not (repository / "1" / "saved_model.pb").exists():
-            from tf_qa.graph.options import ExportOptions
             from tf_qa.saved_model.export import export_model
 
             shutil.rmtree(repository, ignore_errors=True)
-            flags = " --window-group-size 0" if profile else ""
-            report(f"exporting it with tf-qa export --matmul-dtype {matmul_dtype}{flags}")
-            options = ExportOptions(matmul_dtype=matmul_dtype, **({"window_group_size": 0} if profile else {}))
-            export_model(str(checkpoint), repository, version=1, options=options, report=report)
-        repositories[matmul_dtype] = str(repository)
+            flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in fields.items())
+            report(f"exporting it with tf-qa export {flags}")
+            export_model(str(checkpoint), repository, version=1, options=ExportOptions(**fields), report=report)
+        repositories[name] = str(repository)
     return repositories
 
 
-def profile_exports(checkpoint: str, workdir: Path, report, matmul_dtypes: list[str]) -> dict[str, str]:
-    """The exports the batch-1 breakdown traces, by matmul dtype; reused when present."""
-    return _exports(Path(checkpoint), workdir, report, matmul_dtypes, profile=True)
+def profile_exports(checkpoint: str, workdir: Path, report, exports: dict[str, dict]) -> dict[str, str]:
+    """The exports the batch-1 breakdown traces, by name; reused when present."""
+    return _exports(Path(checkpoint), workdir, report, exports, profile=True)
 
 
 #: Concurrent clients of the latency-under-load rows (each sends one question per request).
