@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -58,6 +59,45 @@ def test_requests_of_different_keys_or_shapes_are_not_merged():
     finally:
         batcher.close()
     assert shapes == [(1, 3), (1, 5), (1, 3)] and calls == [1, 1, 1]
+
+
+def test_with_no_timeout_a_lone_request_runs_on_its_callers_thread():
+    threads = []
+
+    def run(key, feeds, timeout):
+        threads.append(threading.current_thread().name)
+        return [feeds["x"]]
+
+    for timeout in (0.0, 0.001):
+        batcher = RequestBatcher(run, timeout=timeout, num_threads=1)
+        try:
+            assert batcher.submit(1, {"x": np.ones([1])})[0].tolist() == [1.0]
+        finally:
+            batcher.close()
+    assert threads == [threading.current_thread().name, "batch-0"]
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_no_more_batches_run_at_once_than_num_threads(num_threads):
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run(key, feeds, timeout):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return [feeds["x"]]
+
+    batcher = RequestBatcher(run, max_batch_size=1, timeout=0.0, num_threads=num_threads)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: batcher.submit(1, {"x": np.array([i])})[0].tolist(), range(16)))
+    finally:
+        batcher.close()
+    assert results == [[i] for i in range(16)]
+    assert most[0] == num_threads
 
 
 def test_a_bad_request_fails_alone():

@@ -2,7 +2,10 @@
 
 Requests for the same version and signature whose inputs agree on every dimension but the first are merged
 along dim 0 (every tf-qa signature is batched there), run as one ``Session.run`` and split back. A batch
-closes when it reaches ``max_batch_size`` examples or its first request has waited ``timeout`` seconds.
+closes when it reaches ``max_batch_size`` examples or its first request has waited ``timeout`` seconds. At most
+``num_threads`` batches run at once. With no timeout, a request that finds nothing queued and a batch free to
+run is a batch of its own at once: it runs on the caller's thread, sparing the hand-offs to a batch thread and
+back (about 1.4 ms of a 12 ms question through ``tf-qa serve``).
 
 If a merged batch fails with InvalidArgument (one request's bad input, or a merged batch over one of the
 graph's limits), each of its requests is run alone, so a bad request never fails the good ones it was batched
@@ -101,8 +104,10 @@ class RequestBatcher:
         self.run = run
         self.max_batch_size = max_batch_size
         self.timeout = timeout
+        self.num_threads = num_threads
         self.is_invalid_argument = is_invalid_argument
         self._queue: collections.deque[_Task] = collections.deque()
+        self._running = 0  # batches being gathered or run, on the batch threads or on callers' threads
         self._condition = threading.Condition()
         self._closed = False
         self._threads = [
@@ -120,8 +125,14 @@ class RequestBatcher:
         with self._condition:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            self._queue.append(task)
-            self._condition.notify_all()
+            alone = self.timeout == 0 and not self._queue and self._running < self.num_threads
+            if alone:
+                self._running += 1
+            else:
+                self._queue.append(task)
+                self._condition.notify_all()
+        if alone:
+            self._execute_and_release([task])
         return task.future.result()
 
     def close(self) -> None:
@@ -133,11 +144,13 @@ class RequestBatcher:
             thread.join()
 
     def _next_batch(self) -> list[_Task] | None:
+        """The next batch to run, counted as running; None once closed and drained."""
         with self._condition:
-            while not self._queue:
-                if self._closed:
+            while not self._queue or self._running >= self.num_threads:
+                if self._closed and not self._queue:
                     return None
                 self._condition.wait()
+            self._running += 1
             first = self._queue.popleft()
             batch, size = [first], first.size
             deadline = time.monotonic() + self.timeout
@@ -155,7 +168,15 @@ class RequestBatcher:
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
+            self._execute_and_release(batch)
+
+    def _execute_and_release(self, batch: list[_Task]) -> None:
+        try:
             self._execute(batch)
+        finally:
+            with self._condition:
+                self._running -= 1
+                self._condition.notify_all()
 
     def _execute(self, batch: list[_Task]) -> None:
         now = time.monotonic()
