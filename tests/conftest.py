@@ -34,7 +34,7 @@ PIPELINE_FILES = ("test_parity.py", "test_e2e.py", "test_native.py")
 
 #: The longest groups (a minute or more of one worker's time each), started first so that no worker is left
 #: with one of them at the end (scripts/test.sh passes --no-loadscope-reorder: groups go in this order).
-LONGEST_GROUPS = ("test_trained_bf16.py", "test_trained_model.py", "pipeline")
+LONGEST_GROUPS = ("test_trained_bf16.py", "test_trained_model.py", "pipeline", "test_trained_branches.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -88,6 +88,13 @@ def trained_fp32(tmp_path_factory) -> Path:
 def trained_bf16(tmp_path_factory) -> Path:
     """The trained demo model exported with --matmul-dtype bfloat16: a model folder (version 1)."""
     return _demo_export(tmp_path_factory, "trained-bf16", "--matmul-dtype", "bfloat16")
+
+
+@pytest.fixture(scope="session")
+def trained_bf16_branches(tmp_path_factory) -> Path:
+    """The trained demo model exported with --matmul-dtype bfloat16 --parallel-branches 2: a model folder."""
+    flags = ("--matmul-dtype", "bfloat16", "--parallel-branches", "2")
+    return _demo_export(tmp_path_factory, "trained-bf16-branches", *flags)
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,12 @@ import time
 from pathlib import Path
 
 from conftest import SQUAD_V1
-from held_out import NEEDS_SQUAD, evaluate, held_out_questions, on_compared
+from held_out import MAX_BF16_F1_DROP, NEEDS_SQUAD, evaluate, held_out_questions, on_compared
 
 from tf_qa.cli import main
 from tf_qa.saved_model.layout import read_export_record
 
 pytestmark = NEEDS_SQUAD
-
-#: The largest F1 a bfloat16 export may lose against float32 on the held-out questions.
-MAX_BF16_F1_DROP = 1.0
 
 
 # trained_bf16 first: this file's worker exports bfloat16 while test_trained_model.py's exports float32 and
