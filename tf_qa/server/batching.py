@@ -5,7 +5,7 @@ along dim 0 (every tf-qa signature is batched there), run as one ``Session.run``
 closes when it reaches ``max_batch_size`` examples or its first request has waited ``timeout`` seconds. At most
 ``num_threads`` batches run at once. With no timeout, a request that finds nothing queued and a batch free to
 run is a batch of its own at once: it runs on the caller's thread, sparing the hand-offs to a batch thread and
-back (about 1.4 ms of a 12 ms question through ``tf-qa serve``).
+back (benchmarks/README.md has what they cost).
 
 If a merged batch fails with InvalidArgument (one request's bad input, or a merged batch over one of the
 graph's limits), each of its requests is run alone, so a bad request never fails the good ones it was batched
