@@ -367,10 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     if "ONNX Runtime int8 bs1" in rows:
         fp32_spans, int8_spans = rows["ONNX Runtime fp32 bs1"]["spans"], rows["ONNX Runtime int8 bs1"]["spans"]
         summary["onnx_int8_top1_agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_spans, int8_spans)) / n
-    for name in [name for name in repositories if name != "fp32"] if "fp32" in repositories else ():
-        fp32_spans, spans = rows["tf-qa in-process bs1"]["spans"], rows[f"{LABELS[name]} in-process bs1"]["spans"]
-        agreement = summary.setdefault("top1_agreement_with_fp32", {})
-        agreement[LABELS[name]] = sum(a == b for a, b in zip(fp32_spans, spans)) / n
+    if "fp32" in repositories:
+        fp32_spans = rows["tf-qa in-process bs1"]["spans"]
+        summary["top1_agreement_with_fp32"] = {
+            LABELS[name]: sum(a == b for a, b in zip(fp32_spans, rows[f"{LABELS[name]} in-process bs1"]["spans"])) / n
+            for name in repositories
+            if name != "fp32"
+        }
     summary["versus_onnx_runtime"] = versus_onnx_runtime(summary["rows"])
     if args.breakdown_questions:
         summary["batch1_breakdown"] = batch1_breakdown(
