@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 import tf_keras
 
-from tf_qa.graph import normalization, special_tokens
+from tf_qa.graph import normalization, row_ids, special_tokens
 
 
 class TokenizedText(NamedTuple):
@@ -177,7 +177,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         """BertNormalizer per code point: every original character becomes 0 to 3 normalized characters."""
         code_points = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
         source = code_points.values
-        source_rows = code_points.value_rowids()
+        source_rows = row_ids.value_row_ids(code_points)
         source_local = tf.range(tf.size(source, out_type=tf.int64)) - tf.gather(code_points.row_starts(), source_rows)
         special, in_special = special_tokens.find_special_tokens(source, source_rows, dict(self.special_tokens))
         # A special token in the text is kept as written: the normalizer never sees it.
@@ -188,7 +188,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         mapped = (tf.gather(self._map_keys, map_index) == source) & ~in_special
         lengths = tf.where(mapped, tf.gather(self._map_lengths, map_index), 1)
         lengths = tf.where(source_class == normalization.REMOVED, 0, lengths)
-        origin = tf.repeat(tf.range(tf.size(source)), lengths)  # original char of each normalized char
+        origin = row_ids.repeated_range(lengths)  # original char of each normalized char
         within = tf.range(tf.size(origin)) - tf.gather(_exclusive_cumsum(lengths), origin)
         replacement = tf.gather_nd(self._map_values, tf.stack([tf.gather(map_index, origin), within], axis=1))
         return _NormalizedChars(
@@ -225,7 +225,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         first = tf.math.unsorted_segment_min(tf.range(tf.size(chars)), word_of_char, num_words)
         last = tf.math.unsorted_segment_max(tf.range(tf.size(chars)), word_of_char, num_words)
         text = tf.strings.unicode_encode(
-            tf.RaggedTensor.from_value_rowids(chars, tf.cast(word_of_char, tf.int64), tf.cast(num_words, tf.int64)),
+            row_ids.from_sorted_row_ids(chars, word_of_char, num_words),
             "UTF-8",
         )
         return _Words(
@@ -245,7 +245,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         pieces, piece_byte_starts, piece_byte_ends = self._wordpiece.tokenize_with_offsets(words.text)
         # Offsets come back in bytes within the word; turn them into characters of the original.
         char_byte_starts = _exclusive_cumsum(_utf8_length(words.chars))
-        piece_base = tf.gather(tf.gather(char_byte_starts, words.first), pieces.value_rowids())
+        piece_base = tf.gather(tf.gather(char_byte_starts, words.first), row_ids.value_row_ids(pieces))
         first_char = (
             tf.searchsorted(char_byte_starts, piece_base + tf.cast(piece_byte_starts.values, tf.int32), side="right")
             - 1
@@ -269,7 +269,7 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         one_token = too_long | (words.special >= 0)
         new_lengths = tf.where(one_token, tf.ones_like(pieces.row_lengths()), pieces.row_lengths())
         new_splits = tf.concat([[0], tf.cumsum(new_lengths)], axis=0)
-        token_word = tf.repeat(tf.range(tf.size(words.first, out_type=tf.int64)), new_lengths)
+        token_word = row_ids.repeated_range(new_lengths)
         token_source = tf.gather(pieces.row_splits, token_word) + (
             tf.range(new_splits[-1]) - tf.gather(new_splits, token_word)
         )
@@ -280,8 +280,8 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         token_ids = tf.where(tf.gather(too_long, token_word), self.unknown_id, tf.gather(pieces.values, token_source))
         token_special = tf.gather(words.special, token_word)
 
-        def ragged(values: tf.Tensor) -> tf.RaggedTensor:
-            return tf.RaggedTensor.from_value_rowids(values, token_rows, nrows=num_texts)
+        rows = row_ids.from_sorted_row_ids(token_rows, token_rows, num_texts)
+        ragged = rows.with_values  # every field has the tokens' rows
 
         return TokenizedText(
             token_ids=ragged(tf.where(token_special >= 0, token_special, token_ids)),

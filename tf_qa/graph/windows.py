@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_qa.graph import row_ids
+
 
 class Windows(NamedTuple):
     """W windows made from B examples; L is the longest window of the batch.
@@ -131,7 +133,7 @@ def make_windows(
     room, step = _room_and_step(q_len, max_seq_len, doc_stride)
     num_windows = windows_per_example(q_len, c_len, max_seq_len=max_seq_len, doc_stride=doc_stride)
 
-    example = tf.repeat(tf.range(tf.size(num_windows, out_type=tf.int64)), num_windows)
+    example = row_ids.repeated_range(num_windows)
     index_in_example = tf.range(tf.size(example, out_type=tf.int64)) - tf.gather(
         tf.cumsum(num_windows, exclusive=True), example
     )
