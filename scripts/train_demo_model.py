@@ -48,6 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--doc-stride", type=int, default=96, help="tokens shared by a context's training windows")
     parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps with a rising learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument(
+        "--layer-lr-decay",
+        type=float,
+        default=1.0,
+        help="learning rate of each layer as a share of the one above it, the QA head at --learning-rate "
+        "(1: one rate for all)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, default=None, help="stop early (a trial run; nothing is written)")
     parser.add_argument(
@@ -200,6 +207,33 @@ def build_model(torch, encoder: dict, train_word_embeddings: bool = False):
     return model
 
 
+def parameter_groups(model, args) -> list[dict]:
+    """The trainable parameters by weight decay and, with ``--layer-lr-decay`` below 1, by depth: the QA head
+    learns at the full rate, each block below it at ``layer_lr_decay`` times the one above, the embeddings last."""
+    depths = model.config.n_layers + 1
+    groups: dict[tuple[bool, int], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        # No decay on the word embeddings: rows of tokens never seen in training stay as the package has them.
+        exempt = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "word_embeddings" in name
+        if name.startswith("qa_outputs"):
+            depth = depths
+        elif ".transformer.layer." in name:
+            depth = 1 + int(name.split(".transformer.layer.")[1].split(".")[0])
+        else:
+            depth = 0
+        groups.setdefault((exempt, depth), []).append(parameter)
+    return [
+        {
+            "params": parameters,
+            "weight_decay": 0.0 if exempt else args.weight_decay,
+            "lr": args.learning_rate * args.layer_lr_decay ** (depths - depth),
+        }
+        for (exempt, depth), parameters in groups.items()
+    ]
+
+
 def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
     """Fine-tunes ``model``; ``evaluate()`` (held-out EM/F1) after each full epoch, when given, goes in the log;
     ``soft``: the teachers' (start, end) targets of each window, a ``--distill-weight`` share of the loss."""
@@ -209,16 +243,7 @@ def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
     steps_per_epoch = math.ceil(windows / args.batch_size)
     total_steps = args.max_steps or math.ceil(steps_per_epoch * args.epochs)
     warmup = max(1, int(total_steps * args.warmup))
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            # No decay on the word embeddings: rows of tokens never seen in training stay as the package has them.
-            exempt = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "word_embeddings" in name
-            (no_decay if exempt else decay).append(parameter)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate,
-    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
     )
