@@ -12,7 +12,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from tf_qa import protos
 from tf_qa.client import _RequestBuilder
-from tf_qa.tensors import make_ndarray, make_tensor_proto
+from tf_qa.tensors import fill_tensor_proto, make_ndarray, make_tensor_proto
 
 QUESTIONS = ["What is the capital of France?", "Où est café 中文 🥲?", "a\x00b"]
 CONTEXTS = ["Paris is the capital of France.", "Le café est à Paris, 中文 🥲.", "x\x00y z"]
@@ -47,6 +47,10 @@ def test_tensors_are_tensorflows(array):
     ours = make_tensor_proto(array)
     theirs = tf.make_tensor_proto(array)
     assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
+    # As tf-qa serve writes its responses: into TensorFlow's own TensorProto class, in place.
+    filled = type(theirs)()
+    fill_tensor_proto(filled, array)
+    assert filled == theirs
     for proto in (ours, tf.make_tensor_proto(array)):
         decoded = make_ndarray(proto)
         assert decoded.dtype == array.dtype and decoded.tolist() == tf.make_ndarray(theirs).tolist()

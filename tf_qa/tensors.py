@@ -34,14 +34,21 @@ _RAW_CONTENT = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), 
 
 def make_tensor_proto(array: np.ndarray) -> TensorProto:
     """A ``TensorProto`` of ``array``: bytes (an object array) as DT_STRING, or float32/64, int32/64 or bool."""
-    array = np.asarray(array)
     proto = TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto, array: np.ndarray) -> None:
+    """Writes ``array`` into ``proto``, an empty TensorProto of any generated class: tf-qa's own, or TensorFlow's
+    in a server's response (the same fields; filled in place, as messages of two classes cannot be copied)."""
+    array = np.asarray(array)
     for size in array.shape:
         proto.tensor_shape.dim.add().size = size
     if array.dtype == object:
         proto.dtype = _STRING
         proto.string_val.extend(array.ravel().tolist())
-        return proto
+        return
     if array.dtype not in _DTYPES:
         raise TypeError(f"unsupported dtype {array.dtype}")
     proto.dtype, field = _DTYPES[array.dtype]
@@ -49,7 +56,6 @@ def make_tensor_proto(array: np.ndarray) -> TensorProto:
         proto.tensor_content = array.astype(array.dtype.newbyteorder("<")).tobytes()
     else:
         getattr(proto, field).extend(array.ravel().tolist())
-    return proto
 
 
 def make_ndarray(proto: TensorProto) -> np.ndarray:

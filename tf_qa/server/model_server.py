@@ -60,6 +60,7 @@ from tf_qa.server.request_log import RequestLogger, request_logger
 from tf_qa.server.rest import RestServer
 from tf_qa.server.ssl_config import ServerTLS, read_ssl_config
 from tf_qa.signatures import SERVING_DEFAULT
+from tf_qa.tensors import fill_tensor_proto
 from tf_qa.tracing import checked_traceparent
 
 log = logging.getLogger("tf_qa.server")
@@ -111,7 +112,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = loaded.version
         response.model_spec.signature_name = request.model_spec.signature_name or SERVING_DEFAULT
         for output, value in zip(outputs, values):
-            response.outputs[output].CopyFrom(tf.make_tensor_proto(value))
+            fill_tensor_proto(response.outputs[output], value)
         return response
 
     def GetModelMetadata(self, request, context):

@@ -32,6 +32,7 @@ from tf_qa.server.options import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTE
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.request_log import RequestLogger
 from tf_qa.signatures import SERVING_DEFAULT
+from tf_qa.tensors import fill_tensor_proto
 
 log = logging.getLogger("tf_qa.server.requests")
 
@@ -232,7 +233,7 @@ class Predictor:
             request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
             for message, tensors in ((request.inputs, inputs), (response.outputs, dict(zip(outputs, values)))):
                 for key, value in tensors.items():
-                    message[key].CopyFrom(tf.make_tensor_proto(value))
+                    fill_tensor_proto(message[key], value)
             for spec in (request.model_spec, response.model_spec):
                 spec.name, spec.signature_name, spec.version.value = loaded.model_name, signature_name, loaded.version
         except (ValueError, TypeError) as error:
