@@ -280,11 +280,11 @@ class WordPieceTokenizer(tf_keras.layers.Layer):
         token_ids = tf.where(tf.gather(too_long, token_word), self.unknown_id, tf.gather(pieces.values, token_source))
         token_special = tf.gather(words.special, token_word)
 
-        rows = row_ids.from_sorted_row_ids(token_rows, token_rows, num_texts)
-        ragged = rows.with_values  # every field has the tokens' rows
+        ids = row_ids.from_sorted_row_ids(tf.where(token_special >= 0, token_special, token_ids), token_rows, num_texts)
+        ragged = ids.with_values  # every field has the ids' rows
 
         return TokenizedText(
-            token_ids=ragged(tf.where(token_special >= 0, token_special, token_ids)),
+            token_ids=ids,
             starts=ragged(tf.where(token_whole_word, token_word_start, tf.gather(piece_starts, token_source))),
             ends=ragged(tf.where(token_whole_word, token_word_end, tf.gather(piece_ends, token_source))),
             word_starts=ragged(token_word_start),
