@@ -210,7 +210,7 @@ def build_model(torch, encoder: dict, train_word_embeddings: bool = False):
 def parameter_groups(model, args) -> list[dict]:
     """The trainable parameters by weight decay and, with ``--layer-lr-decay`` below 1, by depth: the QA head
     learns at the full rate, each block below it at ``layer_lr_decay`` times the one above, the embeddings last."""
-    depths = model.config.n_layers + 1
+    head_depth = model.config.n_layers + 1  # embeddings 0, blocks 1..n_layers
     groups: dict[tuple[bool, int], list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -218,7 +218,7 @@ def parameter_groups(model, args) -> list[dict]:
         # No decay on the word embeddings: rows of tokens never seen in training stay as the package has them.
         exempt = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "word_embeddings" in name
         if name.startswith("qa_outputs"):
-            depth = depths
+            depth = head_depth
         elif ".transformer.layer." in name:
             depth = 1 + int(name.split(".transformer.layer.")[1].split(".")[0])
         else:
@@ -228,7 +228,7 @@ def parameter_groups(model, args) -> list[dict]:
         {
             "params": parameters,
             "weight_decay": 0.0 if exempt else args.weight_decay,
-            "lr": args.learning_rate * args.layer_lr_decay ** (depths - depth),
+            "lr": args.learning_rate * args.layer_lr_decay ** (head_depth - depth),
         }
         for (exempt, depth), parameters in groups.items()
     ]
