@@ -81,6 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "log-probabilities the model also learns from: distillation of their ensemble",
     )
     parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the loss from --teachers")
+    parser.add_argument(
+        "--negatives",
+        metavar="FILE",
+        help="a SQuAD v2.0 file whose unanswerable questions (of the articles not held out) are trained on too, "
+        "[CLS] their target",
+    )
     return parser.parse_args(argv)
 
 
@@ -99,6 +105,9 @@ def training_features(questions, tokenizer, max_seq_len: int, doc_stride: int, a
     starts, ends = [], []
     for window, offsets in enumerate(encoded["offset_mapping"]):
         question = questions[encoded["overflow_to_sample_mapping"][window]]
+        if not question.answers:  # unanswerable (SQuAD v2.0): the target is [CLS]
+            starts.append([0]), ends.append([0])
+            continue
         answers = sorted(set(zip(question.answer_starts, question.answers)))
         sequence_ids = encoded.sequence_ids(window)
         context = [i for i, s in enumerate(sequence_ids) if s == 1]
@@ -351,6 +360,10 @@ def main(argv=None) -> int:
     training = [q for q in questions if q.title not in held_out]
     evaluation = [q for q in questions if q.title in held_out]
     log(f"{len(training)} training questions; {len(evaluation)} held out ({', '.join(sorted(held_out))})")
+    if args.negatives:
+        negatives = [q for q in squad.load_squad(args.negatives) if not q.answers and q.title not in held_out]
+        training += negatives
+        log(f"and {len(negatives)} unanswerable questions of {args.negatives}")
     tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
     features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
     encoder = minilm.distilbert_encoder()  # read and sha256-checked once: the model's start and its storage's base
@@ -373,6 +386,7 @@ def main(argv=None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     save_file(stored, str(output / "weights.safetensors"), metadata={"format": "pt"})
     recipe = {k: v for k, v in vars(args).items() if k not in ("squad", "output", "max_steps", "held_out")}
+    recipe["negatives"] = args.negatives and Path(args.negatives).name
     record = {
         "encoder": f"{minilm.PACKAGE}=={minilm.PACKAGE_VERSION} (model.safetensors sha256 {minilm.MODEL_SHA256})",
         "trained_on": f"{Path(args.squad).name}: {len(training)} questions, articles not held out",

@@ -105,17 +105,18 @@ def merge_answers(
         ``Answers`` of shape [B, max(top_k)].
     """
     num_examples = tf.shape(contexts, out_type=tf.int64)[0]
-    k = tf.shape(scores, out_type=tf.int64)[1]
-    # Spans in the pipeline's order: windows in order, best span first within a window.
-    span_example = tf.boolean_mask(tf.repeat(example[:, tf.newaxis], k, axis=1), valid)
-    span_start = tf.boolean_mask(char_starts, valid)
-    span_end = tf.boolean_mask(char_ends, valid)
+    # Spans in the pipeline's order: windows in order, best span first within a window. Gathered at tf.where's
+    # indices: tf.boolean_mask and tf.repeat are a dozen small ops each, a fixed cost to a lone request.
+    kept = tf.where(valid)  # [spans, 2]: window, rank
+    span_example = tf.gather(example, kept[:, 0])
+    span_start = tf.gather_nd(char_starts, kept)
+    span_end = tf.gather_nd(char_ends, kept)
     spans = _Candidates(
         example=span_example,
         text=_substrings(contexts, span_example, span_start, span_end),
         start=span_start,
         end=span_end,
-        score=tf.boolean_mask(scores, valid),
+        score=tf.gather_nd(scores, kept),
     )
     candidates = _with_null_answers(_merge_equal_texts(spans), example, null_scores, handle_impossible_answer)
     return _best_first(candidates, tf.cast(top_k, tf.int64), num_examples)
@@ -151,7 +152,7 @@ def _with_null_answers(
 ) -> _Candidates:
     """The null answer comes last, scored with the smallest null score of the example's windows."""
     num_examples = tf.size(handle_impossible_answer, out_type=tf.int64)
-    null_example = tf.boolean_mask(tf.range(num_examples), handle_impossible_answer)
+    null_example = tf.where(handle_impossible_answer)[:, 0]
     min_null = tf.math.unsorted_segment_min(null_scores, example, num_examples)
     nulls = _Candidates(
         example=null_example,
@@ -167,9 +168,7 @@ def _best_first(answers: _Candidates, top_k: tf.Tensor, num_examples: tf.Tensor)
     """Each example's ``top_k`` best answers, [B, max(top_k)]; stable sorts keep the found order between ties."""
     by_score = tf.argsort(-answers.score, stable=True)
     order = tf.gather(by_score, tf.argsort(tf.gather(answers.example, by_score), stable=True))
-    counts = tf.math.bincount(
-        tf.gather(answers.example, order), minlength=num_examples, maxlength=num_examples, dtype=tf.int64
-    )
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(answers.example), answers.example, num_examples)
     first_of_example = tf.cumsum(counts, exclusive=True)
     width = tf.reduce_max(tf.concat([top_k, [1]], axis=0))  # at least 1, also for an empty batch
     rank = tf.range(width)[tf.newaxis, :]

@@ -218,7 +218,7 @@ class QuestionAnsweringModel(tf_keras.Model):
             start_logits, end_logits = self.grouped_logits(windows.input_ids, windows.attention_mask)
         with tf.name_scope("spans"):
             spans, valid = self._candidate_spans(start_logits, end_logits, windows, top_k, max_answer_len)
-            char_starts, char_ends = self._character_spans(spans, windows, tokens, context_ids, batch)
+            char_starts, char_ends = self._character_spans(spans, windows, tokens, batch)
         with tf.name_scope("merging"):
             answers = answers_lib.merge_answers(
                 contexts=context,
@@ -231,7 +231,7 @@ class QuestionAnsweringModel(tf_keras.Model):
                 top_k=top_k,
                 handle_impossible_answer=handle_impossible_answer,
             )
-            per_example = tf.math.bincount(tf.cast(windows.example, tf.int32), minlength=batch, maxlength=batch)
+            per_example = tf.math.unsorted_segment_sum(tf.ones_like(windows.example, tf.int32), windows.example, batch)
             return answers._replace(windows=per_example)
 
     def _candidate_spans(self, start_logits, end_logits, windows, top_k, max_answer_len):
@@ -249,15 +249,17 @@ class QuestionAnsweringModel(tf_keras.Model):
         within_quota = tf.range(tf.shape(spans.scores)[1])[tf.newaxis, :] < quota[:, tf.newaxis]
         return spans, spans.valid & within_quota
 
-    def _character_spans(self, spans, windows, tokens, context_ids, batch) -> tuple[tf.Tensor, tf.Tensor]:
+    def _character_spans(self, spans, windows, tokens, batch) -> tuple[tf.Tensor, tf.Tensor]:
         """[W, k] int64 character start and end (exclusive) in the original context of each token span."""
         token_index = tf.gather(windows.context_token, tf.maximum(spans.starts, 0), batch_dims=1)
         token_end_index = tf.gather(windows.context_token, tf.maximum(spans.ends, 0), batch_dims=1)
-        row_start = tf.gather(context_ids.row_starts(), windows.example)[:, tf.newaxis]
         if self.options.align_to_words:
-            starts_source, ends_source = tokens.word_starts[batch:], tokens.word_ends[batch:]
+            starts_source, ends_source = tokens.word_starts, tokens.word_ends
         else:
-            starts_source, ends_source = tokens.starts[batch:], tokens.ends[batch:]
+            starts_source, ends_source = tokens.starts, tokens.ends
+        # The contexts are the texts from row ``batch`` on (indexed so, not sliced: a ragged slice is a dozen ops).
+        context_row = windows.example + tf.cast(batch, tf.int64)
+        row_start = tf.gather(starts_source.row_starts(), context_row)[:, tf.newaxis]
         last = tf.maximum(tf.size(starts_source.values, out_type=tf.int64) - 1, 0)
         char_starts = tf.gather(starts_source.values, tf.clip_by_value(row_start + token_index, 0, last))
         char_ends = tf.gather(ends_source.values, tf.clip_by_value(row_start + token_end_index, 0, last))

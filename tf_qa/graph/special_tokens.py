@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -43,29 +44,44 @@ def special_tokens_of(tokenizer) -> dict[str, int]:
 def find_special_tokens(code_points: tf.Tensor, rows: tf.Tensor, tokens: dict[str, int]) -> tuple[tf.Tensor, tf.Tensor]:
     """Where the ``tokens`` occur in texts, exactly.
 
+    Every position is compared with every token at once (a [C, tokens, longest token] comparison): a constant
+    number of ops whatever the tokens, where a loop over tokens and characters made some 250 small ops, each a
+    fixed cost to the executor of a lone request.
+
     Args:
         code_points: [C] int32, the code points of a batch of texts, flat.
         rows: [C] int64, the text each code point belongs to.
         tokens: token text -> id; no token's first character occurs past the first in any token, so matches
-            never overlap (``special_tokens_of`` checks it).
+            never overlap (``special_tokens_of`` checks it). Where two tokens match at one position (one a prefix
+            of the other), the later one in ``tokens`` is taken.
 
     Returns:
         ids: [C] int32, the token's id where one starts, -1 elsewhere.
         covered: [C] bool, True on every character of a match.
     """
     size = tf.size(code_points)
-    ids = tf.fill([size], -1)
-    covered = tf.zeros([size], tf.bool)
-    for token, token_id in tokens.items():
-        length = len(token)
-        padded_points = tf.concat([code_points, tf.fill([length], -1)], axis=0)
-        padded_rows = tf.concat([rows, tf.fill([length], tf.constant(-1, rows.dtype))], axis=0)
-        starts = tf.ones([size], tf.bool)
-        for offset, char in enumerate(token):
-            starts &= (padded_points[offset : offset + size] == ord(char)) & (
-                padded_rows[offset : offset + size] == rows
-            )
-        ids = tf.where(starts, token_id, ids)
-        for offset in range(length):
-            covered |= tf.concat([tf.zeros([offset], tf.bool), starts], axis=0)[:size]
+    if not tokens:
+        return tf.fill([size], -1), tf.zeros([size], tf.bool)
+    width = max(map(len, tokens))
+    # [tokens, width]: each token's code points; past its end any character matches.
+    table = np.full([len(tokens), width], -1, np.int32)
+    for index, token in enumerate(tokens):
+        table[index, : len(token)] = [ord(char) for char in token]
+    lengths = np.array([len(token) for token in tokens], np.int32)
+
+    # [C, width]: the characters from each position on, -1 past the end of its text (no token char is -1).
+    following = tf.range(size)[:, tf.newaxis] + tf.range(width)
+    inside = following < size
+    following = tf.minimum(following, size - 1)
+    same_text = tf.gather(rows, following) == rows[:, tf.newaxis]
+    window = tf.where(inside & same_text, tf.gather(code_points, following), -1)
+    # [C, tokens]: token k starts at the position.
+    matches = tf.reduce_all((window[:, tf.newaxis, :] == table) | (table < 0), axis=-1)
+    # The last matching token (1-based, 0 for none), by a max over the tokens' ranks.
+    rank = tf.reduce_max(tf.where(matches, tf.range(1, len(tokens) + 1), 0), axis=-1)
+    ids = tf.gather(np.array([-1, *tokens.values()], np.int32), rank)
+    # Matches never overlap: a character is covered when more matches started at or before it than ended.
+    match_length = tf.gather(np.concatenate([[0], lengths]).astype(np.int32), rank)
+    ends = tf.math.unsorted_segment_sum(tf.sign(match_length), tf.range(size) + match_length, size + width + 1)
+    covered = tf.cumsum(tf.sign(match_length)) - tf.cumsum(ends[:size]) > 0
     return ids, covered
