@@ -44,9 +44,9 @@ def special_tokens_of(tokenizer) -> dict[str, int]:
 def find_special_tokens(code_points: tf.Tensor, rows: tf.Tensor, tokens: dict[str, int]) -> tuple[tf.Tensor, tf.Tensor]:
     """Where the ``tokens`` occur in texts, exactly.
 
-    Every position is compared with every token at once (a [C, tokens, longest token] comparison): a constant
-    number of ops whatever the tokens, where a loop over tokens and characters made some 250 small ops, each a
-    fixed cost to the executor of a lone request.
+    Only the positions that hold a token's first character (``[`` for BERT's, rare in text) are compared with
+    every token, all at once: a constant number of ops whatever the tokens, where a loop over the tokens and their
+    characters made some 250 small ops, each a fixed cost to the executor of a lone request.
 
     Args:
         code_points: [C] int32, the code points of a batch of texts, flat.
@@ -63,25 +63,28 @@ def find_special_tokens(code_points: tf.Tensor, rows: tf.Tensor, tokens: dict[st
     if not tokens:
         return tf.fill([size], -1), tf.zeros([size], tf.bool)
     width = max(map(len, tokens))
-    # [tokens, width]: each token's code points; past its end any character matches.
+    # [tokens, width]: each token's code points; past its end (-1) any character matches.
     table = np.full([len(tokens), width], -1, np.int32)
     for index, token in enumerate(tokens):
         table[index, : len(token)] = [ord(char) for char in token]
-    lengths = np.array([len(token) for token in tokens], np.int32)
+    first_chars = np.unique(table[:, 0])
 
-    # [C, width]: the characters from each position on, -1 past the end of its text (no token char is -1).
-    following = tf.range(size)[:, tf.newaxis] + tf.range(width)
+    # [M]: the positions where a token could start; [M, width]: the characters from there, -1 past its text.
+    starts = tf.where(tf.reduce_any(code_points[:, tf.newaxis] == first_chars, axis=1))[:, 0]
+    starts = tf.cast(starts, tf.int32)
+    following = starts[:, tf.newaxis] + tf.range(width)
     inside = following < size
     following = tf.minimum(following, size - 1)
-    same_text = tf.gather(rows, following) == rows[:, tf.newaxis]
+    same_text = tf.gather(rows, following) == tf.gather(rows, starts)[:, tf.newaxis]
     window = tf.where(inside & same_text, tf.gather(code_points, following), -1)
-    # [C, tokens]: token k starts at the position.
+    # [M]: the last token that matches there (1-based rank, 0 for none).
     matches = tf.reduce_all((window[:, tf.newaxis, :] == table) | (table < 0), axis=-1)
-    # The last matching token (1-based, 0 for none), by a max over the tokens' ranks.
     rank = tf.reduce_max(tf.where(matches, tf.range(1, len(tokens) + 1), 0), axis=-1)
-    ids = tf.gather(np.array([-1, *tokens.values()], np.int32), rank)
+    match_ids = tf.gather(np.array([-1, *tokens.values()], np.int32), rank)
+    ids = tf.tensor_scatter_nd_update(tf.fill([size], -1), starts[:, tf.newaxis], match_ids)
     # Matches never overlap: a character is covered when more matches started at or before it than ended.
-    match_length = tf.gather(np.concatenate([[0], lengths]).astype(np.int32), rank)
-    ends = tf.math.unsorted_segment_sum(tf.sign(match_length), tf.range(size) + match_length, size + width + 1)
-    covered = tf.cumsum(tf.sign(match_length)) - tf.cumsum(ends[:size]) > 0
+    lengths = tf.gather(np.array([0, *map(len, tokens)], np.int32), rank)
+    opened = tf.math.unsorted_segment_sum(tf.sign(lengths), starts, size)
+    closed = tf.math.unsorted_segment_sum(tf.sign(lengths), starts + lengths, size + width + 1)
+    covered = tf.cumsum(opened) - tf.cumsum(closed[:size]) > 0
     return ids, covered
