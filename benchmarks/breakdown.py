@@ -82,10 +82,13 @@ def worker_breakdown_tf(config) -> dict:
 
     from tf_qa import signatures as contract
     from tf_qa.saved_model.session import load_session
+    from tf_qa.server.model_server import predict_response
     from tf_qa.server.predictor import tensor_from_proto
+    from tf_qa.server.repository import LoadedVersion
     from tf_qa.tensors import make_ndarray
 
     session, signatures = load_session(config["saved_model"])
+    version = LoadedVersion("bench", 1, session, signatures)  # as tf-qa serve holds it, for its response
     signature = signatures["answer_top_k"]
     outputs = sorted(signature.outputs)
     traced = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
@@ -115,13 +118,9 @@ def worker_breakdown_tf(config) -> dict:
                     op_micros[stage] += node.op_end_rel_micros - node.op_start_rel_micros
         times.update({f"graph: {stage}": ms for stage, ms in _scaled(op_micros, wall).items()})
 
-        def encode():
-            response = predict_pb2.PredictResponse()
-            for name, value in zip(outputs, values):
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-            return response
-
-        times["response: encode tensors (server)"], response = _ms(encode)
+        times["response: encode tensors (server)"], response = _ms(
+            lambda: predict_response(version, "answer_top_k", outputs, values)
+        )
         times["response: serialize, parse"], response = _ms(
             lambda: predict_pb2.PredictResponse.FromString(response.SerializeToString())
         )

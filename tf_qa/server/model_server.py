@@ -70,6 +70,19 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
     context.abort(code, message)
 
 
+def predict_response(
+    loaded: LoadedVersion, signature_name: str, outputs: list[str], values: list
+) -> predict_pb2.PredictResponse:
+    """The PredictResponse of a run: the version that answered and each output's tensor, written in place."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = loaded.model_name
+    response.model_spec.version.value = loaded.version
+    response.model_spec.signature_name = signature_name or SERVING_DEFAULT
+    for output, value in zip(outputs, values):
+        fill_tensor_proto(response.outputs[output], value)
+    return response
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; the other methods keep the base class's UNIMPLEMENTED."""
 
@@ -107,13 +120,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
         finally:
             loaded.release()
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = loaded.model_name
-        response.model_spec.version.value = loaded.version
-        response.model_spec.signature_name = request.model_spec.signature_name or SERVING_DEFAULT
-        for output, value in zip(outputs, values):
-            fill_tensor_proto(response.outputs[output], value)
-        return response
+        return predict_response(loaded, request.model_spec.signature_name, outputs, values)
 
     def GetModelMetadata(self, request, context):
         if list(request.metadata_field) != ["signature_def"]:
