@@ -52,8 +52,8 @@ def find_special_tokens(code_points: tf.Tensor, rows: tf.Tensor, tokens: dict[st
         code_points: [C] int32, the code points of a batch of texts, flat.
         rows: [C] int64, the text each code point belongs to.
         tokens: token text -> id; no token's first character occurs past the first in any token, so matches
-            never overlap (``special_tokens_of`` checks it). Where two tokens match at one position (one a prefix
-            of the other), the later one in ``tokens`` is taken.
+            never overlap (``special_tokens_of`` checks it) but where one is a prefix of another: there the longer
+            is taken, as the tokenizers library's leftmost-longest matching does.
 
     Returns:
         ids: [C] int32, the token's id where one starts, -1 elsewhere.
@@ -77,13 +77,13 @@ def find_special_tokens(code_points: tf.Tensor, rows: tf.Tensor, tokens: dict[st
     following = tf.minimum(following, size - 1)
     same_text = tf.gather(rows, following) == tf.gather(rows, starts)[:, tf.newaxis]
     window = tf.where(inside & same_text, tf.gather(code_points, following), -1)
-    # [M]: the last token that matches there (1-based rank, 0 for none).
+    # [M]: the longest token that matches there, and its length (0 for none).
     matches = tf.reduce_all((window[:, tf.newaxis, :] == table) | (table < 0), axis=-1)
-    rank = tf.reduce_max(tf.where(matches, tf.range(1, len(tokens) + 1), 0), axis=-1)
-    match_ids = tf.gather(np.array([-1, *tokens.values()], np.int32), rank)
-    ids = tf.tensor_scatter_nd_update(tf.fill([size], -1), starts[:, tf.newaxis], match_ids)
+    match_lengths = tf.where(matches, np.array([len(token) for token in tokens], np.int32), 0)
+    lengths = tf.reduce_max(match_lengths, axis=-1)
+    longest = tf.gather(np.array(list(tokens.values()), np.int32), tf.argmax(match_lengths, axis=-1))
+    ids = tf.tensor_scatter_nd_update(tf.fill([size], -1), starts[:, tf.newaxis], tf.where(lengths > 0, longest, -1))
     # Matches never overlap: a character is covered when more matches started at or before it than ended.
-    lengths = tf.gather(np.array([0, *map(len, tokens)], np.int32), rank)
     opened = tf.math.unsorted_segment_sum(tf.sign(lengths), starts, size)
     closed = tf.math.unsorted_segment_sum(tf.sign(lengths), starts + lengths, size + width + 1)
     covered = tf.cumsum(opened) - tf.cumsum(closed[:size]) > 0
