@@ -188,3 +188,27 @@ def test_token_spans_bad_input(saved_model):
         sig(input_ids=tf.zeros([2, 5], tf.int32), attention_mask=tf.zeros([2, 4], tf.int32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="input_ids must be in"):
         sig(input_ids=tf.fill([1, 5], 10**6), attention_mask=tf.ones([1, 5], tf.int32))
+
+
+@pytest.mark.parametrize(
+    "chosen, expected",
+    [("", "1 0"), ("tf.config.threading.set_intra_op_parallelism_threads(2)", "2 0")],
+    ids=["as-tf-serving", "the-process-chose"],
+)
+def test_in_process_answerer_sizes_threads_as_the_platform_config_unless_chosen(saved_model_dir, chosen, expected):
+    """A fresh process gets the platform config's one thread an op; one that set its own keeps it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow as tf\n"
+        f"{chosen}\n"
+        "from tf_qa.saved_model.answerer import SavedModelAnswerer\n"
+        f"model = SavedModelAnswerer({saved_model_dir!r})\n"
+        "assert model.answer_batch(['Who?'], ['Ada wrote it.'])\n"
+        "threading = tf.config.threading\n"
+        "print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == expected

@@ -53,6 +53,16 @@ def use_session_threads(config: tf.compat.v1.ConfigProto) -> bool:
     return True
 
 
+def use_session_threads_unless_chosen(config: tf.compat.v1.ConfigProto) -> bool:
+    """``use_session_threads`` in a process that has not sized TensorFlow's pools itself: an in-process answerer
+    then runs an export as tensorflow_model_server would. A process that set ``tf.config.threading`` keeps its
+    choice (False)."""
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() or threading.get_inter_op_parallelism_threads():
+        return False
+    return use_session_threads(config)
+
+
 def run_predict_request(session: tf.compat.v1.Session, signatures: dict, request) -> dict[str, np.ndarray]:
     """Runs a PredictRequest on a session by the signature's tensor names (no validation: trusted requests)."""
     signature = signatures[request.model_spec.signature_name or SERVING_DEFAULT]
