@@ -82,8 +82,7 @@ def worker_breakdown_tf(config) -> dict:
 
     from tf_qa import signatures as contract
     from tf_qa.saved_model.session import load_session
-    from tf_qa.server.model_server import predict_response
-    from tf_qa.server.predictor import tensor_from_proto
+    from tf_qa.server.predictor import predict_response, tensor_from_proto
     from tf_qa.server.repository import LoadedVersion
     from tf_qa.tensors import make_ndarray
 

@@ -54,13 +54,11 @@ from tf_qa.server.batching import RequestBatcher, batching_options
 from tf_qa.server.metrics import ServerMetrics, monitoring_path
 from tf_qa.server.model_config import ServedModel, VersionPolicy, read_model_config
 from tf_qa.server.options import ServeOptions, serve_flag
-from tf_qa.server.predictor import Predictor, tensor_from_proto
+from tf_qa.server.predictor import Predictor, predict_response, tensor_from_proto
 from tf_qa.server.repository import LoadedVersion, ModelRepository
 from tf_qa.server.request_log import RequestLogger, request_logger
 from tf_qa.server.rest import RestServer
 from tf_qa.server.ssl_config import ServerTLS, read_ssl_config
-from tf_qa.signatures import SERVING_DEFAULT
-from tf_qa.tensors import fill_tensor_proto
 from tf_qa.tracing import checked_traceparent
 
 log = logging.getLogger("tf_qa.server")
@@ -68,19 +66,6 @@ log = logging.getLogger("tf_qa.server")
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
     context.abort(code, message)
-
-
-def predict_response(
-    loaded: LoadedVersion, signature_name: str, outputs: list[str], values: list
-) -> predict_pb2.PredictResponse:
-    """The PredictResponse of a run: the version that answered and each output's tensor, written in place."""
-    response = predict_pb2.PredictResponse()
-    response.model_spec.name = loaded.model_name
-    response.model_spec.version.value = loaded.version
-    response.model_spec.signature_name = signature_name or SERVING_DEFAULT
-    for output, value in zip(outputs, values):
-        fill_tensor_proto(response.outputs[output], value)
-    return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -60,6 +60,20 @@ def tensor_from_proto(name: str, tensor, max_elements: int) -> np.ndarray:
         raise errors.error_for(StatusCode.INVALID_ARGUMENT, f"input {name!r} is not a valid tensor: {error}") from None
 
 
+def predict_response(
+    loaded: LoadedVersion, signature_name: str, outputs: list[str], values: list
+) -> predict_pb2.PredictResponse:
+    """The PredictResponse of a run: the version that answered and each output's tensor, written in place (the
+    gRPC service's answer and the request log's record)."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = loaded.model_name
+    response.model_spec.version.value = loaded.version
+    response.model_spec.signature_name = signature_name or SERVING_DEFAULT
+    for output, value in zip(outputs, values):
+        fill_tensor_proto(response.outputs[output], value)
+    return response
+
+
 #: The ``model_name`` label of requests for a model the server does not serve.
 UNSERVED_MODEL_LABEL = "(not served)"
 
@@ -230,12 +244,12 @@ class Predictor:
         if logger is None or not logger.sampled():
             return
         try:
-            request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
-            for message, tensors in ((request.inputs, inputs), (response.outputs, dict(zip(outputs, values)))):
-                for key, value in tensors.items():
-                    fill_tensor_proto(message[key], value)
-            for spec in (request.model_spec, response.model_spec):
-                spec.name, spec.signature_name, spec.version.value = loaded.model_name, signature_name, loaded.version
+            request = predict_pb2.PredictRequest()
+            for key, value in inputs.items():
+                fill_tensor_proto(request.inputs[key], value)
+            spec = request.model_spec
+            spec.name, spec.signature_name, spec.version.value = loaded.model_name, signature_name, loaded.version
+            response = predict_response(loaded, signature_name, outputs, values)
         except (ValueError, TypeError) as error:
             logger.dropped("encode_error", str(error))
             return
