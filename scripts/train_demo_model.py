@@ -389,7 +389,8 @@ def main(argv=None) -> int:
     recipe["negatives"] = args.negatives and Path(args.negatives).name
     record = {
         "encoder": f"{minilm.PACKAGE}=={minilm.PACKAGE_VERSION} (model.safetensors sha256 {minilm.MODEL_SHA256})",
-        "trained_on": f"{Path(args.squad).name}: {len(training)} questions, articles not held out",
+        "trained_on": f"{Path(args.squad).name}: {len(training)} questions, articles not held out"
+        + (f" ({len(negatives)} of them unanswerable, from {Path(args.negatives).name})" if args.negatives else ""),
         "held_out_titles": sorted(held_out),
         "held_out": {
             "questions": scores["total"],
