@@ -1,16 +1,20 @@
 """Would an int8 export pay? The trained demo model's 36 encoder dense layers in int8, judged by EM/F1 and speed.
 
-The int8 dense layer uses only ops that stock TF Serving has (``QuantizeV2``, ``QuantizedMatMulWithBias``, which
-oneDNN runs on VNNI and AMX-INT8): activations shifted by their minimum and quantized to uint8 over a range,
+The int8 dense layer uses only ops that stock TF Serving has (``QuantizeV2``, ``QuantizedMatMulWithBias`` or
+``QuantizedMatMulWithBiasAndDequantize``, which oneDNN runs on VNNI and AMX-INT8): activations quantized to uint8,
 weights int8 per output column. Everything else (embeddings, attention scores, softmax, layer norms, the QA head)
-stays fp32. The activation range is either measured per call (``dynamic``: an answer then depends on the other
-questions of its batch) or calibrated once (``static``: each layer's input range over the windows of
-``--calibration`` questions of the demo model's training articles, fixed in the graph, so an answer never depends
-on its batch). It prints, one run, in-process: EM/F1 on the held-out questions and q/s at batch 16 and p50 at
-batch 1 for fp32, the bf16 export's dense layers, and both int8 variants; and whether each int8 variant gives the
-same answers alone as in batches of 16.
+stays fp32. The activations' range is either measured per call over the whole tensor (``dynamic``: an answer
+then depends on the other questions of its batch), calibrated once (``static``: each layer's input range over the
+windows of ``--calibration`` questions of the demo model's training articles, fixed in the graph; ``static,
+layer-norm inputs`` only for the query, key, value and lin1 layers), or each row's own (``per-token``: a row's
+rounding depends on that row alone). ``int8 per-token in the 2-branch bf16 export`` puts the per-token product
+in place of the 2-branch bf16 export's products instead (against ``bf16 2-branch``). It prints, one run,
+in-process: EM/F1 on the held-out questions, q/s at batch 16 and p50 at batch 1, and whether each variant gives
+the same answers alone as in batches of 16.
 
-    python benchmarks/int8_dense.py --questions 300 --calibration 200
+    python benchmarks/int8_dense.py --questions 533 --calibration 200
+    TF_NUM_INTRAOP_THREADS=1 python benchmarks/int8_dense.py --questions 100 --variants "bf16 2-branch" \
+        "int8 per-token in the 2-branch bf16 export"
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def int8_dense(layers, ranges: dict | None = None):
         if id(layer) not in packed:
             return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
         weights, scale, column_sums = packed[id(layer)]
+        if ranges == "per-token":
+            return per_token_product(rows, weights, scale, layer.bias)
         if ranges is None:
             low = tf.reduce_min(rows)
             high = tf.maximum(tf.reduce_max(rows - low), 1e-6)
@@ -73,6 +79,42 @@ def int8_dense(layers, ranges: dict | None = None):
         return tf.cast(tf.bitcast(out.out, tf.int32), tf.float32) * (scale * quantized.output_max / (255.0 * 127.0))
 
     return dense
+
+
+def per_token_product(rows, weights, scale, bias):
+    """``rows @ W + bias`` with each row quantized by its own largest magnitude (so a row's rounding depends on
+    that row alone, never on its batch): the rows divided by it lie in [-1, 1], plus 1 in [0, 2], which uint8
+    holds over [0, 2] (``SCALED``); the product's float output then carries ``column_sums(W_int8) / 127`` from the
+    shift, which the op's float bias takes back."""
+    import tensorflow as tf
+
+    largest = tf.maximum(tf.reduce_max(tf.abs(rows), axis=1, keepdims=True), 1e-12)
+    quantized = tf.quantization.quantize(rows / largest + 1.0, 0.0, 2.0, tf.quint8, mode="SCALED")
+    out = tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
+        a=quantized.output,
+        b=tf.bitcast(tf.constant(weights), tf.qint8),
+        bias=tf.constant(-weights.astype(np.float32).sum(axis=0) / 127.0),
+        min_a=quantized.output_min,
+        max_a=quantized.output_max,
+        min_b=-1.0,
+        max_b=1.0,
+        min_freezed_output=-1.0,
+        max_freezed_output=1.0,
+        Toutput=tf.float32,
+        input_quant_mode="SCALED",
+    )
+    return out * largest * scale + bias
+
+
+def per_token_bf16_product(rows, weights: tuple[np.ndarray, np.ndarray]):
+    """The bf16 export's ``_product_bf16`` (bf16 rows, a bf16 (kernel, bias) pair; bf16 out) as
+    ``per_token_product``, its kernel int8 per output column."""
+    import tensorflow as tf
+
+    kernel, bias = (array.astype(np.float32) for array in weights)
+    scale = np.maximum(np.abs(kernel).max(axis=0), 1e-12)
+    int8_kernel = np.round(kernel / scale * 127.0).astype(np.int8)
+    return tf.cast(per_token_product(tf.cast(rows, tf.float32), int8_kernel, scale, tf.constant(bias)), tf.bfloat16)
 
 
 def calibrated_ranges(span_logits, tokenizer, questions) -> dict:
@@ -127,6 +169,24 @@ def f1_of(spans, cases, golds) -> dict:
     return squad.evaluate([squad.SquadQuestion(str(i), "", "", tuple(g)) for i, g in enumerate(golds)], predictions)
 
 
+VARIANTS = (
+    "fp32", "bf16", "int8 dynamic", "int8 static", "int8 static, layer-norm inputs", "int8 per-token",
+    "bf16 2-branch", "int8 per-token in the 2-branch bf16 export",
+)  # fmt: skip
+
+
+def encoder_dense_layers(span_logits) -> list:
+    """The 36 dense layers of the transformer blocks (query, key, value, output; the FFN's two)."""
+    return [
+        layer
+        for block in span_logits.qa_model.distilbert.transformer.layer
+        for layer in (
+            block.attention.q_lin, block.attention.k_lin, block.attention.v_lin, block.attention.out_lin,
+            block.ffn.lin1, block.ffn.lin2,
+        )
+    ]  # fmt: skip
+
+
 def build(checkpoint: str, variant: str, calibration):
     """The demo model's ``answer_top_k`` with its dense layers in ``variant``'s precision."""
     from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
@@ -135,14 +195,25 @@ def build(checkpoint: str, variant: str, calibration):
     from tf_qa.graph.options import ExportOptions
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    options = ExportOptions(matmul_dtype="bfloat16" if variant == "bf16" else "float32")
+    if variant in ("bf16 2-branch", "int8 per-token in the 2-branch bf16 export"):
+        options = ExportOptions(matmul_dtype="bfloat16", parallel_branches=2)
+    else:
+        options = ExportOptions(matmul_dtype="bfloat16" if variant == "bf16" else "float32")
     model = QuestionAnsweringModel.from_transformers(
         TFAutoModelForQuestionAnswering.from_pretrained(checkpoint), tokenizer, options
     )
     logits = model.span_logits
-    if variant.startswith("int8"):
-        ranges = calibrated_ranges(logits, tokenizer, calibration) if variant == "int8 static" else None
-        logits._dense = int8_dense(logits._encoder_dense_layers(), ranges)
+    if variant == "int8 per-token in the 2-branch bf16 export":
+        logits._product_bf16 = per_token_bf16_product
+    elif variant.startswith("int8"):
+        if variant in ("int8 dynamic", "int8 per-token"):
+            ranges = {"int8 dynamic": None, "int8 per-token": "per-token"}[variant]
+        else:
+            ranges = calibrated_ranges(logits, tokenizer, calibration)
+        layers = encoder_dense_layers(logits)
+        if variant == "int8 static, layer-norm inputs":  # query, key, value and lin1 only: the layer norms' outputs
+            layers = [layer for index, layer in enumerate(layers) if index % 6 in (0, 1, 2, 4)]
+        logits._dense = int8_dense(layers, ranges)
     return model.signatures()["answer_top_k"]
 
 
@@ -150,6 +221,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=positive_int, default=300, help="held-out questions asked")
     parser.add_argument("--calibration", type=positive_int, default=200, help="training questions calibrating")
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="which dense layers to measure"
+    )
     parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
     args = parser.parse_args()
     if not args.verbose:
@@ -163,7 +237,7 @@ def main() -> int:
     cases, golds = load_questions(args.questions, held_out=True)
     calibration = [q for q in load_squad(SQUAD_V1_PART) if q.title not in HELD_OUT_TITLES][: args.calibration]
     print(f"{cpu_name()}; the trained demo model, {len(cases)} held-out questions, in-process")
-    for variant in ("fp32", "bf16", "int8 dynamic", "int8 static"):
+    for variant in args.variants:
         signature = build(checkpoint, variant, calibration)
         (rate, _, batched), (_, p50, alone) = (rate_and_spans(signature, cases, batch) for batch in (16, 1))
         scores = f1_of(alone, cases, golds)
