@@ -81,19 +81,16 @@ def int8_dense(layers, ranges: dict | None = None):
     return dense
 
 
-def per_token_product(rows, weights, scale, bias):
-    """``rows @ W + bias`` with each row quantized by its own largest magnitude (so a row's rounding depends on
-    that row alone, never on its batch): the rows divided by it lie in [-1, 1], plus 1 in [0, 2], which uint8
-    holds over [0, 2] (``SCALED``); the product's float output then carries ``column_sums(W_int8) / 127`` from the
-    shift, which the op's float bias takes back."""
+def shifted_uint8_product(shifted_rows, high: float, weights: np.ndarray, shift: float):
+    """``(shifted_rows - shift) @ (weights / 127)`` in float32, the rows (in [0, ``high``]) quantized to uint8 over
+    that fixed range (``SCALED``), ``weights`` int8 [in, out]: the op's float bias takes back the shift."""
     import tensorflow as tf
 
-    largest = tf.maximum(tf.reduce_max(tf.abs(rows), axis=1, keepdims=True), 1e-12)
-    quantized = tf.quantization.quantize(rows / largest + 1.0, 0.0, 2.0, tf.quint8, mode="SCALED")
-    out = tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
+    quantized = tf.quantization.quantize(shifted_rows, 0.0, high, tf.quint8, mode="SCALED")
+    return tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
         a=quantized.output,
         b=tf.bitcast(tf.constant(weights), tf.qint8),
-        bias=tf.constant(-weights.astype(np.float32).sum(axis=0) / 127.0),
+        bias=tf.constant(-shift * weights.astype(np.float32).sum(axis=0) / 127.0),
         min_a=quantized.output_min,
         max_a=quantized.output_max,
         min_b=-1.0,
@@ -103,6 +100,15 @@ def per_token_product(rows, weights, scale, bias):
         Toutput=tf.float32,
         input_quant_mode="SCALED",
     )
+
+
+def per_token_product(rows, weights, scale, bias):
+    """``rows @ W + bias`` with each row quantized by its own largest magnitude (so a row's rounding depends on
+    that row alone, never on its batch): divided by it, the rows lie in [-1, 1]; shifted by 1, in [0, 2]."""
+    import tensorflow as tf
+
+    largest = tf.maximum(tf.reduce_max(tf.abs(rows), axis=1, keepdims=True), 1e-12)
+    out = shifted_uint8_product(rows / largest + 1.0, 2.0, weights, shift=1.0)
     return out * largest * scale + bias
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_dense import per_token_product
+from int8_dense import per_token_product, shifted_uint8_product
 from served import cpu_name
 
 from tf_qa import console
@@ -47,20 +47,7 @@ def block_products(variant: str, kernels: list[np.ndarray], static_range: float)
         weights, scale = packed(kernel)
         if variant == "int8 per-token":
             return per_token_product(rows, weights, scale, tf.zeros(kernel.shape[1]))
-        quantized = tf.quantization.quantize(rows + static_range, 0.0, 2 * static_range, tf.quint8, mode="SCALED")
-        out = tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
-            a=quantized.output,
-            b=tf.bitcast(tf.constant(weights), tf.qint8),
-            bias=tf.constant(-static_range * kernel.sum(axis=0) / scale),  # the shift, in the output's units
-            min_a=quantized.output_min,
-            max_a=quantized.output_max,
-            min_b=-1.0,
-            max_b=1.0,
-            min_freezed_output=-1.0,
-            max_freezed_output=1.0,
-            Toutput=tf.float32,
-            input_quant_mode="SCALED",
-        )
+        out = shifted_uint8_product(rows + static_range, 2 * static_range, weights, shift=static_range)
         return out * scale
 
     @tf.function
