@@ -1,0 +1,92 @@
+"""Two exports side by side in TF Serving's Python session (the platform config's options and threads), their
+calls interleaved so that a drift in the machine's speed falls on both: batch-1 p50 over the first ``--questions``
+held-out questions (the order alternating question by question), batch-16 rate (each export twice, the order
+swapped), and on how many questions the two gave identical outputs.
+
+    tf-qa export --demo --matmul-dtype bfloat16 --parallel-branches 2 --output /tmp/a
+    tf-qa export --demo --matmul-dtype bfloat16 --parallel-branches 2 --window-length-multiple 8 --output /tmp/b
+    python benchmarks/ab_exports.py /tmp/a/1 /tmp/b/1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_setup import load_questions
+from served import cpu_name
+
+from tf_qa import console
+from tf_qa.arguments import positive_int
+
+
+def session_caller(path: str):
+    """``call(cases) -> outputs`` of ``answer_top_k`` on the SavedModel version at ``path``, as TF Serving runs it."""
+    from tf_qa.saved_model.session import load_session
+    from tf_qa.signatures import answer_top_k_inputs
+
+    session, signatures = load_session(path)
+    signature = signatures["answer_top_k"]
+    fetches = [signature.outputs[name].name for name in sorted(signature.outputs)]
+
+    def call(cases):
+        inputs = answer_top_k_inputs([q for q, _ in cases], [c for _, c in cases])
+        return session.run(fetches, {signature.inputs[k].name: v for k, v in inputs.items()})
+
+    return call
+
+
+def timed(call, cases) -> tuple[float, list]:
+    started = time.perf_counter()
+    outputs = call(cases)
+    return time.perf_counter() - started, outputs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", help="SavedModel version folder A")
+    parser.add_argument("b", help="SavedModel version folder B")
+    parser.add_argument("--questions", type=positive_int, default=200, help="held-out questions asked")
+    parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
+    args = parser.parse_args()
+    if not args.verbose:
+        console.quiet()
+    from tf_qa.saved_model.platform_config import read_platform_config
+    from tf_qa.saved_model.session import use_session_threads
+
+    use_session_threads(read_platform_config().session_config)
+    cases, _ = load_questions(args.questions, held_out=True)
+    calls = {"A": session_caller(args.a), "B": session_caller(args.b)}
+    for call in calls.values():  # warm: the first calls build the graph's kernels
+        for i in range(5):
+            call(cases[i : i + 1])
+        call(cases[:16])
+    seconds, same = {"A": [], "B": []}, 0
+    for i in range(len(cases)):
+        outputs = {}
+        for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
+            elapsed, outputs[name] = timed(calls[name], cases[i : i + 1])
+            seconds[name].append(elapsed)
+        same += all(np.array_equal(x, y) for x, y in zip(outputs["A"], outputs["B"]))
+    p50 = {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
+    batches = [cases[i : i + 16] for i in range(0, len(cases) - 15, 16)]
+    rate = {"A": 0.0, "B": 0.0}
+    for order in (("A", "B"), ("B", "A")):
+        for name in order:
+            elapsed = sum(timed(calls[name], batch)[0] for batch in batches)
+            rate[name] += 16 * len(batches) / elapsed / 2
+    print(f"{cpu_name()}; {len(cases)} held-out questions, TF Serving's Python session")
+    print(f"batch-1 p50 ms: A {p50['A']:.2f}  B {p50['B']:.2f}  (B/A {p50['B'] / p50['A']:.3f})")
+    print(f"batch-16 q/s:   A {rate['A']:.1f}  B {rate['B']:.1f}  (B/A {rate['B'] / rate['A']:.3f})")
+    print(f"identical outputs: {same}/{len(cases)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
