@@ -82,8 +82,8 @@ def main() -> int:
             elapsed = sum(timed(calls[name], batch)[0] for batch in batches)
             rate[name] += 16 * len(batches) / elapsed / 2
     print(f"{cpu_name()}; {len(cases)} held-out questions, TF Serving's Python session")
-    print(f"batch-1 p50 ms: A {p50['A']:.2f}  B {p50['B']:.2f}  (B/A {p50['B'] / p50['A']:.3f})")
-    print(f"batch-16 q/s:   A {rate['A']:.1f}  B {rate['B']:.1f}  (B/A {rate['B'] / rate['A']:.3f})")
+    for label, values in (("batch-1 p50 ms", p50), ("batch-16 q/s", rate)):
+        print(f"{label:15s} A {values['A']:.2f}  B {values['B']:.2f}  (B/A {values['B'] / values['A']:.3f})")
     print(f"identical outputs: {same}/{len(cases)}")
     return 0
 
