@@ -7,6 +7,12 @@ Example:
 ('Example CPU', True, 'Example CPU (avx512f, avx512_bf16; without avx512_vnni, amx_bf16, amx_int8)')
 >>> cpu_features("model name : AMX CPU\\nflags : avx512f avx512_bf16 avx512_vnni amx_bf16 amx_int8\\n").describe()
 'AMX CPU (avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8)'
+
+A virtual machine may show a brand without its generation ("AMD EPYC"); the family and model tell it (AMD's family
+26 is Zen 5, 25 Zen 3 and 4):
+
+>>> cpu_features("cpu family : 26\\nmodel : 2\\nmodel name : AMD EPYC\\nflags : avx512f\\n").name
+'AMD EPYC, family 26 model 2'
 """
 
 from __future__ import annotations
@@ -48,4 +54,7 @@ def cpu_features(cpuinfo: str | None = None) -> CpuFeatures:
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    return CpuFeatures(fields.get("model name", "unknown CPU"), frozenset(fields.get("flags", "").split()))
+    name = fields.get("model name", "unknown CPU")
+    if fields.get("cpu family") and fields.get("model"):
+        name += f", family {fields['cpu family']} model {fields['model']}"
+    return CpuFeatures(name, frozenset(fields.get("flags", "").split()))
