@@ -35,28 +35,35 @@ from tf_qa import console
 from tf_qa.arguments import positive_int
 
 
-def int8_dense(layers, ranges: dict | None = None):
+def int8_columns(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A float [in, out] kernel as int8 with one float32 scale per output column (127 standing for the scale)."""
+    kernel = kernel.astype(np.float32)
+    scale = np.maximum(np.abs(kernel).max(axis=0), 1e-12)
+    return np.round(kernel / scale * 127.0).astype(np.int8), scale
+
+
+def int8_dense(layers, ranges: dict | None = None, *, per_token: bool = False):
     """A ``_dense(layer, rows)`` replacement: int8 for ``layers``, fp32 MatMul + BiasAdd for the others.
 
     Weights: int8 with one scale per output column. Activations: shifted by ``low`` so they are non-negative,
     quantized to uint8 over [0, ``high - low``] (``SCALED``, values outside saturate); ``low`` and ``high`` are
     ``ranges[id(layer)]`` when given (static), else the call's own minimum and maximum (dynamic). The shift comes
     back through the float bias (``rows @ W = (rows - low) @ W + low * column_sums(W)``); the op scales a float
-    bias into its int32 accumulator's units, so the bias is divided by the column scales like the weights.
+    bias into its int32 accumulator's units, so the bias is divided by the column scales like the weights. With
+    ``per_token``, each row is quantized by its own range instead (``per_token_product``).
     """
     import tensorflow as tf
 
     packed = {}
     for layer in layers:
         kernel = layer.kernel.numpy()
-        scale = np.maximum(np.abs(kernel).max(axis=0), 1e-12)
-        packed[id(layer)] = (np.round(kernel / scale * 127.0).astype(np.int8), scale, kernel.sum(axis=0))
+        packed[id(layer)] = (*int8_columns(kernel), kernel.sum(axis=0))
 
     def dense(layer, rows):
         if id(layer) not in packed:
             return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
         weights, scale, column_sums = packed[id(layer)]
-        if ranges == "per-token":
+        if per_token:
             return per_token_product(rows, weights, scale, layer.bias)
         if ranges is None:
             low = tf.reduce_min(rows)
@@ -117,10 +124,10 @@ def per_token_bf16_product(rows, weights: tuple[np.ndarray, np.ndarray]):
     ``per_token_product``, its kernel int8 per output column."""
     import tensorflow as tf
 
-    kernel, bias = (array.astype(np.float32) for array in weights)
-    scale = np.maximum(np.abs(kernel).max(axis=0), 1e-12)
-    int8_kernel = np.round(kernel / scale * 127.0).astype(np.int8)
-    return tf.cast(per_token_product(tf.cast(rows, tf.float32), int8_kernel, scale, tf.constant(bias)), tf.bfloat16)
+    kernel, bias = weights
+    int8_kernel, scale = int8_columns(kernel)
+    product = per_token_product(tf.cast(rows, tf.float32), int8_kernel, scale, tf.constant(bias.astype(np.float32)))
+    return tf.cast(product, tf.bfloat16)
 
 
 def calibrated_ranges(span_logits, tokenizer, questions) -> dict:
@@ -212,14 +219,12 @@ def build(checkpoint: str, variant: str, calibration):
     if variant == "int8 per-token in the 2-branch bf16 export":
         logits._product_bf16 = per_token_bf16_product
     elif variant.startswith("int8"):
-        if variant in ("int8 dynamic", "int8 per-token"):
-            ranges = {"int8 dynamic": None, "int8 per-token": "per-token"}[variant]
-        else:
-            ranges = calibrated_ranges(logits, tokenizer, calibration)
+        static = variant.startswith("int8 static")
+        ranges = calibrated_ranges(logits, tokenizer, calibration) if static else None
         layers = encoder_dense_layers(logits)
         if variant == "int8 static, layer-norm inputs":  # query, key, value and lin1 only: the layer norms' outputs
             layers = [layer for index, layer in enumerate(layers) if index % 6 in (0, 1, 2, 4)]
-        logits._dense = int8_dense(layers, ranges)
+        logits._dense = int8_dense(layers, ranges, per_token=variant == "int8 per-token")
     return model.signatures()["answer_top_k"]
 
 

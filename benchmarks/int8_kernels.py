@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_dense import per_token_product, shifted_uint8_product
+from int8_dense import int8_columns, per_token_product, shifted_uint8_product
 from served import cpu_name
 
 from tf_qa import console
@@ -34,17 +34,13 @@ def block_products(variant: str, kernels: list[np.ndarray], static_range: float)
     """A ``tf.function`` of (rows of width 384, rows of width 1536) -> the six products in ``variant``."""
     import tensorflow as tf
 
-    def packed(kernel):
-        scale = np.abs(kernel).max(axis=0)
-        return np.round(kernel / scale * 127.0).astype(np.int8), scale.astype(np.float32)
-
     def product(rows, kernel):
         if variant == "fp32":
             return tf.matmul(rows, tf.constant(kernel))
         if variant == "bf16":
             bf16_rows, bf16_kernel = tf.cast(rows, tf.bfloat16), tf.constant(kernel.astype(tf.bfloat16.as_numpy_dtype))
             return tf.cast(tf.matmul(bf16_rows, bf16_kernel), tf.float32)
-        weights, scale = packed(kernel)
+        weights, scale = int8_columns(kernel)
         if variant == "int8 per-token":
             return per_token_product(rows, weights, scale, tf.zeros(kernel.shape[1]))
         out = shifted_uint8_product(rows + static_range, 2 * static_range, weights, shift=static_range)

@@ -58,9 +58,9 @@ class SavedModelAnswerer(_InProcessAnswerer):
     folder already loaded.
 
     In a process that has not run TensorFlow nor set ``tf.config.threading``, it sizes TensorFlow's thread pools
-    as the platform config does for TF Serving (one thread an op): on 2 cores the bf16 exports then answer a lone
-    question in about two thirds of the time and batch 16 1.3x as fast; fp32 6% slower at batch 1, 10% faster at
-    batch 16 (benchmarks/README.md). Set ``tf.config.threading`` first to choose otherwise.
+    as the platform config does for TF Serving (one thread an op), so that an export runs here as it is served
+    (what that does to each export's speed: benchmarks/README.md). Set ``tf.config.threading`` first to choose
+    otherwise.
     """
 
     def __init__(self, version_dir: str | os.PathLike, loaded=None):
