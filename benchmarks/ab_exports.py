@@ -55,6 +55,9 @@ def main() -> int:
     parser.add_argument("--questions", type=positive_int, default=200, help="held-out questions asked")
     parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
     args = parser.parse_args()
+    for folder in (args.a, args.b):
+        if not (Path(folder) / "saved_model.pb").is_file():
+            parser.error(f"{folder} is not a SavedModel version folder (no saved_model.pb in it)")
     if not args.verbose:
         console.quiet()
     from tf_qa.saved_model.platform_config import read_platform_config
