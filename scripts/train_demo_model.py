@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # tf_qa, and cloze_questions beside this file when imported
+
+from cloze_questions import cloze_questions  # noqa: E402
 
 from tf_qa import minilm, squad, weight_deltas  # noqa: E402
 from tf_qa.checkpoints import BUNDLED_VOCAB, HELD_OUT_TITLES, TRAINED_DEMO  # noqa: E402
@@ -81,6 +83,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "log-probabilities the model also learns from: distillation of their ensemble",
     )
     parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the loss from --teachers")
+    parser.add_argument(
+        "--cloze-epochs",
+        type=float,
+        default=0.0,
+        help="epochs of cloze questions made from the training paragraphs (scripts/cloze_questions.py) before "
+        "the SQuAD questions, with their own warmup and decay (0: none)",
+    )
+    parser.add_argument("--cloze-per-paragraph", type=int, default=8, help="cloze questions made from a paragraph")
     parser.add_argument(
         "--negatives",
         metavar="FILE",
@@ -301,6 +311,18 @@ def train(model, torch, features, args, log, evaluate=None, soft=None) -> dict:
     return {"steps": total_steps, "windows": windows, "seconds": seconds, "held_out_by_epoch": epochs}
 
 
+def cloze_stage(model, torch, tokenizer, training, args, log, evaluate) -> dict:
+    """Trains ``model`` on cloze questions made from the paragraphs of ``training`` (``--cloze-epochs``, the
+    rest of the recipe as given); its run record with the held-out EM/F1 it reaches on them alone."""
+    made = cloze_questions(training, args.cloze_per_paragraph, args.seed)
+    log(f"cloze stage: {len(made)} questions from {len({q.context for q in training})} paragraphs")
+    features = training_features(made, tokenizer, args.max_seq_len, args.doc_stride, all_answers=True)
+    run = train(model, torch, features, argparse.Namespace(**{**vars(args), "epochs": args.cloze_epochs}), log)
+    scores = evaluate()
+    log(f"after the cloze stage: held out EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}")
+    return {**run, "questions": len(made), "exact_match": round(scores["exact_match"], 2), "f1": round(scores["f1"], 2)}
+
+
 def shipped_weights(model, encoder: dict) -> dict:
     """What the repository stores (tf_qa.weight_deltas): every trained tensor, the word embeddings only if they
     were trained, as 4-bit differences from ``encoder`` where it has the tensor."""
@@ -374,6 +396,7 @@ def main(argv=None) -> int:
         log(f"the {len(teachers)} teachers' span probabilities of {len(soft[0])} windows")
     model = build_model(torch, encoder, args.train_word_embeddings)
     evaluate = lambda: held_out_scores(model, torch, tokenizer, evaluation)  # noqa: E731
+    cloze = cloze_stage(model, torch, tokenizer, training, args, log, evaluate) if args.cloze_epochs else None
     run = train(model, torch, features, args, log, evaluate, soft)
     stored = shipped_weights(model, encoder)
     round_to_shipped(model, torch, stored, encoder)
@@ -399,6 +422,7 @@ def main(argv=None) -> int:
         },
         "recipe": recipe,
         "run": {**run, "cpu": cpu, "torch": torch.__version__},
+        **({"cloze_stage": cloze} if cloze else {}),
     }
     (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     log(f"wrote {output}/weights.safetensors ({(output / 'weights.safetensors').stat().st_size / 2**20:.1f} MiB)")
