@@ -11,7 +11,8 @@ questions where the data is absent):
   own tokenization and span decoding, batch 1 and 16; tf-qa's ratio to the best of them;
 * the tf-qa SavedModel called in-process, batch 1 and 16;
 * the same rows for the opt-in bf16 exports (``--matmul-dtype bfloat16``, with its blocks whole and in two
-  parallel branches, ``--parallel-branches 2``), and how often each one's top answer equals the fp32 export's;
+  parallel branches, ``--parallel-branches 2``; windows padded as the README advises for the CPU, 32 tokens with
+  AMX and 8 without), and how often each one's top answer equals the fp32 export's;
 * the export in TF Serving's two runtimes, batch 1 and 16: the Python TF1 session that ``tf-qa serve`` runs, and
   TensorFlow's C++ runtime (``tf_qa/saved_model/native.py``), what stock tensorflow_model_server runs;
 * tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/platform_config.pbtxt): batch 1 (p50,
@@ -59,6 +60,7 @@ from served import cpu_name
 
 from tf_qa import console, squad
 from tf_qa.arguments import non_negative_int, positive_int
+from tf_qa.cpu import cpu_features
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
 
 #: --exports: each export's options (``tf-qa export`` flags, as ``ExportOptions`` fields).
@@ -69,6 +71,15 @@ EXPORTS = {
 }
 #: Row labels by export.
 LABELS = {"fp32": "tf-qa", "bf16": "tf-qa bf16", "bf16x2": "tf-qa bf16 2-branch"}
+
+
+def exports_for_this_cpu(names: list[str]) -> dict[str, dict]:
+    """``EXPORTS`` of ``names``, the bf16 ones padded as the README's "which export where" advises for this CPU."""
+    multiple = cpu_features().bf16_window_length_multiple
+    bf16 = [name for name in names if EXPORTS[name]["matmul_dtype"] == "bfloat16"]
+    if bf16:
+        report(f"bf16 exports: windows padded to a multiple of {multiple} tokens on this CPU")
+    return {name: {**EXPORTS[name], **({"window_length_multiple": multiple} if name in bf16 else {})} for name in names}
 
 
 def report(line: str) -> None:
@@ -332,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    exports = {name: EXPORTS[name] for name in args.exports}
+    exports = exports_for_this_cpu(args.exports)
     checkpoint, checkpoint_pt, repositories = prepare(output / args.model, report, exports, args.model)
     cases, golds = load_questions(args.questions, held_out=args.model == "demo")
     golds = golds if args.model == "demo" else []  # a random model's EM/F1 say nothing

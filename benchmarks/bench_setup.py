@@ -132,7 +132,7 @@ def _exports(checkpoint: Path, workdir: Path, report, exports: dict[str, dict], 
     for name, fields in exports.items():
         fields = {**fields, **({"window_group_size": 0} if profile else {})}
         repository = workdir / f"repository-{name}{'-profile' if profile else ''}" / MODEL_NAME
-        if not (repository / "1" / "saved_model.pb").exists():
+        if not exported_with(repository / "1", fields):
             from tf_qa.saved_model.export import export_model
 
             shutil.rmtree(repository, ignore_errors=True)
@@ -141,6 +141,16 @@ def _exports(checkpoint: Path, workdir: Path, report, exports: dict[str, dict], 
             export_model(str(checkpoint), repository, version=1, options=ExportOptions(**fields), report=report)
         repositories[name] = str(repository)
     return repositories
+
+
+def exported_with(version_dir: Path, fields: dict) -> bool:
+    """Whether ``version_dir`` holds an export made with these ``ExportOptions`` fields (a reusable one)."""
+    from tf_qa.saved_model.layout import read_export_record
+
+    if not (version_dir / "saved_model.pb").exists():
+        return False
+    options = (read_export_record(version_dir) or {}).get("options", {})
+    return all(options.get(key) == value for key, value in fields.items())
 
 
 def profile_exports(checkpoint: str, workdir: Path, report, exports: dict[str, dict]) -> dict[str, str]:

@@ -3,10 +3,11 @@
 Example:
 
 >>> features = cpu_features("model name : Example CPU\\nflags : fpu avx512f avx512_bf16\\n")
->>> features.name, features.native_bf16, features.describe()
-('Example CPU', True, 'Example CPU (avx512f, avx512_bf16; without avx512_vnni, amx_bf16, amx_int8)')
->>> cpu_features("model name : AMX CPU\\nflags : avx512f avx512_bf16 avx512_vnni amx_bf16 amx_int8\\n").describe()
-'AMX CPU (avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8)'
+>>> features.name, features.native_bf16, features.describe(), features.bf16_window_length_multiple
+('Example CPU', True, 'Example CPU (avx512f, avx512_bf16; without avx512_vnni, amx_bf16, amx_int8)', 8)
+>>> amx = cpu_features("model name : AMX CPU\\nflags : avx512f avx512_bf16 avx512_vnni amx_bf16 amx_int8\\n")
+>>> amx.describe(), amx.bf16_window_length_multiple
+('AMX CPU (avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8)', 32)
 
 A virtual machine may show a brand without its generation ("AMD EPYC"); the family and model tell it (AMD's family
 26 is Zen 5, 25 Zen 3 and 4):
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+
+from tf_qa.defaults import WINDOW_LENGTH_MULTIPLES
 
 #: The flags that decide which kernels TensorFlow's oneDNN runs (AVX-512 fp32, bf16 and int8 paths, AMX tiles).
 FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
@@ -33,6 +36,12 @@ class CpuFeatures:
     def native_bf16(self) -> bool:
         """bf16 matmuls in hardware (AVX512_BF16 or AMX); otherwise oneDNN emulates them, slower than fp32."""
         return bool(self.flags & {"avx512_bf16", "amx_bf16"})
+
+    @property
+    def bf16_window_length_multiple(self) -> int:
+        """The window padding a bf16 export serves fastest with here: with AMX, the export's default (its kernels
+        are made per shape, so few lengths); without, 8 (measured on Zen 5: benchmarks/README.md)."""
+        return WINDOW_LENGTH_MULTIPLES["bfloat16"] if "amx_bf16" in self.flags else 8
 
     def describe(self) -> str:
         """The name and which of ``FLAGS`` the CPU has: the line every printed figure carries."""
