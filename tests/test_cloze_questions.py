@@ -2,22 +2,16 @@
 offsets."""
 
 import doctest
-import importlib.util
-from pathlib import Path
 
 import pytest
+import script_modules
 
 from tf_qa.squad import SquadQuestion
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cloze_questions.py"
 
 
 @pytest.fixture(scope="module")
 def cloze():
-    spec = importlib.util.spec_from_file_location("cloze_questions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_modules.load("cloze_questions")
 
 
 def on(paragraph: str, title: str = "t") -> SquadQuestion:

@@ -1,23 +1,16 @@
 """The demo model's recipe (scripts/train_demo_model.py): the span labels it trains on."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+import script_modules
 from transformers import DistilBertTokenizerFast
 
 from tf_qa.checkpoints import BUNDLED_VOCAB
 from tf_qa.squad import SquadQuestion
 
-RECIPE = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
-
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("train_demo_model", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_modules.load("train_demo_model")
 
 
 @pytest.fixture(scope="module")
