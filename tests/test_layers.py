@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_qa"
 ALLOWED = {
     "tf_qa.defaults": set(),
     "tf_qa.errors": set(),
-    "tf_qa.cpu": set(),
+    "tf_qa.cpu": {"tf_qa.defaults"},  # the bf16 window padding it advises is the export default with AMX
     "tf_qa.arguments": {"tf_qa.defaults", "tf_qa.graph", "tf_qa.server"},  # the options objects make the flags
     # Every error is a tf_qa.errors.TFQAError with a status code: any layer raises them.
     "tf_qa.squad": {"tf_qa.errors"},
