@@ -71,8 +71,13 @@ class ServerMetrics:
     mix)."""
 
     def __init__(self):
-        self.registry = registry = CollectorRegistry()
-        model, latency = ("model_name",), {"buckets": LATENCY_BUCKETS_US, "registry": registry}
+        self.registry = CollectorRegistry()
+        self._declare_tf_serving_metrics(self.registry)
+        self._declare_tf_qa_metrics(self.registry)
+
+    def _declare_tf_serving_metrics(self, registry: CollectorRegistry) -> None:
+        """The metrics TF Serving exports, by its names, labels and units, so its dashboards read them."""
+        latency = {"buckets": LATENCY_BUCKETS_US, "registry": registry}
         self.request_count = TFServingCounter(
             ":tensorflow:serving:request_count", "The total number of requests.", ("model_name", "status"), registry
         )
@@ -106,6 +111,10 @@ class ServerMetrics:
             ("model_path",),
             **latency,
         )
+
+    def _declare_tf_qa_metrics(self, registry: CollectorRegistry) -> None:
+        """tf-qa's own metrics: refusals, work and answers per request, the request log."""
+        model = ("model_name",)
         self.refused = Counter(
             "tf_qa_requests_refused",
             "Predict requests refused before their work ran, by reason: max_in_flight and max_windows_in_flight "
@@ -152,7 +161,6 @@ class ServerMetrics:
             model,
             registry=registry,
         )
-
         self.request_log_records = Counter(
             "tf_qa_request_log_records", "PredictionLog records written to the request log.", model, registry=registry
         )
