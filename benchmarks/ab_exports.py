@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_setup import load_questions
+from bench_workers import _timed
 from served import cpu_name
 
 from tf_qa import console
@@ -28,24 +28,16 @@ from tf_qa.arguments import positive_int
 
 def session_caller(path: str):
     """``call(cases) -> outputs`` of ``answer_top_k`` on the SavedModel version at ``path``, as TF Serving runs it."""
-    from tf_qa.saved_model.session import load_session
-    from tf_qa.signatures import answer_top_k_inputs
+    from tf_qa.saved_model.session import load_session, run_signature
+    from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs
 
     session, signatures = load_session(path)
-    signature = signatures["answer_top_k"]
-    fetches = [signature.outputs[name].name for name in sorted(signature.outputs)]
 
     def call(cases):
         inputs = answer_top_k_inputs([q for q, _ in cases], [c for _, c in cases])
-        return session.run(fetches, {signature.inputs[k].name: v for k, v in inputs.items()})
+        return run_signature(session, signatures[TOP_K_SIGNATURE], inputs)
 
     return call
-
-
-def timed(call, cases) -> tuple[float, list]:
-    started = time.perf_counter()
-    outputs = call(cases)
-    return time.perf_counter() - started, outputs
 
 
 def main() -> int:
@@ -74,15 +66,15 @@ def main() -> int:
     for i in range(len(cases)):
         outputs = {}
         for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
-            elapsed, outputs[name] = timed(calls[name], cases[i : i + 1])
+            elapsed, outputs[name] = _timed(lambda: calls[name](cases[i : i + 1]))
             seconds[name].append(elapsed)
-        same += all(np.array_equal(x, y) for x, y in zip(outputs["A"], outputs["B"]))
+        same += all(np.array_equal(outputs["A"][key], outputs["B"][key]) for key in outputs["A"])
     p50 = {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
     batches = [cases[i : i + 16] for i in range(0, len(cases) - 15, 16)]
     rate = {"A": 0.0, "B": 0.0}
     for order in (("A", "B"), ("B", "A")):
         for name in order:
-            elapsed = sum(timed(calls[name], batch)[0] for batch in batches)
+            elapsed = sum(_timed(lambda: calls[name](batch))[0] for batch in batches)
             rate[name] += 16 * len(batches) / elapsed / 2
     print(f"{cpu_name()}; {len(cases)} held-out questions, TF Serving's Python session")
     for label, values in (("batch-1 p50 ms", p50), ("batch-16 q/s", rate)):

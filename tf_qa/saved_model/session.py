@@ -63,12 +63,18 @@ def use_session_threads_unless_chosen(config: tf.compat.v1.ConfigProto) -> bool:
     return use_session_threads(config)
 
 
+def run_signature(session: tf.compat.v1.Session, signature, inputs: dict) -> dict[str, np.ndarray]:
+    """Runs a SignatureDef on a session by its tensor names, as TF Serving does: ``inputs`` by input key, every
+    output by its key (no validation: trusted inputs)."""
+    feeds = {signature.inputs[key].name: value for key, value in inputs.items()}
+    names = sorted(signature.outputs)
+    return dict(zip(names, session.run([signature.outputs[n].name for n in names], feeds)))
+
+
 def run_predict_request(session: tf.compat.v1.Session, signatures: dict, request) -> dict[str, np.ndarray]:
     """Runs a PredictRequest on a session by the signature's tensor names (no validation: trusted requests)."""
     signature = signatures[request.model_spec.signature_name or SERVING_DEFAULT]
-    feeds = {signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}
-    names = sorted(signature.outputs)
-    return dict(zip(names, session.run([signature.outputs[n].name for n in names], feeds)))
+    return run_signature(session, signature, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
 
 
 def run_requests(version_dir, requests: list) -> list[dict]:
