@@ -149,7 +149,10 @@ def exported_with(version_dir: Path, fields: dict) -> bool:
 
     if not (version_dir / "saved_model.pb").exists():
         return False
-    options = (read_export_record(version_dir) or {}).get("options", {})
+    try:
+        options = (read_export_record(version_dir) or {}).get("options", {})
+    except ValueError:  # a record that is not JSON: export again rather than trust it
+        return False
     return all(options.get(key) == value for key, value in fields.items())
 
 
