@@ -1,0 +1,169 @@
+"""What a gRPC front end in Python adds to a lone question, on this machine: one export answered four ways, in
+blocks of questions that take turns so that a drift in the machine's speed falls on all of them.
+
+- ``session``: TF Serving's Python session in this process, no gRPC (the export's own time);
+- ``least server``: the least Python gRPC server for the export (decode the request, run the signature, encode
+  the response; grpcio's thread pool), asked by ``tf_qa.client.QAClient``;
+- ``tf-qa serve``: tf-qa's server, asked the same way;
+- ``empty answer``: the least server answering at once without running the model: gRPC's own round trip.
+
+Both servers run in processes of their own and share this machine's cores with the client, as in the bench.
+
+    tf-qa export --demo --matmul-dtype bfloat16 --parallel-branches 2 --window-length-multiple 8 --output /tmp/qa
+    python benchmarks/grpc_overhead.py /tmp/qa/1
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ab_exports import session_caller
+from bench_setup import load_questions
+from bench_workers import _timed
+from served import MODEL_NAME, Served, cpu_name, free_port
+
+from tf_qa import console
+from tf_qa.arguments import positive_int
+
+WAYS = ("session", "least server", "tf-qa serve", "empty answer")
+
+
+def serve_least(version_dir: str, port: int, empty: bool) -> None:
+    """Serves Predict for the export at ``version_dir`` with nothing but decoding, the run and encoding."""
+    from concurrent import futures
+
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from tf_qa.saved_model.platform_config import read_platform_config
+    from tf_qa.saved_model.session import load_session, run_signature, use_session_threads
+    from tf_qa.tensors import fill_tensor_proto
+
+    use_session_threads(read_platform_config().session_config)
+    session, signatures = load_session(version_dir)
+
+    class LeastServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802  the service's method name
+            response = predict_pb2.PredictResponse()
+            if empty:
+                return response
+            signature = signatures[request.model_spec.signature_name]
+            inputs = {key: tf.make_ndarray(tensor) for key, tensor in request.inputs.items()}
+            for key, value in run_signature(session, signature, inputs).items():
+                fill_tensor_proto(response.outputs[key], value)
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(LeastServicer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print("serving", flush=True)
+    server.wait_for_termination()
+
+
+@contextmanager
+def least_server(version_dir: str, *, empty: bool = False):
+    """``serve_least`` in a subprocess; yields its target."""
+    port = free_port()
+    command = [sys.executable, __file__, version_dir, "--serve-least", str(port)] + (["--empty"] if empty else [])
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        if process.stdout.readline().strip() != "serving":
+            raise RuntimeError(f"the least server did not start for {version_dir}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def request_sender(stack: ExitStack, target: str):
+    """``send(question, context)``: the client's request sent on a channel of its own, the response not read."""
+    import grpc
+
+    from tf_qa import protos
+    from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs, predict_request
+
+    stub = protos.PredictionServiceStub(stack.enter_context(grpc.insecure_channel(target)))
+
+    def send(question, context):
+        return stub.Predict(predict_request(TOP_K_SIGNATURE, answer_top_k_inputs([question], [context]), MODEL_NAME))
+
+    return send
+
+
+def callers(stack: ExitStack, version_dir: str) -> dict:
+    """The four ways of ``WAYS``, each ``call(question, context)``, their servers held open by ``stack``."""
+    from tf_qa.client import QAClient
+
+    session = session_caller(version_dir)
+    repository = Path(version_dir).parent
+    targets = {
+        "least server": stack.enter_context(least_server(version_dir)),
+        "tf-qa serve": stack.enter_context(Served(repository, extra_args=("--poll-seconds", "0"))).target,
+    }
+    clients = {way: stack.enter_context(QAClient(target, MODEL_NAME, timeout=600)) for way, target in targets.items()}
+    return {
+        "session": lambda question, context: session([(question, context)]),
+        **{way: client.answer for way, client in clients.items()},
+        "empty answer": request_sender(stack, stack.enter_context(least_server(version_dir, empty=True))),
+    }
+
+
+def timed_blocks(calls: dict, cases: list, rounds: int, block: int) -> dict[str, list[float]]:
+    """Seconds of each call, the ways taking turns a block of questions at a time, the order rotating."""
+    seconds = {way: [] for way in calls}
+    for turn, start in enumerate(range(0, len(cases) * rounds, block)):
+        chunk = [cases[i % len(cases)] for i in range(start, start + block)]
+        order = list(calls)[turn % len(calls) :] + list(calls)[: turn % len(calls)]
+        for way in order:
+            seconds[way] += [_timed(partial(calls[way], *case))[0] for case in chunk]
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("version_dir", help="SavedModel version folder, e.g. export/qa/1")
+    parser.add_argument("--questions", type=positive_int, default=150, help="held-out questions asked")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="times each question is asked each way")
+    parser.add_argument("--block", type=positive_int, default=25, help="questions a way answers before the next")
+    parser.add_argument("--serve-least", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--empty", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
+    args = parser.parse_args()
+    if not (Path(args.version_dir) / "saved_model.pb").is_file():
+        parser.error(f"{args.version_dir} is not a SavedModel version folder (no saved_model.pb in it)")
+    if not args.verbose:
+        console.quiet()
+    if args.serve_least is not None:
+        serve_least(args.version_dir, args.serve_least, args.empty)
+        return 0
+    from tf_qa.saved_model.platform_config import read_platform_config
+    from tf_qa.saved_model.session import use_session_threads
+
+    use_session_threads(read_platform_config().session_config)
+    cases, _ = load_questions(args.questions, held_out=True)
+    print(f"{cpu_name()}; {len(cases)} held-out questions x {args.rounds}, blocks of {args.block}")
+    with ExitStack() as stack:
+        calls = callers(stack, args.version_dir)
+        timed_blocks(calls, cases[:10], 1, 10)  # warm: the first calls build the graph's kernels
+        seconds = timed_blocks(calls, cases, args.rounds, args.block)
+    p50 = {way: 1000 * float(np.median(values)) for way, values in seconds.items()}
+    for way in WAYS:
+        print(f"{way:13s} p50 {p50[way]:6.2f} ms  ({p50[way] / p50['session']:.2f}x the session)")
+    print(f"gRPC in Python, least server: +{p50['least server'] - p50['session']:.2f} ms a question")
+    print(f"tf-qa serve over the least server: +{p50['tf-qa serve'] - p50['least server']:.2f} ms a question")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
