@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_setup import load_questions
+from bench_setup import load_questions, version_folder
 from bench_workers import _timed
 from served import cpu_name
 
@@ -42,14 +42,11 @@ def session_caller(path: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("a", help="SavedModel version folder A")
-    parser.add_argument("b", help="SavedModel version folder B")
+    parser.add_argument("a", type=version_folder, help="SavedModel version folder A")
+    parser.add_argument("b", type=version_folder, help="SavedModel version folder B")
     parser.add_argument("--questions", type=positive_int, default=200, help="held-out questions asked")
     parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
     args = parser.parse_args()
-    for folder in (args.a, args.b):
-        if not (Path(folder) / "saved_model.pb").is_file():
-            parser.error(f"{folder} is not a SavedModel version folder (no saved_model.pb in it)")
     if not args.verbose:
         console.quiet()
     from tf_qa.saved_model.platform_config import read_platform_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import shutil
@@ -59,6 +60,13 @@ def load_questions(count: int, *, held_out: bool = False) -> tuple[list[tuple[st
         context = " ".join(rng.choice(words) for _ in range(rng.randint(80, 220))) + "."
         cases.append((" ".join(rng.choices(words, k=6)) + "?", context))
     return cases, []
+
+
+def version_folder(path: str) -> str:
+    """argparse type of a SavedModel version folder: one that holds ``saved_model.pb``."""
+    if not (Path(path) / "saved_model.pb").is_file():
+        raise argparse.ArgumentTypeError(f"{path} is not a SavedModel version folder (no saved_model.pb in it)")
+    return path
 
 
 def percentile(values: list[float], q: float) -> float:

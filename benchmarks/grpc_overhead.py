@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ab_exports import session_caller
-from bench_setup import load_questions
+from bench_setup import load_questions, version_folder
 from bench_workers import _timed
 from served import MODEL_NAME, Served, cpu_name, free_port
 
@@ -42,11 +42,10 @@ def serve_least(version_dir: str, port: int, empty: bool) -> None:
     from concurrent import futures
 
     import grpc
-    import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from tf_qa.saved_model.platform_config import read_platform_config
-    from tf_qa.saved_model.session import load_session, run_signature, use_session_threads
+    from tf_qa.saved_model.session import load_session, run_predict_request, use_session_threads
     from tf_qa.tensors import fill_tensor_proto
 
     use_session_threads(read_platform_config().session_config)
@@ -57,9 +56,7 @@ def serve_least(version_dir: str, port: int, empty: bool) -> None:
             response = predict_pb2.PredictResponse()
             if empty:
                 return response
-            signature = signatures[request.model_spec.signature_name]
-            inputs = {key: tf.make_ndarray(tensor) for key, tensor in request.inputs.items()}
-            for key, value in run_signature(session, signature, inputs).items():
+            for key, value in run_predict_request(session, signatures, request).items():
                 fill_tensor_proto(response.outputs[key], value)
             return response
 
@@ -132,7 +129,7 @@ def timed_blocks(calls: dict, cases: list, rounds: int, block: int) -> dict[str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("version_dir", help="SavedModel version folder, e.g. export/qa/1")
+    parser.add_argument("version_dir", type=version_folder, help="SavedModel version folder, e.g. export/qa/1")
     parser.add_argument("--questions", type=positive_int, default=150, help="held-out questions asked")
     parser.add_argument("--rounds", type=positive_int, default=3, help="times each question is asked each way")
     parser.add_argument("--block", type=positive_int, default=25, help="questions a way answers before the next")
@@ -140,8 +137,6 @@ def main() -> int:
     parser.add_argument("--empty", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
     args = parser.parse_args()
-    if not (Path(args.version_dir) / "saved_model.pb").is_file():
-        parser.error(f"{args.version_dir} is not a SavedModel version folder (no saved_model.pb in it)")
     if not args.verbose:
         console.quiet()
     if args.serve_least is not None:
