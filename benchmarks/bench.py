@@ -14,7 +14,9 @@ questions where the data is absent):
   parallel branches, ``--parallel-branches 2``; windows padded as the README advises for the CPU, 32 tokens with
   AMX and 8 without), and how often each one's top answer equals the fp32 export's;
 * the export in TF Serving's two runtimes, batch 1 and 16: the Python TF1 session that ``tf-qa serve`` runs, and
-  TensorFlow's C++ runtime (``tf_qa/saved_model/native.py``), what stock tensorflow_model_server runs;
+  TensorFlow's C++ runtime (``tf_qa/saved_model/native.py``), what stock tensorflow_model_server runs, also over
+  gRPC from a C++ front end (``tf_qa/server/native_grpc.py``, as stock TF Serving answers; where Debian's gRPC
+  can be built against);
 * tf-qa over gRPC through ``tf-qa serve`` (batching as in serving/platform_config.pbtxt): batch 1 (p50,
   p99), 16 per request, and 8 concurrent clients sending one question each; the first request after start
   against a warm one; the server's peak RSS;
@@ -147,8 +149,9 @@ def onnx_rows(checkpoint_pt: str, workdir: Path, cases) -> dict[str, dict]:
 
 
 def runtime_rows(label: str, version_dir: str, cases) -> dict[str, dict]:
-    """The export in TF Serving's runtimes (the TF1 session, the native C++ runtime) at batch 1 and 16, and the
-    native one at batch 16 without the platform config's session options (what they are worth)."""
+    """The export in TF Serving's runtimes (the TF1 session, the native C++ runtime) at batch 1 and 16, the
+    native one at batch 16 without the platform config's session options (what they are worth), and the native
+    one over gRPC from the C++ front end at batch 1 and 16."""
     rows = {}
     for runtime, name in (("session", "Python TF1 session"), ("native", "native C++ runtime")):
         for batch in (1, 16):
@@ -164,6 +167,13 @@ def runtime_rows(label: str, version_dir: str, cases) -> dict[str, dict]:
         "default_session": True,
     }
     rows[f"{label} native C++ runtime bs16, default session options"] = run_worker("runtime", config)
+    report(f"{label} over gRPC from the C++ front end (tf_qa/server/native_grpc.py) bs1 and bs16 ...")
+    native_grpc = run_worker("native_grpc", {"saved_model": version_dir, "cases": cases})
+    if "unavailable" in native_grpc:
+        report(f"  skipped: {native_grpc['unavailable']}")
+    else:
+        rows[f"{label} gRPC C++ front end bs1"] = native_grpc["bs1"]
+        rows[f"{label} gRPC C++ front end bs16"] = native_grpc["bs16"]
     return rows
 
 

@@ -154,6 +154,24 @@ def worker_runtime(config) -> dict:
     return _answer_rows(answer, config["cases"], config["batch_size"])
 
 
+def worker_native_grpc(config) -> dict:
+    """The export over gRPC from the C++ front end (``tf_qa/server/native_grpc.py``), asked by QAClient; or why
+    it cannot be built here (``unavailable``)."""
+    from tf_qa.client import QAClient
+    from tf_qa.saved_model.native import NativeUnavailable
+    from tf_qa.server.native_grpc import NativeGrpcServer
+
+    cases = config["cases"]
+    try:
+        server = NativeGrpcServer(config["saved_model"], MODEL_NAME)
+    except NativeUnavailable as error:
+        return {"unavailable": str(error)}
+    with server, QAClient(server.target, MODEL_NAME, timeout=600) as client:
+        for question, context in cases[:4]:
+            client.answer(question, context)
+        return _client_rows(client, cases)
+
+
 def _answer_rows(answer, cases, batch_size: int) -> dict:
     """Times ``answer(questions, contexts)`` (``answer_top_k``'s outputs) over ``cases``, ``batch_size`` a call;
     at batch 1 also each latency and top (start, end)."""
@@ -173,6 +191,20 @@ def _answer_rows(answer, cases, batch_size: int) -> dict:
     return {"seconds": seconds}
 
 
+def _client_rows(client, cases) -> dict:
+    """A QAClient's batch-1 row (each latency and top answer) and batch-16 row over ``cases``."""
+    latencies, spans = [], []
+    for question, context in cases:
+        seconds, answer = _timed(lambda: client.answer(question, context))
+        latencies.append(seconds)
+        spans.append([answer["start"], answer["end"]] if answer else [-1, -1])
+    questions, contexts = [q for q, _ in cases], [c for _, c in cases]
+    seconds, _ = _timed(
+        lambda: [client.answer_batch(questions[i : i + 16], contexts[i : i + 16]) for i in range(0, len(cases), 16)]
+    )
+    return {"bs1": {"latencies": latencies, "seconds": sum(latencies), "spans": spans}, "bs16": {"seconds": seconds}}
+
+
 def worker_grpc(config) -> dict:
     from tf_qa.client import QAClient
 
@@ -184,17 +216,7 @@ def worker_grpc(config) -> dict:
             client.answer(question, context)
         warm = [_timed(lambda: client.answer(*cases[0]))[0] for _ in range(5)]
         result["warm_request"] = statistics.median(warm)
-        latencies, spans = [], []
-        for question, context in cases:
-            seconds, answer = _timed(lambda: client.answer(question, context))
-            latencies.append(seconds)
-            spans.append([answer["start"], answer["end"]] if answer else [-1, -1])
-        result["bs1"] = {"latencies": latencies, "seconds": sum(latencies), "spans": spans}
-        questions, contexts = [q for q, _ in cases], [c for _, c in cases]
-        seconds, _ = _timed(
-            lambda: [client.answer_batch(questions[i : i + 16], contexts[i : i + 16]) for i in range(0, len(cases), 16)]
-        )
-        result["bs16"] = {"seconds": seconds}
+        result.update(_client_rows(client, cases))
 
     def one_client(chunk):
         with QAClient(target, MODEL_NAME, timeout=600) as own:
@@ -239,6 +261,7 @@ WORKERS = {
     "runtime": worker_runtime,
     "grpc": worker_grpc,
     "grpc_load": worker_grpc_load,
+    "native_grpc": worker_native_grpc,
     "breakdown_tf": worker_breakdown_tf,
     "breakdown_onnx": worker_breakdown_onnx,
 }

@@ -9,11 +9,11 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # Meanwhile: the native runner is built (tf_qa/saved_model/native.py; cached), and the client suite's
-# environment (no TensorFlow) and the Node.js client's packages are installed; so is Prometheus, which the
-# metrics test waits for (its marker file) before it looks.
+# environment (no TensorFlow) and the Node.js client's packages are installed; so are Debian's Prometheus and gRPC
+# build kit, and the C++ gRPC front end is built, which the tests that use them wait for (the marker file).
 SHARED=$(mktemp -d)
 trap 'rm -rf "$SHARED"' EXIT
-(bash scripts/setup-prometheus.sh > "$SHARED/prometheus-setup.log" 2>&1; touch "$SHARED/prometheus-setup.done") &
+(bash scripts/setup-debian.sh > "$SHARED/debian-setup.log" 2>&1; touch "$SHARED/debian-setup.done") &
 # The client suite (from the client-only environment, against servers of this one serving the main suite's
 # export) then runs beside the main suite as soon as that export is made: it mostly waits on its servers.
 (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +17,19 @@ from tf_qa.squad import SQUAD_V1_PART, SQUAD_V2_PART
 SQUAD_V1, SQUAD_V2 = SQUAD_V1_PART, SQUAD_V2_PART
 #: The deployment kit (serving/): TF Serving's config files the tests serve with.
 KIT = Path(__file__).resolve().parents[1] / "serving"
+
+
+def debian_setup_log() -> str:
+    """What scripts/setup-debian.sh said, once it has finished (scripts/test.sh runs it beside the suite and
+    touches its marker; waited for up to 5 minutes); "not run" outside scripts/test.sh."""
+    shared = os.environ.get("TF_QA_TEST_SHARED")
+    if not shared:
+        return "not run"
+    marker, deadline = Path(shared) / "debian-setup.done", time.monotonic() + 300
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    log = Path(shared) / "debian-setup.log"
+    return log.read_text().strip()[-300:] if marker.exists() and log.exists() else "not finished"
 
 
 def squad_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str]]:

@@ -43,6 +43,7 @@ ALLOWED = {
         "tf_qa.defaults",
         "tf_qa.errors",
         "tf_qa.graph",
+        "tf_qa.protos",  # the C++ front end compiles TF Serving's API from them (tf_qa.server.native_grpc)
         "tf_qa.saved_model",
         "tf_qa.signatures",
         "tf_qa.tensors",

@@ -1,10 +1,9 @@
 """tf-qa serve's Prometheus metrics (tf_qa/server/metrics.py): TF Serving's names and labels, tf-qa's own, and a
-real Prometheus server scraping them (Debian's package; scripts/setup-prometheus.sh installs it)."""
+real Prometheus server scraping them (Debian's package; scripts/setup-debian.sh installs it)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import KIT
+from conftest import KIT, debian_setup_log
 from grpc import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -128,16 +127,11 @@ def _free_port() -> int:
 
 
 def _prometheus_binary() -> str:
-    """Debian's prometheus, waiting for scripts/test.sh's install running beside the suite; skips saying why."""
-    shared = os.environ.get("TF_QA_TEST_SHARED")
-    marker = Path(shared) / "prometheus-setup.done" if shared else None
-    deadline = time.monotonic() + 180
-    while marker and not marker.exists() and time.monotonic() < deadline:
-        time.sleep(1)
+    """Debian's prometheus (scripts/setup-debian.sh installs it beside the suite); skips saying why it is absent."""
+    log = debian_setup_log()
     binary = shutil.which("prometheus")
     if not binary:
-        log = (Path(shared) / "prometheus-setup.log").read_text() if marker and marker.exists() else ""
-        pytest.skip(f"no prometheus binary: run scripts/setup-prometheus.sh ({log.strip()[-200:] or 'not run'})")
+        pytest.skip(f"no prometheus binary: run scripts/setup-debian.sh ({log})")
     return binary
 
 

@@ -24,6 +24,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from tf_qa.protos import TensorProto
 from tf_qa.tensors import make_ndarray, make_tensor_proto
 
 SOURCE = Path(__file__).with_name("native_runner.cc")
+FRAMES = Path(__file__).with_name("native_frames.h")  # the runner's frames, also read by the C++ gRPC front end
 _BUILD_SECONDS = 600
 
 
@@ -69,40 +71,81 @@ def _build_command(compiler: str, output: str) -> list[str]:
     ]  # fmt: skip
 
 
-def runner_binary() -> Path:
-    """The built runner, compiled on first use and cached; NativeUnavailable says why it cannot be."""
+def cxx_compiler() -> tuple[str, str]:
+    """The C++ compiler (``$CXX``, else ``g++``) and its ``--version``; NativeUnavailable when there is none."""
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         raise NativeUnavailable(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH; install g++ or set CXX")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key_parts = [SOURCE.read_bytes(), " ".join(_build_command(compiler, "")).encode(), version.encode()]
+    return compiler, subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+
+
+def cached_binary(name: str, key_parts: list[bytes], build: Callable[[Path, str], None]) -> Path:
+    """``name`` as ``build(folder, output)`` makes it, once per ``key_parts`` (sources, commands, compiler), cached
+    under ``$XDG_CACHE_HOME/tf-qa/native/``; one build when several processes ask at once."""
     key = hashlib.sha256(b"\0".join(key_parts)).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tf-qa" / "native" / key
-    binary = cache / "native_runner"
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tf-qa" / "native" / key
+    binary = folder / name
     if binary.exists():
         return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build when several processes ask at once
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not binary.exists():
-            _compile(compiler, binary)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as file:
+                partial = file.name
+            try:
+                build(folder, partial)
+            except BaseException:
+                os.unlink(partial)
+                raise
+            os.replace(partial, binary)
     return binary
 
 
-def _compile(compiler: str, binary: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=binary.parent, prefix=".native_runner.", delete=False) as file:
-        partial = file.name
+def run_build_step(command: list[str], what: str, cwd: Path | None = None) -> None:
+    """One build command; NativeUnavailable with the last lines of its errors when it fails or takes too long."""
     try:
-        built = subprocess.run(
-            _build_command(compiler, partial), capture_output=True, text=True, timeout=_BUILD_SECONDS
-        )
+        built = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_SECONDS, cwd=cwd)
     except subprocess.TimeoutExpired:
-        raise NativeUnavailable(f"building the native runner took over {_BUILD_SECONDS} s") from None
+        raise NativeUnavailable(f"building {what} took over {_BUILD_SECONDS} s") from None
     if built.returncode != 0:
-        os.unlink(partial)
         tail = " | ".join(built.stderr.strip().splitlines()[-3:])
-        raise NativeUnavailable(f"building the native runner failed ({Path(compiler).name}): {tail}")
-    os.replace(partial, binary)
+        raise NativeUnavailable(f"building {what} failed ({Path(command[0]).name}): {tail}")
+
+
+def runner_binary() -> Path:
+    """The built runner, compiled on first use and cached; NativeUnavailable says why it cannot be."""
+    compiler, version = cxx_compiler()
+    key_parts = [SOURCE.read_bytes(), FRAMES.read_bytes(), " ".join(_build_command(compiler, "")).encode()]
+    return cached_binary(
+        "native_runner",
+        [*key_parts, version.encode()],
+        lambda folder, output: run_build_step(_build_command(compiler, output), "the native runner"),
+    )
+
+
+def runner_command(version_dir: str | os.PathLike, session_config, workdir: Path) -> list[str]:
+    """The runner's command line for ``version_dir``, its session options (None: the platform config's) written
+    into ``workdir``."""
+    if session_config is None:
+        from tf_qa.saved_model.platform_config import read_platform_config
+
+        session_config = read_platform_config().session_config
+    config_file = workdir / "session_config.binpb"
+    config_file.write_bytes(session_config.SerializeToString())
+    return [str(runner_binary()), str(version_dir), str(config_file), *tf_text_op_libraries()]
+
+
+def runner_environment() -> dict[str, str]:
+    """The runner's environment: TensorFlow's informational log lines off unless the caller chose a level."""
+    return {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
+
+
+def log_tail(log) -> str:
+    """The last three lines of a binary log file, on one line (what a process said before it stopped)."""
+    log.seek(0)
+    lines = log.read().decode(errors="replace").strip().splitlines()
+    return " | ".join(lines[-3:]) or "no output"
 
 
 class NativeSession:
@@ -114,20 +157,12 @@ class NativeSession:
     """
 
     def __init__(self, version_dir: str | os.PathLike, session_config=None, *, timeout: float = 600.0):
-        if session_config is None:
-            from tf_qa.saved_model.platform_config import read_platform_config
-
-            session_config = read_platform_config().session_config
-        binary = runner_binary()
         self.timeout = timeout
         self._workdir = tempfile.TemporaryDirectory(prefix="tf-qa-native-")
-        config_file = Path(self._workdir.name) / "session_config.binpb"
-        config_file.write_bytes(session_config.SerializeToString())
         self._log = open(Path(self._workdir.name) / "runner.log", "w+b")
-        env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
         self._process = subprocess.Popen(
-            [str(binary), str(version_dir), str(config_file), *tf_text_op_libraries()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, bufsize=0,
+            runner_command(version_dir, session_config, Path(self._workdir.name)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=runner_environment(), bufsize=0,
         )  # fmt: skip
         loaded = self._read_frame()
         if loaded[0] != b"loaded":
@@ -191,9 +226,7 @@ class NativeSession:
         return b"".join(chunks)
 
     def _log_tail(self) -> str:
-        self._log.seek(0)
-        lines = self._log.read().decode(errors="replace").strip().splitlines()
-        return " | ".join(lines[-3:]) or "no output"
+        return log_tail(self._log)
 
     def close(self) -> None:
         if not self._process.stdin.closed:

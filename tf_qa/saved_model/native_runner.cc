@@ -8,7 +8,7 @@
 // writes one frame ["loaded", load_micros] (or ["error", code, message] and exits 1), then answers each request
 // frame read from stdin until EOF.
 //
-// Frame: uint32 item count, then each item as uint32 byte length and bytes (little endian).
+// Frames as native_frames.h writes them.
 //   request:  signature_name, (input_key, serialized TensorProto)...
 //   response: "ok", run_micros, (output_key, serialized TensorProto)... sorted by key
 //             or "error", status code name, message
@@ -24,6 +24,7 @@
 
 #include <unistd.h>
 
+#include "native_frames.h"
 #include "tensorflow/c/c_api.h"
 #include "tensorflow/cc/saved_model/loader.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -32,44 +33,9 @@
 
 namespace {
 
-using Frame = std::vector<std::string>;
+using tf_qa::Frame;
 
 FILE* frames_out = stdout;  // main() moves it off fd 1, so that nothing a library prints can corrupt a frame
-
-bool ReadU32(uint32_t* value) {
-  unsigned char bytes[4];
-  if (std::fread(bytes, 1, 4, stdin) != 4) return false;
-  *value = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (uint32_t{bytes[3]} << 24);
-  return true;
-}
-
-void WriteU32(uint32_t value) {
-  unsigned char bytes[4] = {static_cast<unsigned char>(value), static_cast<unsigned char>(value >> 8),
-                            static_cast<unsigned char>(value >> 16), static_cast<unsigned char>(value >> 24)};
-  std::fwrite(bytes, 1, 4, frames_out);
-}
-
-bool ReadFrame(Frame* frame) {
-  uint32_t count;
-  if (!ReadU32(&count)) return false;
-  frame->assign(count, "");
-  for (std::string& item : *frame) {
-    uint32_t size;
-    if (!ReadU32(&size)) return false;
-    item.resize(size);
-    if (size && std::fread(&item[0], 1, size, stdin) != size) return false;
-  }
-  return true;
-}
-
-void WriteFrame(const Frame& frame) {
-  WriteU32(static_cast<uint32_t>(frame.size()));
-  for (const std::string& item : frame) {
-    WriteU32(static_cast<uint32_t>(item.size()));
-    std::fwrite(item.data(), 1, item.size(), frames_out);
-  }
-  std::fflush(frames_out);
-}
 
 Frame ErrorFrame(const absl::Status& status) {
   return {"error", absl::StatusCodeToString(status.code()), std::string(status.message())};
@@ -157,13 +123,14 @@ int main(int argc, char** argv) {
                                         {"serve"}, &bundle);
   }
   if (!status.ok()) {
-    WriteFrame(ErrorFrame(status));
+    tf_qa::WriteFrame(frames_out, ErrorFrame(status));
     return 1;
   }
-  WriteFrame({"loaded", std::to_string(MicrosSince(start))});
+  tf_qa::WriteFrame(frames_out, {"loaded", std::to_string(MicrosSince(start))});
   Frame request;
-  while (ReadFrame(&request)) {
-    WriteFrame(request.empty() ? ErrorFrame(absl::InvalidArgumentError("empty request")) : Run(bundle, request));
+  while (tf_qa::ReadFrame(stdin, &request)) {
+    Frame response = request.empty() ? ErrorFrame(absl::InvalidArgumentError("empty request")) : Run(bundle, request);
+    if (!tf_qa::WriteFrame(frames_out, response)) return 1;
   }
   return 0;
 }
