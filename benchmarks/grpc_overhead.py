@@ -1,10 +1,13 @@
-"""What a gRPC front end in Python adds to a lone question, on this machine: one export answered four ways, in
-blocks of questions that take turns so that a drift in the machine's speed falls on all of them.
+"""What a gRPC front end adds to a lone question, on this machine: one export answered six ways, in blocks of
+questions that take turns so that a drift in the machine's speed falls on all of them.
 
 - ``session``: TF Serving's Python session in this process, no gRPC (the export's own time);
+- ``native runner``: TensorFlow's C++ runtime in a child process on pipes (``tf_qa/saved_model/native.py``);
 - ``least server``: the least Python gRPC server for the export (decode the request, run the signature, encode
   the response; grpcio's thread pool), asked by ``tf_qa.client.QAClient``;
 - ``tf-qa serve``: tf-qa's server, asked the same way;
+- ``C++ front end``: gRPC served from C++, the model in the native runner (``tf_qa/server/native_grpc.py``),
+  asked the same way; left out where it cannot be built;
 - ``empty answer``: the least server answering at once without running the model: gRPC's own round trip.
 
 Both servers run in processes of their own and share this machine's cores with the client, as in the bench.
@@ -34,7 +37,7 @@ from served import MODEL_NAME, Served, cpu_name, free_port
 from tf_qa import console
 from tf_qa.arguments import positive_int
 
-WAYS = ("session", "least server", "tf-qa serve", "empty answer")
+WAYS = ("session", "native runner", "least server", "tf-qa serve", "C++ front end", "empty answer")
 
 
 def serve_least(version_dir: str, port: int, empty: bool) -> None:
@@ -99,18 +102,27 @@ def request_sender(stack: ExitStack, target: str):
 
 
 def callers(stack: ExitStack, version_dir: str) -> dict:
-    """The four ways of ``WAYS``, each ``call(question, context)``, their servers held open by ``stack``."""
+    """The ways of ``WAYS``, each ``call(question, context)``, their servers held open by ``stack``."""
     from tf_qa.client import QAClient
+    from tf_qa.saved_model.answerer import NativeAnswerer
+    from tf_qa.saved_model.native import NativeUnavailable
+    from tf_qa.server.native_grpc import NativeGrpcServer
 
     session = session_caller(version_dir)
+    native = stack.enter_context(NativeAnswerer(version_dir))
     repository = Path(version_dir).parent
     targets = {
         "least server": stack.enter_context(least_server(version_dir)),
         "tf-qa serve": stack.enter_context(Served(repository, extra_args=("--poll-seconds", "0"))).target,
     }
+    try:
+        targets["C++ front end"] = stack.enter_context(NativeGrpcServer(version_dir, MODEL_NAME)).target
+    except NativeUnavailable as error:
+        print(f"C++ front end left out: {error}")
     clients = {way: stack.enter_context(QAClient(target, MODEL_NAME, timeout=600)) for way, target in targets.items()}
     return {
         "session": lambda question, context: session([(question, context)]),
+        "native runner": lambda question, context: native.answer_batch([question], [context]),
         **{way: client.answer for way, client in clients.items()},
         "empty answer": request_sender(stack, stack.enter_context(least_server(version_dir, empty=True))),
     }
@@ -153,10 +165,12 @@ def main() -> int:
         timed_blocks(calls, cases[:10], 1, 10)  # warm: the first calls build the graph's kernels
         seconds = timed_blocks(calls, cases, args.rounds, args.block)
     p50 = {way: 1000 * float(np.median(values)) for way, values in seconds.items()}
-    for way in WAYS:
-        print(f"{way:13s} p50 {p50[way]:6.2f} ms  ({p50[way] / p50['session']:.2f}x the session)")
+    for way in (way for way in WAYS if way in p50):
+        print(f"{way:14s} p50 {p50[way]:6.2f} ms  ({p50[way] / p50['session']:.2f}x the session)")
     print(f"gRPC in Python, least server: +{p50['least server'] - p50['session']:.2f} ms a question")
     print(f"tf-qa serve over the least server: +{p50['tf-qa serve'] - p50['least server']:.2f} ms a question")
+    if "C++ front end" in p50:
+        print(f"gRPC in C++ over the native runner: +{p50['C++ front end'] - p50['native runner']:.2f} ms a question")
     return 0
 
 

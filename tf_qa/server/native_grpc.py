@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -41,8 +42,19 @@ SOURCE = Path(__file__).with_name("native_grpc.cc")
 PACKAGES = "libgrpc++-dev protobuf-compiler-grpc (Debian; scripts/setup-grpc-cpp.sh)"
 
 
+SERVICE_PROTO = "tensorflow_serving/apis/prediction_service.proto"
+
+
 def _proto_files() -> list[str]:
-    return sorted(str(path.relative_to(PROTO_ROOT)) for path in PROTO_ROOT.rglob("*.proto"))
+    """``SERVICE_PROTO`` and the files of ``tf_qa/protos`` it imports, directly or not (protobuf's own come with
+    Debian's protobuf)."""
+    files, pending = set(), [SERVICE_PROTO]
+    while pending:
+        name = pending.pop()
+        if name not in files and (PROTO_ROOT / name).exists():
+            files.add(name)
+            pending += re.findall(r'^import "([^"]+)";', (PROTO_ROOT / name).read_text(), re.MULTILINE)
+    return sorted(files)
 
 
 def _toolchain() -> tuple[str, str, list[str]]:
@@ -71,7 +83,7 @@ def front_end_binary() -> Path:
             "the front end's messages",
         )  # fmt: skip
         sources = sorted(str(p) for p in generated.rglob("*.pb.cc") if not p.name.endswith(".grpc.pb.cc"))
-        services = [str(generated / "tensorflow_serving/apis/prediction_service.grpc.pb.cc")]
+        services = [str(generated / SERVICE_PROTO.replace(".proto", ".grpc.pb.cc"))]
         run_build_step(
             [compiler, "-O2", "-std=c++17", f"-I{generated}", f"-I{FRAMES.parent}", str(SOURCE), *services,
              *sources, "-o", output, *flags],
