@@ -5,8 +5,8 @@
 # apt-get; elsewhere it says why and those tests skip with that reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES="prometheus libgrpc++-dev protobuf-compiler-grpc pkg-config"
-if ! command -v prometheus > /dev/null || ! command -v grpc_cpp_plugin > /dev/null; then
+PACKAGES="prometheus libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc pkg-config"
+if ! command -v prometheus > /dev/null || ! command -v protoc > /dev/null || ! command -v grpc_cpp_plugin > /dev/null; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
     echo "cannot install $PACKAGES here (needs root and apt-get)"
     exit 0

@@ -5,7 +5,7 @@ What a client of stock ``tensorflow_model_server`` meets, as near as this machin
 run by TensorFlow's C++ runtime (``tf_qa/saved_model/native_runner.cc``, a child process on pipes). It answers
 ``PredictionService/Predict`` only, one request at a time; ``tf-qa serve`` remains the server with everything
 else (model config, versions, batching, admission, metrics, REST, health). Built on first use and cached like
-the runner; NativeUnavailable names the Debian packages it needs (``scripts/setup-grpc-cpp.sh`` installs them).
+the runner; NativeUnavailable names the Debian packages it needs (``scripts/setup-debian.sh`` installs them).
 
 Example:
 
@@ -39,7 +39,7 @@ from tf_qa.saved_model.native import (
 )
 
 SOURCE = Path(__file__).with_name("native_grpc.cc")
-PACKAGES = "libgrpc++-dev protobuf-compiler-grpc (Debian; scripts/setup-grpc-cpp.sh)"
+PACKAGES = "libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc (Debian; scripts/setup-debian.sh)"
 
 
 SERVICE_PROTO = "tensorflow_serving/apis/prediction_service.proto"
@@ -62,7 +62,9 @@ def _toolchain() -> tuple[str, str, list[str]]:
     protoc, plugin = shutil.which("protoc"), shutil.which("grpc_cpp_plugin")
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"], capture_output=True, text=True)
     if not (protoc and plugin and flags.returncode == 0):
-        raise NativeUnavailable(f"the C++ gRPC front end needs {PACKAGES}: protoc, grpc_cpp_plugin, pkg-config")
+        missing = [name for name, found in (("protoc", protoc), ("grpc_cpp_plugin", plugin)) if not found]
+        missing += [line for line in flags.stderr.splitlines() if "not found" in line][:1]
+        raise NativeUnavailable(f"the C++ gRPC front end needs {PACKAGES}; missing: {', '.join(missing)}")
     return protoc, plugin, flags.stdout.split()
 
 
