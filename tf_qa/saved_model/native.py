@@ -141,6 +141,18 @@ def runner_environment() -> dict[str, str]:
     return {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
 
 
+def stop_process(process: subprocess.Popen, *, terminate: bool) -> None:
+    """Waits up to 30 s for ``process`` to end (after SIGTERM when ``terminate``), then kills it."""
+    if process.poll() is None:
+        if terminate:
+            process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def log_tail(log) -> str:
     """The last three lines of a binary log file, on one line (what a process said before it stopped)."""
     log.seek(0)
@@ -234,12 +246,7 @@ class NativeSession:
                 self._process.stdin.close()
             except BrokenPipeError:
                 pass
-        if self._process.poll() is None:
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, terminate=False)  # the runner exits at the end of its input
         self._process.stdout.close()
         self._log.close()
         self._workdir.cleanup()

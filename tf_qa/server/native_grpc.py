@@ -36,6 +36,7 @@ from tf_qa.saved_model.native import (
     run_build_step,
     runner_command,
     runner_environment,
+    stop_process,
 )
 
 SOURCE = Path(__file__).with_name("native_grpc.cc")
@@ -133,13 +134,7 @@ class NativeGrpcServer:
         """Stops the front end (its runner then reads the end of its input and exits)."""
         if self._log.closed:
             return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, terminate=True)
         self._tail = log_tail(self._log)
         self._process.stdout.close()
         self._log.close()
