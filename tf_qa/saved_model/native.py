@@ -102,10 +102,10 @@ def cached_binary(name: str, key_parts: list[bytes], build: Callable[[Path, str]
     return binary
 
 
-def run_build_step(command: list[str], what: str, cwd: Path | None = None) -> None:
+def run_build_step(command: list[str], what: str) -> None:
     """One build command; NativeUnavailable with the last lines of its errors when it fails or takes too long."""
     try:
-        built = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_SECONDS, cwd=cwd)
+        built = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_SECONDS)
     except subprocess.TimeoutExpired:
         raise NativeUnavailable(f"building {what} took over {_BUILD_SECONDS} s") from None
     if built.returncode != 0:

@@ -8,7 +8,6 @@
 // It starts RUNNER, waits for its "loaded" frame, listens on 127.0.0.1:PORT (0: a free port) and prints
 // "serving PORT" on stdout. Requests run one at a time, in arrival order: the runner's session answers one
 // frame at a time. A request whose deadline passes while it waits is answered DEADLINE_EXCEEDED, unrun.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,8 +35,7 @@ class Runner {
   explicit Runner(std::vector<std::string> argv) {
     int to_child[2], from_child[2];
     if (pipe(to_child) != 0 || pipe(from_child) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
+    if (fork() == 0) {
       dup2(to_child[0], STDIN_FILENO);
       dup2(from_child[1], STDOUT_FILENO);
       close(to_child[1]);
@@ -63,7 +61,6 @@ class Runner {
   std::mutex& mutex() { return mutex_; }
 
  private:
-  pid_t pid_ = -1;
   FILE* to_ = nullptr;
   FILE* from_ = nullptr;
   std::mutex mutex_;

@@ -22,7 +22,6 @@ import select
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tf_qa.protos import PROTO_ROOT
@@ -74,7 +73,8 @@ def front_end_binary() -> Path:
     compiler, version = cxx_compiler()
     protoc, plugin, flags = _toolchain()
     protoc_version = subprocess.run([protoc, "--version"], capture_output=True, text=True).stdout
-    protos = [(PROTO_ROOT / name).read_bytes() for name in _proto_files()]
+    proto_files = _proto_files()
+    protos = [(PROTO_ROOT / name).read_bytes() for name in proto_files]
     key_parts = [SOURCE.read_bytes(), FRAMES.read_bytes(), *protos, " ".join(flags).encode()]
 
     def build(folder: Path, output: str) -> None:
@@ -82,7 +82,7 @@ def front_end_binary() -> Path:
         generated.mkdir(exist_ok=True)
         run_build_step(
             [protoc, f"-I{PROTO_ROOT}", f"--cpp_out={generated}", f"--grpc_out={generated}",
-             f"--plugin=protoc-gen-grpc={plugin}", *_proto_files()],
+             f"--plugin=protoc-gen-grpc={plugin}", *proto_files],
             "the front end's messages",
         )  # fmt: skip
         sources = sorted(str(p) for p in generated.rglob("*.pb.cc") if not p.name.endswith(".grpc.pb.cc"))
@@ -120,11 +120,10 @@ class NativeGrpcServer:
         self.target = f"127.0.0.1:{self._port(start_timeout)}"
 
     def _port(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
         ready, _, _ = select.select([self._process.stdout], [], [], timeout)
         line = self._process.stdout.readline() if ready else ""
         if not line.startswith("serving "):
-            if self._process.poll() is None and time.monotonic() >= deadline:
+            if not ready:  # still loading after ``timeout``
                 self._process.kill()
             self.close()
             raise NativeError("FAILED_PRECONDITION", f"the C++ gRPC front end did not start: {self._tail}")
