@@ -97,7 +97,31 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="a SQuAD v2.0 file whose unanswerable questions (of the articles not held out) are trained on too, "
         "[CLS] their target",
     )
+    parser.add_argument(
+        "--plausible-answers",
+        metavar="FILE",
+        help="a SQuAD v2.0 file whose unanswerable questions (of the articles not held out) are trained on too, "
+        "the plausible answers its annotators marked their targets",
+    )
     return parser.parse_args(argv)
+
+
+def plausible_answer_questions(path: str, held_out: set[str]) -> list:
+    """SQuAD v2.0's unanswerable questions of the articles not held out, as answerable ones: their gold answers
+    the spans the annotators marked plausible (a question written to fit the paragraph, an answer that would fit
+    it)."""
+    questions = []
+    for article in json.loads(Path(path).read_text(encoding="utf-8"))["data"]:
+        if article["title"] in held_out:
+            continue
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                plausible = qa.get("plausible_answers") or []
+                if qa.get("is_impossible") and plausible:
+                    texts, starts = tuple(a["text"] for a in plausible), tuple(a["answer_start"] for a in plausible)
+                    title, context = article["title"], paragraph["context"]
+                    questions.append(squad.SquadQuestion(qa["id"], qa["question"], context, texts, title, starts))
+    return questions
 
 
 def training_features(questions, tokenizer, max_seq_len: int, doc_stride: int, all_answers: bool):
@@ -386,6 +410,10 @@ def main(argv=None) -> int:
         negatives = [q for q in squad.load_squad(args.negatives) if not q.answers and q.title not in held_out]
         training += negatives
         log(f"and {len(negatives)} unanswerable questions of {args.negatives}")
+    if args.plausible_answers:
+        plausible = plausible_answer_questions(args.plausible_answers, held_out)
+        training += plausible
+        log(f"and {len(plausible)} unanswerable questions of {args.plausible_answers}, their plausible answers")
     tokenizer = DistilBertTokenizerFast(str(BUNDLED_VOCAB))
     features = training_features(training, tokenizer, args.max_seq_len, args.doc_stride, not args.first_answer_only)
     encoder = minilm.distilbert_encoder()  # read and sha256-checked once: the model's start and its storage's base
@@ -410,6 +438,7 @@ def main(argv=None) -> int:
     save_file(stored, str(output / "weights.safetensors"), metadata={"format": "pt"})
     recipe = {k: v for k, v in vars(args).items() if k not in ("squad", "output", "max_steps", "held_out")}
     recipe["negatives"] = args.negatives and Path(args.negatives).name
+    recipe["plausible_answers"] = args.plausible_answers and Path(args.plausible_answers).name
     record = {
         "encoder": f"{minilm.PACKAGE}=={minilm.PACKAGE_VERSION} (model.safetensors sha256 {minilm.MODEL_SHA256})",
         "trained_on": f"{Path(args.squad).name}: {len(training)} questions, articles not held out"

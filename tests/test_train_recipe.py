@@ -1,5 +1,7 @@
 """The demo model's recipe (scripts/train_demo_model.py): the span labels it trains on."""
 
+import json
+
 import pytest
 import script_modules
 from transformers import DistilBertTokenizerFast
@@ -44,3 +46,17 @@ def test_an_unanswerable_question_points_at_cls_in_every_window(recipe, tokenize
     windows = labels(recipe, tokenizer, question, max_seq_len=18, doc_stride=4)
     assert len(windows) > 1 and all(window == ["[CLS]"] for window in windows)
     assert labels(recipe, tokenizer, question, max_seq_len=64, doc_stride=16) == [["[CLS]"]]
+
+
+def test_plausible_answers_become_the_targets_of_unanswerable_questions_not_held_out(recipe, tokenizer, tmp_path):
+    qas = [
+        {"id": "u", "question": "What is the capital of Spain?", "is_impossible": True, "answers": [],
+         "plausible_answers": [{"text": "Berlin", "answer_start": 32}]},
+        {"id": "a", "question": "What is the capital of France?", "is_impossible": False,
+         "answers": [{"text": "Paris", "answer_start": 0}]},
+    ]  # fmt: skip
+    articles = [{"title": t, "paragraphs": [{"context": CONTEXT, "qas": qas}]} for t in ("kept", "held")]
+    (tmp_path / "v2.json").write_text(json.dumps({"version": "v2.0", "data": articles}))
+    questions = recipe.plausible_answer_questions(str(tmp_path / "v2.json"), {"held"})
+    assert [(q.id, q.title, q.answers) for q in questions] == [("u", "kept", ("Berlin",))]
+    assert labels(recipe, tokenizer, questions[0], max_seq_len=64, doc_stride=16) == [["berlin"]]
