@@ -40,6 +40,38 @@ def session_caller(path: str):
     return call
 
 
+def compare(path_a: str, path_b: str, cases) -> dict:
+    """Exports A and B on ``cases`` in TF Serving's session, their calls interleaved: ``{"p50_ms": {...},
+    "rate": {...}, "identical": n}`` (batch-1 p50, batch-16 q/s by export; questions with identical outputs)."""
+    calls = {"A": session_caller(path_a), "B": session_caller(path_b)}
+    for call in calls.values():  # warm: the first calls build the graph's kernels
+        for i in range(5):
+            call(cases[i : i + 1])
+        call(cases[:16])
+    seconds, same = {"A": [], "B": []}, 0
+    for i in range(len(cases)):
+        outputs = {}
+        for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
+            elapsed, outputs[name] = _timed(lambda: calls[name](cases[i : i + 1]))
+            seconds[name].append(elapsed)
+        same += all(np.array_equal(outputs["A"][key], outputs["B"][key]) for key in outputs["A"])
+    batches = [cases[i : i + 16] for i in range(0, len(cases) - 15, 16)]
+    rate = {"A": 0.0, "B": 0.0}
+    for order in (("A", "B"), ("B", "A")):
+        for name in order:
+            elapsed = sum(_timed(lambda: calls[name](batch))[0] for batch in batches)
+            rate[name] += 16 * len(batches) / elapsed / 2
+    p50 = {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
+    return {"p50_ms": p50, "rate": rate, "identical": same}
+
+
+def print_comparison(result: dict, questions: int) -> None:
+    print(f"{cpu_name()}; {questions} held-out questions, TF Serving's Python session")
+    for label, values in (("batch-1 p50 ms", result["p50_ms"]), ("batch-16 q/s", result["rate"])):
+        print(f"{label:15s} A {values['A']:.2f}  B {values['B']:.2f}  (B/A {values['B'] / values['A']:.3f})")
+    print(f"identical outputs: {result['identical']}/{questions}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=version_folder, help="SavedModel version folder A")
@@ -54,29 +86,7 @@ def main() -> int:
 
     use_session_threads(read_platform_config().session_config)
     cases, _ = load_questions(args.questions, held_out=True)
-    calls = {"A": session_caller(args.a), "B": session_caller(args.b)}
-    for call in calls.values():  # warm: the first calls build the graph's kernels
-        for i in range(5):
-            call(cases[i : i + 1])
-        call(cases[:16])
-    seconds, same = {"A": [], "B": []}, 0
-    for i in range(len(cases)):
-        outputs = {}
-        for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
-            elapsed, outputs[name] = _timed(lambda: calls[name](cases[i : i + 1]))
-            seconds[name].append(elapsed)
-        same += all(np.array_equal(outputs["A"][key], outputs["B"][key]) for key in outputs["A"])
-    p50 = {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
-    batches = [cases[i : i + 16] for i in range(0, len(cases) - 15, 16)]
-    rate = {"A": 0.0, "B": 0.0}
-    for order in (("A", "B"), ("B", "A")):
-        for name in order:
-            elapsed = sum(_timed(lambda: calls[name](batch))[0] for batch in batches)
-            rate[name] += 16 * len(batches) / elapsed / 2
-    print(f"{cpu_name()}; {len(cases)} held-out questions, TF Serving's Python session")
-    for label, values in (("batch-1 p50 ms", p50), ("batch-16 q/s", rate)):
-        print(f"{label:15s} A {values['A']:.2f}  B {values['B']:.2f}  (B/A {values['B'] / values['A']:.3f})")
-    print(f"identical outputs: {same}/{len(cases)}")
+    print_comparison(compare(args.a, args.b, cases), len(cases))
     return 0
 
 

@@ -130,18 +130,21 @@ def per_token_bf16_product(rows, weights: tuple[np.ndarray, np.ndarray]):
     return tf.cast(product, tf.bfloat16)
 
 
-def calibrated_ranges(span_logits, tokenizer, questions) -> dict:
-    """Each encoder dense layer's input (min, max) over the windows of ``questions``, run eagerly in fp32."""
+def recorded_ranges(span_logits, tokenizer, questions, method: str, key_and_rows) -> dict:
+    """The (min, max) of the rows each call of ``span_logits``' ``method`` takes, by the key that
+    ``key_and_rows(*arguments) -> (key, rows)`` gives, over the windows of ``questions`` (the pipeline's 384 and
+    128), run eagerly."""
     seen = {}
-    plain = span_logits._dense
+    plain = getattr(span_logits, method)
 
-    def recording(layer, rows):
+    def recording(*arguments):
+        key, rows = key_and_rows(*arguments)
         low, high = float(np.min(rows)), float(np.max(rows))
-        old = seen.get(id(layer), (low, high))
-        seen[id(layer)] = (min(old[0], low), max(old[1], high))
-        return plain(layer, rows)
+        old = seen.get(key, (low, high))
+        seen[key] = (min(old[0], low), max(old[1], high))
+        return plain(*arguments)
 
-    span_logits._dense = recording
+    setattr(span_logits, method, recording)
     try:
         for question in questions:
             windows = tokenizer(
@@ -150,8 +153,13 @@ def calibrated_ranges(span_logits, tokenizer, questions) -> dict:
             )  # fmt: skip
             span_logits(windows["input_ids"].astype(np.int32), windows["attention_mask"].astype(np.int32))
     finally:
-        span_logits._dense = plain
+        setattr(span_logits, method, plain)
     return seen
+
+
+def calibrated_ranges(span_logits, tokenizer, questions) -> dict:
+    """Each encoder dense layer's input (min, max) by ``id`` of the layer, over the windows of ``questions``, fp32."""
+    return recorded_ranges(span_logits, tokenizer, questions, "_dense", lambda layer, rows: (id(layer), rows))
 
 
 def rate_and_spans(signature, cases, batch: int) -> tuple[float, float, list]:
