@@ -116,10 +116,10 @@ def run_build_step(command: list[str], what: str) -> None:
 def runner_binary() -> Path:
     """The built runner, compiled on first use and cached; NativeUnavailable says why it cannot be."""
     compiler, version = cxx_compiler()
-    key_parts = [SOURCE.read_bytes(), FRAMES.read_bytes(), " ".join(_build_command(compiler, "")).encode()]
+    command = " ".join(_build_command(compiler, "")).encode()
     return cached_binary(
         "native_runner",
-        [*key_parts, version.encode()],
+        [SOURCE.read_bytes(), FRAMES.read_bytes(), command, version.encode()],
         lambda folder, output: run_build_step(_build_command(compiler, output), "the native runner"),
     )
 
@@ -210,7 +210,7 @@ class NativeSession:
             self._process.stdin.write(b"".join(parts))
             self._process.stdin.flush()
         except (BrokenPipeError, ValueError):  # the runner has stopped (or was stopped); its log says why
-            raise NativeError("INTERNAL", f"the native runner is not running: {self._log_tail()}") from None
+            raise NativeError("INTERNAL", f"the native runner is not running: {log_tail(self._log)}") from None
 
     def _read_frame(self) -> list[bytes]:
         deadline = time.monotonic() + self.timeout
@@ -231,14 +231,11 @@ class NativeSession:
             chunk = self._process.stdout.read(missing)
             if not chunk:
                 raise NativeError(
-                    "INTERNAL", f"the native runner stopped (exit {self._process.wait()}): {self._log_tail()}"
+                    "INTERNAL", f"the native runner stopped (exit {self._process.wait()}): {log_tail(self._log)}"
                 )
             chunks.append(chunk)
             missing -= len(chunk)
         return b"".join(chunks)
-
-    def _log_tail(self) -> str:
-        return log_tail(self._log)
 
     def close(self) -> None:
         if not self._process.stdin.closed:

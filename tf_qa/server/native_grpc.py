@@ -76,6 +76,7 @@ def front_end_binary() -> Path:
     proto_files = _proto_files()
     protos = [(PROTO_ROOT / name).read_bytes() for name in proto_files]
     key_parts = [SOURCE.read_bytes(), FRAMES.read_bytes(), *protos, " ".join(flags).encode()]
+    key_parts += [version.encode(), protoc_version.encode()]
 
     def build(folder: Path, output: str) -> None:
         generated = folder / "generated"
@@ -93,7 +94,7 @@ def front_end_binary() -> Path:
             "the C++ gRPC front end",
         )  # fmt: skip
 
-    return cached_binary("native_grpc", [*key_parts, version.encode(), protoc_version.encode()], build)
+    return cached_binary("native_grpc", key_parts, build)
 
 
 class NativeGrpcServer:
