@@ -12,7 +12,8 @@ questions where the data is absent):
 * the tf-qa SavedModel called in-process, batch 1 and 16;
 * the same rows for the opt-in bf16 exports (``--matmul-dtype bfloat16``, with its blocks whole and in two
   parallel branches, ``--parallel-branches 2``; windows padded as the README advises for the CPU, 32 tokens with
-  AMX and 8 without), and how often each one's top answer equals the fp32 export's;
+  AMX and 8 without) and the int8 export (``--matmul-dtype int8 --parallel-branches 2``, calibrated on the demo
+  model's training questions), and how often each one's top answer equals the fp32 export's;
 * the export in TF Serving's two runtimes, batch 1 and 16: the Python TF1 session that ``tf-qa serve`` runs, and
   TensorFlow's C++ runtime (``tf_qa/saved_model/native.py``), what stock tensorflow_model_server runs, also over
   gRPC from a C++ front end (``tf_qa/server/native_grpc.py``, as stock TF Serving answers; where Debian's gRPC
@@ -70,9 +71,10 @@ EXPORTS = {
     "fp32": {"matmul_dtype": "float32"},
     "bf16": {"matmul_dtype": "bfloat16"},
     "bf16x2": {"matmul_dtype": "bfloat16", "parallel_branches": 2},
+    "int8x2": {"matmul_dtype": "int8", "parallel_branches": 2},
 }
 #: Row labels by export.
-LABELS = {"fp32": "tf-qa", "bf16": "tf-qa bf16", "bf16x2": "tf-qa bf16 2-branch"}
+LABELS = {"fp32": "tf-qa", "bf16": "tf-qa bf16", "bf16x2": "tf-qa bf16 2-branch", "int8x2": "tf-qa int8 2-branch"}
 
 
 def exports_for_this_cpu(names: list[str]) -> dict[str, dict]:

@@ -146,9 +146,28 @@ def _exports(checkpoint: Path, workdir: Path, report, exports: dict[str, dict], 
             shutil.rmtree(repository, ignore_errors=True)
             flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in fields.items())
             report(f"exporting it with tf-qa export {flags}")
-            export_model(str(checkpoint), repository, version=1, options=ExportOptions(**fields), report=report)
+            calibration = int8_calibration() if fields.get("matmul_dtype") == "int8" else None
+            options = ExportOptions(**fields)
+            export_model(
+                str(checkpoint), repository, version=1, options=options, report=report, calibration=calibration
+            )
         repositories[name] = str(repository)
     return repositories
+
+
+def int8_calibration():
+    """What the bench's int8 exports calibrate on: the demo model's training questions (as ``tf-qa export --demo``
+    does), or where SQuAD is absent 64 synthetic questions (``load_questions``)."""
+    from tf_qa.questions import demo_calibration_questions
+    from tf_qa.saved_model.calibration import CalibrationSet
+    from tf_qa.squad import SquadQuestion
+
+    try:
+        return demo_calibration_questions()
+    except ValueError:
+        cases, _ = load_questions(64)
+        questions = tuple(SquadQuestion(str(i), question, context, ()) for i, (question, context) in enumerate(cases))
+        return CalibrationSet(questions, "64 synthetic questions")
 
 
 def exported_with(version_dir: Path, fields: dict) -> bool:

@@ -33,13 +33,7 @@ from served import cpu_name
 
 from tf_qa import console
 from tf_qa.arguments import positive_int
-
-
-def int8_columns(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A float [in, out] kernel as int8 with one float32 scale per output column (127 standing for the scale)."""
-    kernel = kernel.astype(np.float32)
-    scale = np.maximum(np.abs(kernel).max(axis=0), 1e-12)
-    return np.round(kernel / scale * 127.0).astype(np.int8), scale
+from tf_qa.graph.int8 import int8_columns
 
 
 def int8_dense(layers, ranges: dict | None = None, *, per_token: bool = False):

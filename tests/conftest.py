@@ -48,7 +48,13 @@ PIPELINE_FILES = ("test_parity.py", "test_e2e.py", "test_native.py")
 
 #: The longest groups (a minute or more of one worker's time each), started first so that no worker is left
 #: with one of them at the end (scripts/test.sh passes --no-loadscope-reorder: groups go in this order).
-LONGEST_GROUPS = ("test_trained_bf16.py", "test_trained_model.py", "pipeline", "test_trained_branches.py")
+LONGEST_GROUPS = (
+    "test_trained_bf16.py",
+    "test_trained_model.py",
+    "pipeline",
+    "test_trained_branches.py",
+    "test_trained_int8.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -109,6 +115,13 @@ def trained_bf16_branches(tmp_path_factory) -> Path:
     """The trained demo model exported with --matmul-dtype bfloat16 --parallel-branches 2: a model folder."""
     flags = ("--matmul-dtype", "bfloat16", "--parallel-branches", "2")
     return _demo_export(tmp_path_factory, "trained-bf16-branches", *flags)
+
+
+@pytest.fixture(scope="session")
+def trained_int8(tmp_path_factory) -> Path:
+    """The trained demo model exported with --matmul-dtype int8 --parallel-branches 2 (calibrated on its training
+    articles, as --demo does): a model folder (version 1)."""
+    return _demo_export(tmp_path_factory, "trained-int8", "--matmul-dtype", "int8", "--parallel-branches", "2")
 
 
 @pytest.fixture(scope="session")

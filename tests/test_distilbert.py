@@ -55,10 +55,10 @@ def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model, paralle
         transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=parallel_branches
     )
     fast = bf16_layer(input_ids, attention_mask)
-    arrays = [pair for block in bf16_layer._bf16_branches for branch in block for pair in branch[1:]]
-    assert {tf.as_dtype(a.dtype) for pair in arrays for a in pair} == {tf.bfloat16}
+    products = [product for block in bf16_layer._branches for branch in block for product in branch[1:]]
+    assert {tf.as_dtype(array.dtype) for product in products for array in product[1:]} == {tf.bfloat16}
     # Per block and branch: query, key and value as one product; the attention output; the FFN's two.
-    assert [len(block) for block in bf16_layer._bf16_branches] == [parallel_branches] * len(
+    assert [len(block) for block in bf16_layer._branches] == [parallel_branches] * len(
         transformers_qa_model.distilbert.transformer.layer
     )
     for got, want in zip(fast, exact):
@@ -70,33 +70,82 @@ def test_bfloat16_matmuls_are_close_but_not_exact(transformers_qa_model, paralle
 def test_parallel_branches_split_each_blocks_products_into_parts_that_sum_to_them(transformers_qa_model):
     """The branches' weights are the block's, cut by head and by FFN column: put back together they are
     the unsplit block's, and only the first branch carries the output biases."""
-    whole, *_ = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")._bf16_branches[0]
+    whole, *_ = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16")._branches[0]
     branches = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=2)
-    first, second = branches._bf16_branches[0]
+    first, second = branches._branches[0]
     config = transformers_qa_model.config
     head = config.dim // config.n_heads
     assert (first.heads, second.heads) == (config.n_heads - config.n_heads // 2, config.n_heads // 2)
     join = lambda axis, *arrays: np.concatenate(arrays, axis=axis)  # noqa: E731
-    np.testing.assert_array_equal(join(0, first.out[0], second.out[0]), whole.out[0])
-    np.testing.assert_array_equal(join(1, first.lin1[0], second.lin1[0]), whole.lin1[0])
-    np.testing.assert_array_equal(join(0, first.lin2[0], second.lin2[0]), whole.lin2[0])
-    np.testing.assert_array_equal(first.lin2[1], whole.lin2[1])
-    assert not second.out[1].astype(np.float32).any() and not second.lin2[1].astype(np.float32).any()
+    np.testing.assert_array_equal(join(0, first.out.kernel, second.out.kernel), whole.out.kernel)
+    np.testing.assert_array_equal(join(1, first.lin1.kernel, second.lin1.kernel), whole.lin1.kernel)
+    np.testing.assert_array_equal(join(0, first.lin2.kernel, second.lin2.kernel), whole.lin2.kernel)
+    np.testing.assert_array_equal(first.lin2.bias, whole.lin2.bias)
+    assert not second.out.bias.astype(np.float32).any() and not second.lin2.bias.astype(np.float32).any()
     # Query, key and value: each branch has its own heads' columns of the three, in that order.
     for part in range(3):
-        columns = [b.qkv[0][:, part * b.heads * head : (part + 1) * b.heads * head] for b in (first, second)]
-        np.testing.assert_array_equal(join(1, *columns), whole.qkv[0][:, part * config.dim : (part + 1) * config.dim])
+        columns = [b.qkv.kernel[:, part * b.heads * head : (part + 1) * b.heads * head] for b in (first, second)]
+        np.testing.assert_array_equal(
+            join(1, *columns), whole.qkv.kernel[:, part * config.dim : (part + 1) * config.dim]
+        )
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype='bfloat16'"),
+        ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype='bfloat16' or 'int8'"),
         ({"matmul_dtype": "bfloat16", "parallel_branches": 0}, "parallel_branches must be in"),
         ({"matmul_dtype": "bfloat16", "parallel_branches": 99}, "parallel_branches must be in"),
     ],
 )
 def test_parallel_branches_are_refused_where_they_cannot_be(transformers_qa_model, options, message):
+    with pytest.raises(ValueError, match=message):
+        DistilBertSpanLogits(transformers_qa_model, **options)
+
+
+def _windows(seed: int, shape=(2, 30)) -> tuple[tf.Tensor, tf.Tensor]:
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.integers(0, 30000, size=shape), tf.int32), tf.ones(shape, tf.int32)
+
+
+@pytest.mark.parametrize("parallel_branches", [1, 2])
+def test_int8_products_over_calibrated_ranges_are_close_to_bfloat16(transformers_qa_model, parallel_branches):
+    bf16_layer = DistilBertSpanLogits(
+        transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=parallel_branches
+    )
+    ranges, divisors = bf16_layer.int8_calibration([_windows(seed) for seed in range(3)])
+    layers = len(transformers_qa_model.distilbert.transformer.layer)
+    assert len(ranges) == layers * parallel_branches * 4  # query-key-value, output, lin1, lin2
+    assert "layer_0/branch_0/qkv" in ranges and all(low < high for low, high in ranges.values())
+    assert set(divisors) <= set(ranges) and all(d >= 1 for by in divisors.values() for d in by.values())
+    int8_layer = DistilBertSpanLogits(
+        transformers_qa_model,
+        matmul_dtype="int8",
+        parallel_branches=parallel_branches,
+        int8_ranges=ranges,
+        int8_channel_divisors=divisors,
+    )
+    input_ids, attention_mask = _windows(7)
+    for got, want in zip(int8_layer(input_ids, attention_mask), bf16_layer(input_ids, attention_mask)):
+        assert got.dtype == tf.float32
+        difference = np.abs(got.numpy() - want.numpy())
+        assert 0 < difference.max() < 0.1 * np.abs(want.numpy()).max()
+    # Fixed ranges: a window gets the same logits alone as beside another one.
+    alone = int8_layer(input_ids[:1], attention_mask[:1])
+    beside = int8_layer(input_ids, attention_mask)
+    for one, two in zip(alone, beside):
+        np.testing.assert_allclose(one.numpy()[0], two.numpy()[0], atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"matmul_dtype": "int8"}, "matmul_dtype='int8' needs int8_ranges"),
+        ({"matmul_dtype": "bfloat16", "int8_ranges": {}}, "only int8 takes them"),
+        ({"matmul_dtype": "int8", "int8_ranges": {"layer_0/branch_0/qkv": (0.0, 1.0)}}, "no range for layer_0/"),
+    ],
+)
+def test_int8_needs_a_range_for_every_product(transformers_qa_model, options, message):
     with pytest.raises(ValueError, match=message):
         DistilBertSpanLogits(transformers_qa_model, **options)
 

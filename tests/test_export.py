@@ -195,6 +195,24 @@ def test_validate_says_whether_bf16_is_native(monkeypatch, flags, line):
     assert report.ok and report.lines[0].startswith(line), report.lines
 
 
+@pytest.mark.parametrize(
+    "flags,line",
+    [
+        ("avx512f avx512_vnni", "int8 export: this CPU multiplies int8 natively: Test CPU (avx512f, avx512_vnni;"),
+        ("amx_bf16 amx_int8", "int8 export: this CPU multiplies int8 natively"),
+        ("avx2 avx512f avx512_bf16", "WARNING: int8 export on a CPU without AVX512_VNNI or AMX-INT8 (Test CPU"),
+    ],
+)
+def test_validate_says_whether_int8_is_native(monkeypatch, flags, line):
+    from tf_qa.cpu import cpu_features
+    from tf_qa.saved_model import validate
+
+    monkeypatch.setattr(validate, "cpu_features", lambda: cpu_features(f"model name : Test CPU\nflags : {flags}\n"))
+    report = validate.ValidationReport()
+    validate._check_int8_cpu(report)
+    assert report.ok and report.lines[0].startswith(line), report.lines
+
+
 def test_validate_holds_a_tf_qa_export_to_the_signature_contract(tmp_path, capsys):
     """Any SavedModel may name its inputs as it likes; one with tf-qa's export record must state tf_qa.signatures."""
     from tf_qa.saved_model.layout import export_record_file
@@ -205,3 +223,21 @@ def test_validate_holds_a_tf_qa_export_to_the_signature_contract(tmp_path, capsy
     export_record_file(tmp_path / "1").write_text("{}", encoding="utf-8")
     code, out = _validate_model(tmp_path / "1", lambda x: {"y": 2 * x}, capsys)
     assert code == 1 and "serving_default: inputs ['x'], but tf_qa.signatures states ['context', 'question']" in out
+
+
+def test_an_int8_export_calibrates_on_a_question_file_and_records_its_ranges(tmp_path, checkpoint_dir):
+    from transformers import AutoConfig
+
+    questions = tmp_path / "calibration.jsonl"
+    lines = [
+        f'{{"id": "{i}", "question": "who came?", "context": "{"They came to Paris. " * (i * 40 + 1)}"}}'
+        for i in range(3)
+    ]
+    questions.write_text("\n".join(lines) + "\n")
+    flags = ["--matmul-dtype", "int8", "--calibration", str(questions), "--calibration-questions", "2"]
+    assert main(["export", "--model", checkpoint_dir, "--output", str(tmp_path / "out"), *flags]) == 0
+    record = read_export_record(tmp_path / "out" / "1")
+    options = ExportOptions.from_dict(record["options"])
+    assert options.matmul_dtype == "int8" and options.window_length_multiple == 8
+    assert len(options.int8_ranges) == AutoConfig.from_pretrained(checkpoint_dir).n_layers * 4
+    assert record["int8_calibration"] == f"2 questions of {questions}"

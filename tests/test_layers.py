@@ -64,7 +64,8 @@ ALLOWED = {
     # Batch answering on Beam: the client (ServingHandler) or the SavedModel in-process (SavedModelHandler).
     "tf_qa.beam": {"tf_qa.defaults", "tf_qa.errors", "tf_qa.client", "tf_qa.saved_model", "tf_qa.signatures"},
     # The question files: SQuAD, JSON Lines, request logs (PredictionLog records, read as the warmup file is).
-    "tf_qa.questions": {"tf_qa.squad", "tf_qa.saved_model", "tf_qa.tensors"},
+    # ... and the questions an int8 export calibrates on: the demo model's are its training articles.
+    "tf_qa.questions": {"tf_qa.checkpoints", "tf_qa.defaults", "tf_qa.squad", "tf_qa.saved_model", "tf_qa.tensors"},
     "tf_qa.batch": {"tf_qa.beam", "tf_qa.questions", "tf_qa.squad"},
     # The canary check: questions asked of two Answerers (clients or exports).
     "tf_qa.compare": {"tf_qa.client", "tf_qa.saved_model", "tf_qa.signatures", "tf_qa.squad"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -20,9 +21,31 @@ from tf_qa.graph.options import ExportOptions, flag_fields
         ({"max_answer_len": True}, "max_answer_len must be an integer of at least 1; got True"),
         ({"window_group_size": 1.5}, "window_group_size must be an integer of at least 0; got 1.5"),
         ({"window_length_multiple": 0}, "window_length_multiple must be an integer of at least 1; got 0"),
-        ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16; got 'float16'"),
+        ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16, int8; got 'float16'"),
         ({"parallel_branches": 0}, "parallel_branches must be an integer of at least 1; got 0"),
-        ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype bfloat16"),
+        ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype bfloat16 or int8"),
+        ({"int8_ranges": {"a": (0, 1)}}, "int8_ranges are for matmul_dtype int8, not float32"),
+        ({"int8_channel_divisors": {"a": {1: 2.0}}}, "int8_channel_divisors are for matmul_dtype int8, not float32"),
+        (
+            {"matmul_dtype": "int8", "int8_channel_divisors": {"a": {"1": 0.5}}},
+            "int8_channel_divisors['a'] must map channel numbers to divisors of at least 1; got {'1': 0.5}",
+        ),
+        (
+            {"matmul_dtype": "int8", "int8_channel_divisors": {"a": [3]}},
+            "int8_channel_divisors['a'] must map channel numbers to divisors of at least 1; got [3]",
+        ),
+        (
+            {"matmul_dtype": "int8", "int8_ranges": {"a": (1, 1)}},
+            "int8_ranges['a'] must be finite with low < high; got (1, 1)",
+        ),
+        (
+            {"matmul_dtype": "int8", "int8_ranges": {"a": "x"}},
+            "int8_ranges['a'] must be a (low, high) pair of numbers; got 'x'",
+        ),
+        (
+            {"matmul_dtype": "int8", "int8_ranges": {"a": (0, float("nan"))}},
+            "int8_ranges['a'] must be finite with low < high; got (0, nan)",
+        ),
         ({"limits": {"max_top_k": 0}}, "max_top_k must be an integer from 1 to 2^31-1; got 0"),
     ],
 )
@@ -43,18 +66,25 @@ def test_metadata_round_trip_keeps_every_option():
         max_seq_len=256,
         doc_stride=32,
         window_group_size=0,
-        matmul_dtype="bfloat16",
+        matmul_dtype="int8",
         parallel_branches=2,
+        int8_ranges={"layer_0/branch_0/qkv": (-7.0625, 6.3125)},
+        int8_channel_divisors={"layer_0/branch_0/lin2": {17: 3.5}},
         limits=RequestLimits(max_examples=8),
     )
-    assert ExportOptions.from_dict(options.as_dict()) == options
+    assert ExportOptions.from_dict(json.loads(json.dumps(options.as_dict()))) == options
     with pytest.raises(TypeError):
         ExportOptions.from_dict({**options.as_dict(), "unknown_option": 1})
 
 
 @pytest.mark.parametrize(
     ("options", "multiple"),
-    [({}, 1), ({"matmul_dtype": "bfloat16"}, 32), ({"matmul_dtype": "bfloat16", "window_length_multiple": 8}, 8)],
+    [
+        ({}, 1),
+        ({"matmul_dtype": "bfloat16"}, 32),
+        ({"matmul_dtype": "int8"}, 8),
+        ({"matmul_dtype": "bfloat16", "window_length_multiple": 8}, 8),
+    ],
 )
 def test_windows_are_padded_by_matmul_dtype_unless_asked(options, multiple):
     assert ExportOptions(**options).window_length_multiple == multiple
@@ -89,6 +119,8 @@ def test_export_flags_are_the_options_fields_and_limits():
     assert {f.name for f in dataclasses.fields(ExportOptions)} - {f.name for f in flag_fields()} == {
         "handle_impossible_answer",
         "align_to_words",
+        "int8_ranges",
+        "int8_channel_divisors",
         "limits",
     }
 
@@ -98,3 +130,23 @@ def test_export_refuses_bad_options_as_usage_errors(capsys):
 
     assert main(["export", "--demo", "--output", "/nonexistent/x", "--max-seq-len", "64", "--doc-stride", "64"]) == 2
     assert "doc_stride (64) must be in [0, max_seq_len=64)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "m", "--matmul-dtype", "int8"], "--matmul-dtype int8 calibrates its ranges on questions: give"),
+        (["--model", "m", "--calibration", "q.jsonl"], "--calibration is for --matmul-dtype int8"),
+        (["--model", "m", "--matmul-dtype", "int8", "--calibration", "/nonexistent/q.json"], "cannot read"),
+        (["--model", "m", "--matmul-dtype", "int8", "--calibration", "{empty}"], "has no question with a context"),
+        (["--model", "m", "--matmul-dtype", "int8", "--calibration", "{bad}"], "line 1: not a {id, question, context}"),
+    ],
+)
+def test_int8_calibration_is_refused_as_a_usage_error_naming_the_problem(tmp_path, capsys, flags, message):
+    from tf_qa.cli import main
+
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text('{"question": "q"}\n')
+    flags = [flag.format(empty=tmp_path / "empty.jsonl", bad=tmp_path / "bad.jsonl") for flag in flags]
+    assert main(["export", "--output", str(tmp_path / "out"), *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import SQUAD_V1
-from held_out import MAX_BF16_F1_DROP, NEEDS_SQUAD, evaluate, held_out_questions, on_compared
+from held_out import MAX_F1_DROP, NEEDS_SQUAD, evaluate, held_out_questions, on_compared
 
 from tf_qa.cli import main
 from tf_qa.saved_model.layout import read_export_record
@@ -33,7 +33,7 @@ def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(
     fp32, _ = on_compared(request.getfixturevalue("trained_fp32_held_out")[1])
     print(f"held out, float32: {fp32}; bfloat16: {bf16}")
     assert bf16["total"] == fp32["total"]
-    assert fp32["f1"] - bf16["f1"] <= MAX_BF16_F1_DROP
+    assert fp32["f1"] - bf16["f1"] <= MAX_F1_DROP
 
 
 def _readme_block(marker: str) -> str:

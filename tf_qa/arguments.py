@@ -80,6 +80,18 @@ def _add_export(commands, common) -> None:
             choices=choices or None,
             type={0: non_negative_int, 1: positive_int}.get(minimum) if minimum is not None else str,
         )
+    export.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="int8: questions to calibrate its ranges on (SQuAD .json, .jsonl, or a request log; --demo: its "
+        "training articles by default)",
+    )
+    export.add_argument(
+        "--calibration-questions",
+        type=positive_int,
+        default=defaults.DEFAULT_CALIBRATION_QUESTIONS,
+        help="int8: how many of them, a seeded sample (default %(default)s)",
+    )
     for name, default in RequestLimits().as_dict().items():
         export.add_argument(
             export_flag(name),

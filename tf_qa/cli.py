@@ -93,19 +93,38 @@ def _export(args) -> int:
         options = ExportOptions(**{field.name: getattr(args, field.name) for field in flag_fields()}, limits=limits)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if not args.demo and not args.model:
+        raise UsageError("--model or --demo is required")
+    calibration = _calibration(args, options)
     if args.demo:
         from tf_qa.checkpoints import make_trained_demo_checkpoint
 
         print(f"exporting the {DEMO_SOURCE}; see its model card")
         with tempfile.TemporaryDirectory(prefix="tf-qa-demo-") as folder:
             checkpoint = make_trained_demo_checkpoint(folder)
-            return _export_checkpoint(args, checkpoint, DEMO_SOURCE, options)
-    if not args.model:
-        raise UsageError("--model or --demo is required")
-    return _export_checkpoint(args, args.model, args.model, options)
+            return _export_checkpoint(args, checkpoint, DEMO_SOURCE, options, calibration)
+    return _export_checkpoint(args, args.model, args.model, options, calibration)
 
 
-def _export_checkpoint(args, checkpoint: str, source: str, options: ExportOptions) -> int:
+def _calibration(args, options: ExportOptions):
+    """The questions an int8 export calibrates on (``--calibration``; the demo's training articles by default)."""
+    from tf_qa import questions
+
+    if options.matmul_dtype != "int8":
+        if args.calibration:
+            raise UsageError("--calibration is for --matmul-dtype int8")
+        return None
+    try:
+        if args.calibration:
+            return questions.calibration_questions(args.calibration, args.calibration_questions)
+        if args.demo:
+            return questions.demo_calibration_questions(args.calibration_questions)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    raise UsageError("--matmul-dtype int8 calibrates its ranges on questions: give --calibration FILE")
+
+
+def _export_checkpoint(args, checkpoint: str, source: str, options: ExportOptions, calibration) -> int:
     from tf_qa.saved_model.export import export_model
 
     try:
@@ -118,6 +137,7 @@ def _export_checkpoint(args, checkpoint: str, source: str, options: ExportOption
             model_name=args.model_name,
             options=options,
             source=source,
+            calibration=calibration,
         )
     except KeyboardInterrupt:
         raise CommandError("interrupted; nothing was published", code=StatusCode.CANCELLED) from None

@@ -38,6 +38,11 @@ class CpuFeatures:
         return bool(self.flags & {"avx512_bf16", "amx_bf16"})
 
     @property
+    def native_int8(self) -> bool:
+        """int8 products on VNNI or AMX-INT8 (oneDNN's fast int8 paths)."""
+        return bool(self.flags & {"avx512_vnni", "amx_int8"})
+
+    @property
     def bf16_window_length_multiple(self) -> int:
         """The window padding a bf16 export serves fastest with here: with AMX, the export's default (its kernels
         are made per shape, so few lengths); without, 8 (measured on Zen 5: benchmarks/README.md)."""

@@ -16,10 +16,16 @@ DEFAULT_WINDOW_GROUP_SIZE = 4
 WINDOW_GROUP_MAX_GROWTH = 1.5
 #: Windows go through the model padded to a multiple of this many tokens, by matmul dtype: bf16's AMX kernels are
 #: made per shape and kept per thread, 1024 at most, so a few lengths beat hundreds; fp32's kernels fit any shape,
-#: and padding would only add work (tf_qa.graph.window_groups; measured in benchmarks/README.md).
-WINDOW_LENGTH_MULTIPLES = {"float32": 1, "bfloat16": 32}
-#: What the encoder's dense layers may multiply in (bfloat16 is opt-in; see tf_qa.graph.distilbert).
-MATMUL_DTYPES = ("float32", "bfloat16")
+#: and padding would only add work; int8 was measured with 8 (tf_qa.graph.window_groups; benchmarks/README.md).
+WINDOW_LENGTH_MULTIPLES = {"float32": 1, "bfloat16": 32, "int8": 8}
+#: What the encoder's dense layers may multiply in (bfloat16 and int8 are opt-in; see tf_qa.graph.distilbert).
+MATMUL_DTYPES = ("float32", "bfloat16", "int8")
+#: The reduced precisions: their blocks run in bfloat16 (int8's products in int8 between), in parallel branches
+#: if asked.
+REDUCED_MATMUL_DTYPES = ("bfloat16", "int8")
+
+#: Questions an int8 export calibrates on unless told otherwise (its F1 in benchmarks/README.md was measured so).
+DEFAULT_CALIBRATION_QUESTIONS = 256
 
 #: The client's gRPC message limit, past gRPC's 4 MB default (long contexts in large batches).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024

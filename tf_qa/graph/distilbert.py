@@ -21,6 +21,10 @@ is emulated and slower. bfloat16 changes the logits (by ~1e-2), so it is never t
 heads and FFN columns are split into N independent parts that TensorFlow's inter-op threads run side by side:
 a lone window keeps N cores busy.
 
+Opt-in, ``matmul_dtype="int8"``: the bfloat16 blocks with each dense product in static int8 over its calibrated
+input range, its outlier channels divided into it (``tf_qa.graph.int8``; ``int8_calibration`` calibrates,
+``tf_qa.saved_model.calibration`` at export).
+
 Example:
 
 >>> from transformers import DistilBertConfig, TFDistilBertForQuestionAnswering
@@ -41,7 +45,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tf_qa.defaults import MATMUL_DTYPES
+from tf_qa.defaults import MATMUL_DTYPES, REDUCED_MATMUL_DTYPES
+from tf_qa.graph import int8
 
 
 def is_supported(qa_model) -> bool:
@@ -53,15 +58,24 @@ def is_supported(qa_model) -> bool:
     return isinstance(qa_model, TFDistilBertForQuestionAnswering) and qa_model.config.num_labels == 2
 
 
+class _Product(NamedTuple):
+    """One dense product of a block: its name (``layer_0/branch_0/qkv``; int8 ranges are recorded by it) and its
+    kernel and bias (bf16 arrays in a bfloat16 layer, float32 in an int8 one)."""
+
+    name: str
+    kernel: np.ndarray
+    bias: np.ndarray
+
+
 class _BranchWeights(NamedTuple):
-    """One part of a block's bf16 products (``parallel_branches``): (kernel, bias) bf16 arrays of its heads'
-    query-key-value and output projections and of its share of the FFN's inner columns."""
+    """One part of a block's reduced-precision products (``parallel_branches``): its heads' query-key-value and
+    output projections and its share of the FFN's inner columns."""
 
     heads: int
-    qkv: tuple[np.ndarray, np.ndarray]
-    out: tuple[np.ndarray, np.ndarray]
-    lin1: tuple[np.ndarray, np.ndarray]
-    lin2: tuple[np.ndarray, np.ndarray]
+    qkv: _Product
+    out: _Product
+    lin1: _Product
+    lin2: _Product
 
 
 class DistilBertSpanLogits(tf_keras.layers.Layer):
@@ -69,10 +83,14 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
 
     Args:
         qa_model: a built or unbuilt ``TFDistilBertForQuestionAnswering``; its variables are used in place.
-        matmul_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (opt-in, see the module docstring).
-        parallel_branches: bfloat16 only: each block runs as this many independent parts, its heads and its FFN's
-            inner columns split between them, whose outputs are summed; TensorFlow's inter-op threads run the
-            parts side by side, so that a lone window keeps more than one core busy.
+        matmul_dtype: ``"float32"`` (exact), ``"bfloat16"`` or ``"int8"`` (opt-in, see the module docstring).
+        parallel_branches: bfloat16 or int8 only: each block runs as this many independent parts, its heads and
+            its FFN's inner columns split between them, whose outputs are summed; TensorFlow's inter-op threads
+            run the parts side by side, so that a lone window keeps more than one core busy.
+        int8_ranges: int8 only (and needed there): each product's input (low, high) by name, from
+            ``int8_calibration`` of the bfloat16 layer with the same ``parallel_branches``.
+        int8_channel_divisors: int8 only: {outlier input channel: divisor} by product name
+            (``int8_calibration``'s too; none where not given).
 
     Call arguments:
         input_ids: [B, L] int32 token ids.
@@ -82,14 +100,25 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         ``(start_logits, end_logits)``, each [B, L] float32.
     """
 
-    def __init__(self, qa_model, *, matmul_dtype: str = "float32", parallel_branches: int = 1, **kwargs):
+    def __init__(
+        self,
+        qa_model,
+        *,
+        matmul_dtype: str = "float32",
+        parallel_branches: int = 1,
+        int8_ranges=None,
+        int8_channel_divisors=None,
+        **kwargs,
+    ):
         super().__init__(trainable=False, **kwargs)
         if not is_supported(qa_model):
             raise ValueError(f"{type(qa_model).__name__} is not a TFDistilBertForQuestionAnswering")
         if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}; got {matmul_dtype!r}")
-        if parallel_branches != 1 and matmul_dtype != "bfloat16":
-            raise ValueError("parallel_branches above 1 needs matmul_dtype='bfloat16'")
+        if parallel_branches != 1 and matmul_dtype not in REDUCED_MATMUL_DTYPES:
+            raise ValueError("parallel_branches above 1 needs matmul_dtype='bfloat16' or 'int8'")
+        if (matmul_dtype == "int8") != (int8_ranges is not None):
+            raise ValueError("matmul_dtype='int8' needs int8_ranges (calibrated at export), and only int8 takes them")
         if not 1 <= parallel_branches <= qa_model.config.n_heads:
             raise ValueError(f"parallel_branches must be in [1, n_heads={qa_model.config.n_heads}]")
         if not qa_model.built:
@@ -106,17 +135,54 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         # kernels need (brgemm), where a variable's plain layout gets the generic bf16 GEMM, much slower.
         self._bf16_norms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # By block, its products in ``parallel_branches`` parts (one part: the whole block).
-        self._bf16_branches: tuple[tuple[_BranchWeights, ...], ...] = ()
-        if matmul_dtype == "bfloat16":
+        self._branches: tuple[tuple[_BranchWeights, ...], ...] = ()
+        self._int8_products: dict[str, int8.Int8Product] = {}
+        self._range_recorder: int8.RangeRecorder | None = None  # set while int8_calibration runs
+        if matmul_dtype in REDUCED_MATMUL_DTYPES:
             blocks = qa_model.distilbert.transformer.layer
             self._bf16_norms = {
                 id(norm): (_as_bf16(norm.gamma), _as_bf16(norm.beta))
                 for block in blocks
                 for norm in (block.sa_layer_norm, block.output_layer_norm)
             }
-            self._bf16_branches = tuple(self._block_branches(block) for block in blocks)
+            self._branches = tuple(self._block_branches(index, block) for index, block in enumerate(blocks))
+        if matmul_dtype == "int8":
+            self._int8_products = self._int8(int8_ranges, int8_channel_divisors or {})
 
-    def _block_branches(self, block) -> tuple[_BranchWeights, ...]:
+    def _fused_gelu(self, product: _Product) -> bool:
+        """Whether ``product`` is a lin1 whose exact GELU the int8 product fuses in."""
+        return self.qa_model.config.activation == "gelu" and product.name.endswith("/lin1")
+
+    def _int8(self, ranges: dict, channel_divisors: dict) -> dict[str, int8.Int8Product]:
+        """Every block's products in int8 by name."""
+        products = {}
+        for branch in (branch for branches in self._branches for branch in branches):
+            for product in (branch.qkv, branch.out, branch.lin1, branch.lin2):
+                if product.name not in ranges:
+                    raise ValueError(f"int8_ranges has no range for {product.name} (calibrated for another layout?)")
+                products[product.name] = int8.Int8Product(
+                    *product[1:],
+                    ranges[product.name],
+                    gelu=self._fused_gelu(product),
+                    channel_divisors=channel_divisors.get(product.name),
+                )
+        return products
+
+    def int8_calibration(self, windows) -> tuple[dict[str, tuple[float, float]], dict[str, dict[int, float]]]:
+        """Each product's input range and outlier channels' divisors by name (``int8.RangeRecorder``) over
+        ``windows`` ((input_ids, attention_mask) [B, L] arrays), run eagerly: what an int8 layer of the same
+        ``parallel_branches`` takes as ``int8_ranges`` and ``int8_channel_divisors``. bfloat16 only."""
+        if self.matmul_dtype != "bfloat16":
+            raise ValueError("int8_calibration runs the bfloat16 layer")
+        self._range_recorder = int8.RangeRecorder()
+        try:
+            for input_ids, attention_mask in windows:
+                self(tf.constant(input_ids, tf.int32), tf.constant(attention_mask, tf.int32))
+            return self._range_recorder.calibration()
+        finally:
+            self._range_recorder = None
+
+    def _block_branches(self, index: int, block) -> tuple[_BranchWeights, ...]:
         """A block's bf16 products in ``parallel_branches`` parts whose outputs sum to the block's: each part has
         a share of the heads (their query, key and value columns as one product, their rows of the output
         projection) and of the FFN's inner columns (lin1's columns, lin2's rows). The output biases go with the
@@ -128,18 +194,25 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         inner_parts = np.array_split(np.arange(ffn.lin1.kernel.shape[1]), self.parallel_branches)
         zeros = np.zeros(self.dim, np.float32)
         branches = []
-        for index, (heads, inner) in enumerate(zip(head_parts, inner_parts)):
+        for part, (heads, inner) in enumerate(zip(head_parts, inner_parts)):
             dims = (heads[:, np.newaxis] * self.dim_per_head + np.arange(self.dim_per_head)).ravel()
             qkv_kernel = np.concatenate([layer.kernel.numpy()[:, dims] for layer in qkv_layers], axis=-1)
             qkv_bias = np.concatenate([layer.bias.numpy()[dims] for layer in qkv_layers])
-            out_bias, lin2_bias = (attention.out_lin.bias, ffn.lin2.bias) if index == 0 else (zeros, zeros)
-            weights = (
-                (qkv_kernel, qkv_bias),
-                (attention.out_lin.kernel.numpy()[dims], out_bias),
-                (ffn.lin1.kernel.numpy()[:, inner], ffn.lin1.bias.numpy()[inner]),
-                (ffn.lin2.kernel.numpy()[inner], lin2_bias),
+            out_bias, lin2_bias = (
+                (attention.out_lin.bias.numpy(), ffn.lin2.bias.numpy()) if part == 0 else (zeros, zeros)
             )
-            branches.append(_BranchWeights(len(heads), *(tuple(map(_as_bf16, pair)) for pair in weights)))
+            weights = {
+                "qkv": (qkv_kernel, qkv_bias),
+                "out": (attention.out_lin.kernel.numpy()[dims], out_bias),
+                "lin1": (ffn.lin1.kernel.numpy()[:, inner], ffn.lin1.bias.numpy()[inner]),
+                "lin2": (ffn.lin2.kernel.numpy()[inner], lin2_bias),
+            }
+            # bfloat16 multiplies bf16 copies; int8 quantizes the float32 weights itself.
+            convert = _as_bf16 if self.matmul_dtype == "bfloat16" else (lambda array: np.asarray(array, np.float32))
+            products = [
+                _Product(f"layer_{index}/branch_{part}/{name}", *map(convert, pair)) for name, pair in weights.items()
+            ]
+            branches.append(_BranchWeights(len(heads), *products))
         return tuple(branches)
 
     @staticmethod
@@ -147,11 +220,17 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         """A Dense layer's kernel and bias on [N, in] float32 rows, as MatMul + BiasAdd (which TF fuses)."""
         return tf.nn.bias_add(tf.matmul(rows, layer.kernel), layer.bias)
 
-    @staticmethod
-    def _product_bf16(rows: tf.Tensor, weights: tuple[np.ndarray, np.ndarray]) -> tf.Tensor:
-        """MatMul + BiasAdd of bf16 rows on a (kernel, bias) pair of bf16 arrays, as graph constants; bf16 out."""
-        kernel, bias = weights
-        return tf.nn.bias_add(tf.matmul(rows, tf.constant(kernel)), tf.constant(bias))
+    def _product(self, rows: tf.Tensor, product: _Product, activation=None) -> tf.Tensor:
+        """MatMul + BiasAdd (+ ``activation``) of bf16 rows on one of a block's products; bf16 out. bfloat16: its
+        bf16 kernel and bias as graph constants; int8: its ``Int8Product`` (whose fused GELU is the activation)."""
+        if self._range_recorder is not None:
+            self._range_recorder.record(product.name, rows)
+        if self.matmul_dtype == "int8":
+            int8_product = self._int8_products[product.name]
+            out = int8_product(self._uint8_inputs(rows, int8_product))
+            return out if activation is None or int8_product.gelu else activation(out)
+        out = tf.nn.bias_add(tf.matmul(rows, tf.constant(product.kernel)), tf.constant(product.bias))
+        return out if activation is None else activation(out)
 
     @staticmethod
     def _layer_norm(rows: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
@@ -204,7 +283,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             hidden = self._norm(embeddings.LayerNorm, as_rows(hidden))
             # The attention mask as transformers applies it: scores - 1e30 * (1 - mask).
             mask = tf.cast(tf.reshape(attention_mask, [batch, 1, 1, length]), tf.float32)
-        if self.matmul_dtype == "bfloat16":
+        if self.matmul_dtype in REDUCED_MATMUL_DTYPES:
             hidden = self._blocks_bf16(hidden, mask, batch, length)
         else:
             for block in distilbert.transformer.layer:
@@ -219,24 +298,25 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
             return logits[:, :, 0], logits[:, :, 1]
 
     def _blocks_bf16(self, hidden: tf.Tensor, mask: tf.Tensor, batch, length) -> tf.Tensor:
-        """The transformer blocks with bf16 products, on and to float32 [B*L, dim] rows.
+        """The transformer blocks with bf16 (or int8) products, on and to float32 [B*L, dim] rows.
 
         Between the blocks the hidden states stay bf16 (layer norms and residual sums included): no casts
         in and out of each product, and the layer norm's statistics are still float32 inside oneDNN.
         """
+        self._uint8_inputs = int8.Uint8Inputs()
         # The mask as a bias, made once for every block (0 or -1e30: exact where it is 0).
         mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
         hidden = tf.cast(hidden, tf.bfloat16)
         # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
         gelu = self.qa_model.config.activation == "gelu"
-        for block, branches in zip(self.qa_model.distilbert.transformer.layer, self._bf16_branches):
+        for block, branches in zip(self.qa_model.distilbert.transformer.layer, self._branches):
             activation = (lambda x: tf.nn.gelu(x, approximate=False)) if gelu else block.ffn.activation
             with tf.name_scope("attention"):
                 parts = [self._attention_bf16(branch, hidden, mask_bias, batch, length) for branch in branches]
                 attended = self._norm(block.sa_layer_norm, _summed(parts) + hidden)
             with tf.name_scope("ffn"):
-                inner = [activation(self._product_bf16(attended, branch.lin1)) for branch in branches]
-                parts = [self._product_bf16(rows, branch.lin2) for rows, branch in zip(inner, branches)]
+                inner = [self._product(attended, branch.lin1, activation) for branch in branches]
+                parts = [self._product(rows, branch.lin2) for rows, branch in zip(inner, branches)]
                 hidden = self._norm(block.output_layer_norm, _summed(parts) + attended)
         return tf.cast(hidden, tf.float32)
 
@@ -256,7 +336,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         """``_attention`` on bf16 rows for the heads of one ``branch``, bf16 out (the part of the output projection
         its heads make): one query-key-value MatMul, then scores, softmax and weighted values; ``mask_bias``:
         [B, 1, 1, L] bf16, 0 on tokens and -1e30 on padding."""
-        qkv = self._product_bf16(hidden, branch.qkv)
+        qkv = self._product(hidden, branch.qkv)
         # [B*L, 3*heads*dim_per_head] -> [3, B, heads, L, dim_per_head]: one transpose for the three.
         qkv = tf.reshape(qkv, [batch, length, 3, branch.heads, self.dim_per_head])
         qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])
@@ -267,7 +347,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         # oneDNN's bf16 softmax computes in fp32 and rounds its output, the weights the bf16 product takes anyway.
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.transpose(tf.matmul(weights, qkv[2]), [0, 2, 1, 3])
-        return self._product_bf16(tf.reshape(context, [-1, branch.heads * self.dim_per_head]), branch.out)
+        return self._product(tf.reshape(context, [-1, branch.heads * self.dim_per_head]), branch.out)
 
 
 def _as_bf16(array) -> np.ndarray:

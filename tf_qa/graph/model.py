@@ -104,7 +104,11 @@ class QuestionAnsweringModel(tf_keras.Model):
             raise ValueError(f"matmul_dtype={options.matmul_dtype!r} needs a DistilBERT QA model")
         self.span_logits = (
             DistilBertSpanLogits(
-                qa_model, matmul_dtype=options.matmul_dtype, parallel_branches=options.parallel_branches
+                qa_model,
+                matmul_dtype=options.matmul_dtype,
+                parallel_branches=options.parallel_branches,
+                int8_ranges=options.int8_ranges,
+                int8_channel_divisors=options.int8_channel_divisors,
             )
             if distilbert
             else None

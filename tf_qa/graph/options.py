@@ -20,6 +20,7 @@ ValueError: doc_stride (128) must be in [0, max_seq_len=128)
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from tf_qa.defaults import (
     DEFAULT_DOC_STRIDE,
@@ -27,6 +28,7 @@ from tf_qa.defaults import (
     DEFAULT_MAX_SEQ_LEN,
     DEFAULT_WINDOW_GROUP_SIZE,
     MATMUL_DTYPES,
+    REDUCED_MATMUL_DTYPES,
     WINDOW_LENGTH_MULTIPLES,
 )
 from tf_qa.graph.limits import RequestLimits
@@ -52,11 +54,17 @@ class ExportOptions:
         window_length_multiple: each group is padded further, to a multiple of this many tokens (at most
             ``max_seq_len``), so that the model runs on a few lengths whose kernels stay made (1: no padding;
             None: ``WINDOW_LENGTH_MULTIPLES`` of ``matmul_dtype``).
-        matmul_dtype: ``"float32"`` (the pipeline's answers) or ``"bfloat16"``: opt-in bf16 dense layers in the
-            encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``).
-        parallel_branches: bfloat16 only: each transformer block runs as this many independent parts (its heads
-            and FFN columns split between them) that TensorFlow runs side by side: a lone request's window uses
-            that many cores, at some cost in throughput when the cores are busy anyway.
+        matmul_dtype: ``"float32"`` (the pipeline's answers), ``"bfloat16"``: opt-in bf16 dense layers in the
+            encoder, faster on CPUs with AMX/AVX512-BF16 but not identical (see ``tf_qa.graph.distilbert``), or
+            ``"int8"``: bfloat16 with its dense products in int8 over calibrated ranges (``tf_qa.graph.int8``).
+        parallel_branches: bfloat16 or int8 only: each transformer block runs as this many independent parts (its
+            heads and FFN columns split between them) that TensorFlow runs side by side: a lone request's window
+            uses that many cores, at some cost in throughput when the cores are busy anyway.
+        int8_ranges: int8 only: the input range ``(low, high)`` of each int8 product by its name, calibrated once
+            at export (``tf_qa.saved_model.calibration``) and fixed in the graph, so that an answer never depends
+            on the batch it was served in. None until calibrated.
+        int8_channel_divisors: int8 only: {outlier input channel: divisor} by product name, calibrated with
+            ``int8_ranges``: the channels divided into the range before the quantization.
         limits: bounds on the work of one call, checked in the graph before that work.
     """
 
@@ -86,17 +94,20 @@ class ExportOptions:
     )
     matmul_dtype: str = _option(
         "float32",
-        "bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; answers can differ from the "
-        "pipeline's (tf-qa bench measures the agreement). Default %(default)s",
+        "bfloat16: opt-in faster dense layers on CPUs with AMX/AVX512-BF16; int8: bfloat16 with int8 products "
+        "(VNNI/AMX-INT8), their ranges calibrated on --calibration questions; answers can differ from the "
+        "pipeline's (tf-qa bench measures the agreement and EM/F1). Default %(default)s",
         choices=MATMUL_DTYPES,
     )
     parallel_branches: int = _option(
         1,
-        "bfloat16 only: run each transformer block as N independent parts that TensorFlow runs side by side, "
+        "bfloat16 or int8 only: run each transformer block as N independent parts that TensorFlow runs side by side, "
         "so that a lone request uses N cores (lower latency on idle cores, lower throughput under load; "
         "default %(default)s)",
         minimum=1,
     )
+    int8_ranges: dict[str, tuple[float, float]] | None = _option(None)
+    int8_channel_divisors: dict[str, dict[int, float]] | None = _option(None)
     limits: RequestLimits = dataclasses.field(default_factory=RequestLimits)
 
     def __post_init__(self):
@@ -112,8 +123,13 @@ class ExportOptions:
                 raise ValueError(f"{field.name} must be an integer of at least {minimum}; got {value!r}")
             if choices and value not in choices:
                 raise ValueError(f"{field.name} must be one of {', '.join(choices)}; got {value!r}")
-        if self.parallel_branches > 1 and self.matmul_dtype != "bfloat16":
-            raise ValueError("parallel_branches above 1 needs matmul_dtype bfloat16")
+        if self.parallel_branches > 1 and self.matmul_dtype not in REDUCED_MATMUL_DTYPES:
+            raise ValueError("parallel_branches above 1 needs matmul_dtype bfloat16 or int8")
+        if self.int8_ranges is not None:
+            object.__setattr__(self, "int8_ranges", _checked_ranges(self.int8_ranges, self.matmul_dtype))
+        if self.int8_channel_divisors is not None:
+            divisors = _checked_divisors(self.int8_channel_divisors, self.matmul_dtype)
+            object.__setattr__(self, "int8_channel_divisors", divisors)
         if self.max_seq_len is not None and not self.doc_stride < self.max_seq_len:
             raise ValueError(f"doc_stride ({self.doc_stride}) must be in [0, max_seq_len={self.max_seq_len})")
 
@@ -130,6 +146,40 @@ class ExportOptions:
     def from_dict(cls, options: dict) -> ExportOptions:
         """The options recorded by ``as_dict`` (keys this version does not know are an error)."""
         return cls(**{"window_length_multiple": 1, **options})  # exports made before the option padded nothing
+
+
+def _checked_ranges(ranges: dict, matmul_dtype: str) -> dict[str, tuple[float, float]]:
+    """``ranges`` as {name: (low, high)} floats (JSON gives lists), or the error that names the first bad one."""
+    if matmul_dtype != "int8":
+        raise ValueError(f"int8_ranges are for matmul_dtype int8, not {matmul_dtype}")
+    checked = {}
+    for name, pair in dict(ranges).items():
+        try:
+            low, high = (float(bound) for bound in pair)
+        except (TypeError, ValueError):
+            raise ValueError(f"int8_ranges[{name!r}] must be a (low, high) pair of numbers; got {pair!r}") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"int8_ranges[{name!r}] must be finite with low < high; got {pair!r}")
+        checked[str(name)] = (low, high)
+    return checked
+
+
+def _checked_divisors(divisors: dict, matmul_dtype: str) -> dict[str, dict[int, float]]:
+    """``divisors`` as {name: {channel: divisor}} (JSON gives the channels as text), or the error that names the
+    first bad one."""
+    if matmul_dtype != "int8":
+        raise ValueError(f"int8_channel_divisors are for matmul_dtype int8, not {matmul_dtype}")
+    checked = {}
+    for name, by_channel in dict(divisors).items():
+        try:
+            checked[str(name)] = {int(channel): float(divisor) for channel, divisor in dict(by_channel).items()}
+        except (TypeError, ValueError):
+            checked[str(name)] = {}
+        values = checked[str(name)]
+        if not values or min(values) < 0 or not all(math.isfinite(d) and d >= 1 for d in values.values()):
+            wanted = "must map channel numbers to divisors of at least 1"
+            raise ValueError(f"int8_channel_divisors[{name!r}] {wanted}; got {by_channel!r}")
+    return checked
 
 
 def flag_fields() -> list[dataclasses.Field]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tf_qa.errors import SetupError
 from tf_qa.graph.options import ExportOptions
+from tf_qa.saved_model.calibration import CalibrationSet, calibrated_options
 from tf_qa.saved_model.layout import export_record_file, next_version, warmup_file
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.saved_model.session import run_requests
@@ -106,11 +107,13 @@ def export_model(
     options: ExportOptions | None = None,
     report: Callable[[str], None] = print,
     source: str | None = None,
+    calibration: CalibrationSet | None = None,
 ) -> Path:
     """Exports ``checkpoint`` (hub name or folder) to ``output/<version>`` and returns that folder.
 
     ``options`` (default: the pipeline's) are recorded in ``assets.extra/tf_qa_export.json``, with ``source``
-    (default: ``checkpoint``), what the report and the record call the checkpoint.
+    (default: ``checkpoint``), what the report and the record call the checkpoint. An int8 export without
+    ``int8_ranges`` calibrates them on ``calibration`` (``tf_qa.saved_model.calibration``), recorded too.
 
     Raises:
         ExportError: with a message naming the problem; nothing is left behind.
@@ -130,6 +133,7 @@ def export_model(
                 options=options,
                 report=report,
                 stage=stage,
+                calibration=calibration,
             )
             final = output / str(version)
             if final.exists():  # only with force
@@ -164,12 +168,19 @@ def _build_and_check(
     options: ExportOptions | None,
     report,
     stage,
+    calibration: CalibrationSet | None,
 ) -> Path:
-    """Loads, builds, saves, writes warmup and metadata, and self-checks ``staging/model``; returns it."""
+    """Loads, calibrates (int8), builds, saves, writes warmup and metadata, and self-checks ``staging/model``;
+    returns it."""
     report(f"[load] {source}")
     qa_model, tokenizer = _load(checkpoint, from_pt)
     stage("load")
     from tf_qa.graph.model import QuestionAnsweringModel
+
+    options = options or ExportOptions()
+    if options.matmul_dtype == "int8" and options.int8_ranges is None:
+        options = _calibrated(qa_model, tokenizer, options, calibration, report)
+        stage("calibrate")
 
     try:
         model = QuestionAnsweringModel.from_transformers(qa_model, tokenizer, options)
@@ -186,7 +197,7 @@ def _build_and_check(
     stage("save")
     requests = warmup_requests(model_name)
     write_warmup(warmup_file(saved), requests)
-    _write_metadata(export_record_file(saved), source, model)
+    _write_metadata(export_record_file(saved), source, model, calibration)
     stage("warmup")
     _self_check(model, saved, requests, model.options.matmul_dtype)
     stage("self-check")
@@ -202,7 +213,20 @@ def _load(checkpoint: str, from_pt: bool):
         raise ExportError(str(error)) from None
 
 
-def _write_metadata(path: Path, checkpoint: str, model) -> None:
+def _calibrated(qa_model, tokenizer, options: ExportOptions, calibration, report) -> ExportOptions:
+    """``options`` with the int8 ranges measured on ``calibration``."""
+    from tf_qa.graph.distilbert import is_supported
+
+    if calibration is None:
+        raise ExportError("an int8 export calibrates its ranges on questions: give --calibration FILE")
+    if not is_supported(qa_model):
+        raise ExportError("matmul_dtype='int8' needs a DistilBERT QA model")
+    report(f"[calibrate] int8 ranges on {calibration.describe()}")
+    options = options.with_max_seq_len(tokenizer.model_max_length)
+    return calibrated_options(qa_model, tokenizer, options, calibration)
+
+
+def _write_metadata(path: Path, checkpoint: str, model, calibration: CalibrationSet | None) -> None:
     import tensorflow as tf
     import tensorflow_text
     import transformers
@@ -215,13 +239,16 @@ def _write_metadata(path: Path, checkpoint: str, model) -> None:
             "transformers": transformers.__version__,
         },
         "options": model.get_config(),
+        **(
+            {"int8_calibration": calibration.describe()} if model.options.matmul_dtype == "int8" and calibration else {}
+        ),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
 
 
 #: Machine epsilon of each matmul dtype: 2^-(explicit mantissa bits).
-_EPSILON = {"float32": 2.0**-23, "bfloat16": 2.0**-7}
+_EPSILON = {"float32": 2.0**-23, "bfloat16": 2.0**-7, "int8": 2.0**-7}
 
 
 def self_check_tolerance(matmul_dtype: str) -> float:

@@ -5,7 +5,8 @@ Checks, in plain words:
 1. the ``serve`` MetaGraph and its signatures, every input and output batched along dim 0 (TF Serving's REST
    row format needs it);
 2. every op of the graph and its functions is a TensorFlow core op or a TF Text op (tensorflow_model_server
-   links both); ops that need a Python interpreter (``py_function``) are flagged;
+   links both), or an op of TensorFlow's oneDNN kernels that this TensorFlow registers (int8 exports: x86-64
+   builds have them, named in the report); ops that need a Python interpreter (``py_function``) are flagged;
 3. the warmup file ``assets.extra/tf_serving_warmup_requests`` parses as PredictionLog records and each
    request runs through the TF1 session path;
 4. the TensorFlow / TF Text versions the model was exported with, and the TF Serving release it needs;
@@ -30,6 +31,7 @@ import numpy as np
 
 from tf_qa import signatures
 from tf_qa.cpu import cpu_features
+from tf_qa.defaults import REDUCED_MATMUL_DTYPES
 from tf_qa.saved_model.layout import export_record_file, read_export_record, warmup_file
 from tf_qa.saved_model.native import NativeError, NativeSession, NativeUnavailable, tf_text_op_libraries
 from tf_qa.saved_model.session import load_session, run_predict_request
@@ -171,15 +173,30 @@ def _check_against_contract(name: str, kind: str, tensors, expected: dict, repor
             )
 
 
+def onednn_ops() -> set[str]:
+    """The ops of TensorFlow's oneDNN kernels an export may use, where this TensorFlow registers them."""
+    from tensorflow.python.framework import op_def_registry
+
+    from tf_qa.graph.int8 import QUANTIZED_MATMUL_OP
+
+    return {name for name in (QUANTIZED_MATMUL_OP,) if op_def_registry.get(name) is not None}
+
+
 def _check_ops(meta_graph, report: ValidationReport) -> None:
     ops = graph_ops(meta_graph)
-    core, text = core_ops(), tf_text_ops()
+    core, text, onednn = core_ops(), tf_text_ops(), onednn_ops()
     python_ops = sorted(ops & PYTHON_OPS)
     text_used = sorted(ops & text - core)
-    unknown = sorted(ops - core - text)
+    onednn_used = sorted(ops & onednn)
+    unknown = sorted(ops - core - text - onednn)
     report.say(
         f"ops: {len(ops)} kinds; TF Text ops (linked by tensorflow_model_server): {', '.join(text_used) or 'none'}"
     )
+    if onednn_used:
+        report.say(
+            f"oneDNN ops: {', '.join(onednn_used)}: in TensorFlow's x86-64 Linux and Windows builds, "
+            "tensorflow_model_server's included; not in builds for other CPUs"
+        )
     if python_ops:
         report.problem(f"ops that need Python, which tensorflow_model_server does not have: {', '.join(python_ops)}")
     if unknown:
@@ -248,8 +265,21 @@ def _check_metadata(path: Path, report: ValidationReport) -> None:
             report.say("limits per call (set at export): " + ", ".join(f"{k} {v}" for k, v in limits.items()))
         else:
             report.say("limits per call: none recorded (exported before tf-qa checked them in the graph)")
-        if metadata.get("options", {}).get("matmul_dtype") == "bfloat16":
+        matmul_dtype = metadata.get("options", {}).get("matmul_dtype")
+        if matmul_dtype in REDUCED_MATMUL_DTYPES:
             _check_bf16_cpu(report)
+        if matmul_dtype == "int8":
+            _say_int8_calibration(metadata, report)
+            _check_int8_cpu(report)
+
+
+def _say_int8_calibration(metadata: dict, report: ValidationReport) -> None:
+    options = metadata["options"]
+    report.say(
+        f"int8 export: {len(options.get('int8_ranges') or {})} products, "
+        f"{len(options.get('int8_channel_divisors') or {})} of them with outlier channels divided into their range; "
+        f"calibrated on {metadata.get('int8_calibration', 'questions not recorded')}"
+    )
 
 
 def _check_bf16_cpu(report: ValidationReport) -> None:
@@ -261,6 +291,18 @@ def _check_bf16_cpu(report: ValidationReport) -> None:
         report.say(
             f"WARNING: bf16 export on a CPU without AVX512_BF16 or AMX ({cpu.describe()}): bf16 is emulated there, "
             "slower than the fp32 export; serve the fp32 export on such machines"
+        )
+
+
+def _check_int8_cpu(report: ValidationReport) -> None:
+    """int8 products are fast where the CPU multiplies int8 itself (VNNI, AMX-INT8)."""
+    cpu = cpu_features()
+    if cpu.native_int8:
+        report.say(f"int8 export: this CPU multiplies int8 natively: {cpu.describe()}")
+    else:
+        report.say(
+            f"WARNING: int8 export on a CPU without AVX512_VNNI or AMX-INT8 ({cpu.describe()}): its int8 products "
+            "run on slower instructions there; serve the fp32 export on such machines"
         )
 
 
