@@ -1,5 +1,5 @@
 """The trained demo model's held-out questions and ``tf-qa evaluate`` on them, for the tests that score it
-(test_trained_model.py, test_trained_bf16.py)."""
+(test_trained_model.py, test_trained_bf16.py, test_trained_branches.py, test_trained_int8.py)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,14 @@ def on_compared(answers: dict) -> tuple[dict, dict]:
     questions = held_out_questions()[:COMPARED]
     predictions = {q.id: answers[q.id] for q in questions}
     return squad.evaluate(questions, predictions), predictions
+
+
+def within_f1_of_float32(tmp_path_factory, request, export, name: str) -> dict:
+    """``tf-qa evaluate`` of the model folder ``export`` on the compared held-out questions, held to at most
+    ``MAX_F1_DROP`` below float32's F1 there; its answers by question id."""
+    figures, answers = evaluate(tmp_path_factory, "--saved-model", str(export))
+    fp32, _ = on_compared(request.getfixturevalue("trained_fp32_held_out")[1])
+    print(f"held out, float32: {fp32}; {name}: {figures}")
+    assert figures["total"] == fp32["total"]
+    assert fp32["f1"] - figures["f1"] <= MAX_F1_DROP
+    return answers

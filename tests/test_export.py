@@ -178,38 +178,31 @@ def test_the_self_check_tolerance_follows_the_matmul_precision(matmul_dtype, sav
 
 
 @pytest.mark.parametrize(
-    "flags,line",
+    "precision,flags,line",
     [
-        ("avx512f avx512_bf16", "bf16 export: this CPU multiplies bf16 natively: Test CPU (avx512f, avx512_bf16;"),
-        ("amx_bf16 amx_int8", "bf16 export: this CPU multiplies bf16 natively"),
-        ("avx2 avx512f", "WARNING: bf16 export on a CPU without AVX512_BF16 or AMX (Test CPU (avx512f;"),
+        (
+            "bf16",
+            "avx512f avx512_bf16",
+            "bf16 export: this CPU multiplies bf16 natively: Test CPU (avx512f, avx512_bf16;",
+        ),
+        ("bf16", "amx_bf16 amx_int8", "bf16 export: this CPU multiplies bf16 natively"),
+        ("bf16", "avx2 avx512f", "WARNING: bf16 export on a CPU without AVX512_BF16 or AMX (Test CPU (avx512f;"),
+        (
+            "int8",
+            "avx512f avx512_vnni",
+            "int8 export: this CPU multiplies int8 natively: Test CPU (avx512f, avx512_vnni;",
+        ),
+        ("int8", "amx_bf16 amx_int8", "int8 export: this CPU multiplies int8 natively"),
+        ("int8", "avx2 avx512f avx512_bf16", "WARNING: int8 export on a CPU without AVX512_VNNI or AMX-INT8 (Test CPU"),
     ],
 )
-def test_validate_says_whether_bf16_is_native(monkeypatch, flags, line):
+def test_validate_says_whether_the_cpu_multiplies_the_precision_natively(monkeypatch, precision, flags, line):
     from tf_qa.cpu import cpu_features
     from tf_qa.saved_model import validate
 
     monkeypatch.setattr(validate, "cpu_features", lambda: cpu_features(f"model name : Test CPU\nflags : {flags}\n"))
     report = validate.ValidationReport()
-    validate._check_bf16_cpu(report)
-    assert report.ok and report.lines[0].startswith(line), report.lines
-
-
-@pytest.mark.parametrize(
-    "flags,line",
-    [
-        ("avx512f avx512_vnni", "int8 export: this CPU multiplies int8 natively: Test CPU (avx512f, avx512_vnni;"),
-        ("amx_bf16 amx_int8", "int8 export: this CPU multiplies int8 natively"),
-        ("avx2 avx512f avx512_bf16", "WARNING: int8 export on a CPU without AVX512_VNNI or AMX-INT8 (Test CPU"),
-    ],
-)
-def test_validate_says_whether_int8_is_native(monkeypatch, flags, line):
-    from tf_qa.cpu import cpu_features
-    from tf_qa.saved_model import validate
-
-    monkeypatch.setattr(validate, "cpu_features", lambda: cpu_features(f"model name : Test CPU\nflags : {flags}\n"))
-    report = validate.ValidationReport()
-    validate._check_int8_cpu(report)
+    validate._check_cpu(report, precision)
     assert report.ok and report.lines[0].startswith(line), report.lines
 
 

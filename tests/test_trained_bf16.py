@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import SQUAD_V1
-from held_out import MAX_F1_DROP, NEEDS_SQUAD, evaluate, held_out_questions, on_compared
+from held_out import NEEDS_SQUAD, held_out_questions, within_f1_of_float32
 
 from tf_qa.cli import main
 from tf_qa.saved_model.layout import read_export_record
@@ -29,11 +29,7 @@ def test_bfloat16_is_opt_in_fits_tf_serving_and_loses_at_most_one_f1_point(
     options = {name: read_export_record(path / "1")["options"] for name, path in exports.items()}
     assert options["fp32"]["matmul_dtype"] == "float32" and options["bf16"]["matmul_dtype"] == "bfloat16"
     assert main(["validate", str(trained_bf16)]) == 0  # the native check at bf16's tolerance included
-    bf16, _ = evaluate(tmp_path_factory, "--saved-model", str(trained_bf16))
-    fp32, _ = on_compared(request.getfixturevalue("trained_fp32_held_out")[1])
-    print(f"held out, float32: {fp32}; bfloat16: {bf16}")
-    assert bf16["total"] == fp32["total"]
-    assert fp32["f1"] - bf16["f1"] <= MAX_F1_DROP
+    within_f1_of_float32(tmp_path_factory, request, trained_bf16, "bfloat16")
 
 
 def _readme_block(marker: str) -> str:

@@ -4,7 +4,7 @@ answers alone and in batches. A file of its own, so that its export runs beside 
 
 from __future__ import annotations
 
-from held_out import MAX_F1_DROP, NEEDS_SQUAD, evaluate, on_compared
+from held_out import NEEDS_SQUAD, evaluate, within_f1_of_float32
 
 from tf_qa.saved_model.layout import read_export_record
 
@@ -16,11 +16,7 @@ def test_two_branches_lose_at_most_one_f1_point_and_answer_alone_as_in_batches(
 ):
     options = read_export_record(trained_bf16_branches / "1")["options"]
     assert (options["matmul_dtype"], options["parallel_branches"]) == ("bfloat16", 2)
-    branches, batched = evaluate(tmp_path_factory, "--saved-model", str(trained_bf16_branches))
-    fp32, _ = on_compared(request.getfixturevalue("trained_fp32_held_out")[1])
-    print(f"held out, float32: {fp32}; bfloat16 in two branches: {branches}")
-    assert branches["total"] == fp32["total"]
-    assert fp32["f1"] - branches["f1"] <= MAX_F1_DROP
+    batched = within_f1_of_float32(tmp_path_factory, request, trained_bf16_branches, "bfloat16 in two branches")
     # An answer never depends on the batch it was served in: asked one at a time, the same answers.
     _, alone = evaluate(tmp_path_factory, "--saved-model", str(trained_bf16_branches), "--batch-size", "1")
     assert alone == batched

@@ -5,7 +5,7 @@ so that its export runs beside the other trained-model tests."""
 
 from __future__ import annotations
 
-from held_out import MAX_F1_DROP, NEEDS_SQUAD, evaluate, on_compared
+from held_out import NEEDS_SQUAD, evaluate, within_f1_of_float32
 
 from tf_qa.cli import main
 from tf_qa.graph.options import ExportOptions
@@ -25,11 +25,7 @@ def test_int8_records_its_calibration_and_fits_tf_serving(trained_int8, capsys):
 
 
 def test_int8_loses_at_most_one_f1_point_and_answers_alone_as_in_batches(trained_int8, tmp_path_factory, request):
-    int8, batched = evaluate(tmp_path_factory, "--saved-model", str(trained_int8))
-    fp32, _ = on_compared(request.getfixturevalue("trained_fp32_held_out")[1])
-    print(f"held out, float32: {fp32}; int8: {int8}")
-    assert int8["total"] == fp32["total"]
-    assert fp32["f1"] - int8["f1"] <= MAX_F1_DROP
+    batched = within_f1_of_float32(tmp_path_factory, request, trained_int8, "int8")
     # The ranges are constants of the graph: asked one at a time, and in TensorFlow's C++ runtime, the same answers.
     _, alone = evaluate(tmp_path_factory, "--saved-model", str(trained_int8), "--batch-size", "1")
     assert alone == batched

@@ -267,10 +267,10 @@ def _check_metadata(path: Path, report: ValidationReport) -> None:
             report.say("limits per call: none recorded (exported before tf-qa checked them in the graph)")
         matmul_dtype = metadata.get("options", {}).get("matmul_dtype")
         if matmul_dtype in REDUCED_MATMUL_DTYPES:
-            _check_bf16_cpu(report)
+            _check_cpu(report, "bf16")
         if matmul_dtype == "int8":
             _say_int8_calibration(metadata, report)
-            _check_int8_cpu(report)
+            _check_cpu(report, "int8")
 
 
 def _say_int8_calibration(metadata: dict, report: ValidationReport) -> None:
@@ -282,27 +282,24 @@ def _say_int8_calibration(metadata: dict, report: ValidationReport) -> None:
     )
 
 
-def _check_bf16_cpu(report: ValidationReport) -> None:
-    """A bf16 export is fast only where the CPU multiplies bf16 itself; elsewhere oneDNN emulates it."""
-    cpu = cpu_features()
-    if cpu.native_bf16:
-        report.say(f"bf16 export: this CPU multiplies bf16 natively: {cpu.describe()}")
-    else:
-        report.say(
-            f"WARNING: bf16 export on a CPU without AVX512_BF16 or AMX ({cpu.describe()}): bf16 is emulated there, "
-            "slower than the fp32 export; serve the fp32 export on such machines"
-        )
+#: By precision: the ``CpuFeatures`` property that says the CPU multiplies in it, what that takes, and what happens
+#: elsewhere.
+_NATIVE_PRECISION = {
+    "bf16": ("native_bf16", "AVX512_BF16 or AMX", "bf16 is emulated there, slower than the fp32 export"),
+    "int8": ("native_int8", "AVX512_VNNI or AMX-INT8", "its int8 products run on slower instructions there"),
+}
 
 
-def _check_int8_cpu(report: ValidationReport) -> None:
-    """int8 products are fast where the CPU multiplies int8 itself (VNNI, AMX-INT8)."""
+def _check_cpu(report: ValidationReport, precision: str) -> None:
+    """A bf16 or int8 export is fast only where the CPU multiplies in that precision itself."""
+    native, needs, elsewhere = _NATIVE_PRECISION[precision]
     cpu = cpu_features()
-    if cpu.native_int8:
-        report.say(f"int8 export: this CPU multiplies int8 natively: {cpu.describe()}")
+    if getattr(cpu, native):
+        report.say(f"{precision} export: this CPU multiplies {precision} natively: {cpu.describe()}")
     else:
         report.say(
-            f"WARNING: int8 export on a CPU without AVX512_VNNI or AMX-INT8 ({cpu.describe()}): its int8 products "
-            "run on slower instructions there; serve the fp32 export on such machines"
+            f"WARNING: {precision} export on a CPU without {needs} ({cpu.describe()}): {elsewhere}; "
+            "serve the fp32 export on such machines"
         )
 
 
