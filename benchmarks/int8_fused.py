@@ -91,7 +91,7 @@ def main() -> int:
     cases, _ = load_questions(args.questions, held_out=True)
     print(f"{cpu_name()}; the trained demo model, int8 calibrated on {calibration.describe()}")
     exports = {"bf16 2-branch": export(checkpoint, output / "bf16x2")}
-    exports["int8 fused, static"] = export(checkpoint, output / "int8", calibration)
+    exports["int8 2-branch"] = export(checkpoint, output / "int8", calibration)
     for name, version_dir in exports.items():
         for runtime, flags in (("in-process", ()), ("C++ runtime", ("--native",))):
             scores = held_out_scores(version_dir, *flags)
@@ -100,7 +100,7 @@ def main() -> int:
         same, largest = answers_alone_and_batched(version_dir, cases)
         print(f"{name:18s} alone and in batches of 16: same top answer {same}/{len(cases)}, score within {largest:.4f}")
     ab = [sys.executable, str(Path(__file__).with_name("ab_exports.py")), "--questions", str(args.questions)]
-    for a, b in (("bf16 2-branch", "int8 fused, static"), ("int8 fused, static", "bf16 2-branch")):
+    for a, b in (("bf16 2-branch", "int8 2-branch"), ("int8 2-branch", "bf16 2-branch")):
         print(f"A = {a}, B = {b}:", flush=True)
         subprocess.run([*ab, str(exports[a]), str(exports[b])], check=True)
     return 0
