@@ -232,5 +232,6 @@ def test_an_int8_export_calibrates_on_a_question_file_and_records_its_ranges(tmp
     record = read_export_record(tmp_path / "out" / "1")
     options = ExportOptions.from_dict(record["options"])
     assert options.matmul_dtype == "int8" and options.window_length_multiple == 8
-    assert len(options.int8_ranges) == AutoConfig.from_pretrained(checkpoint_dir).n_layers * 4
+    assert options.parallel_branches == 2  # int8's default
+    assert len(options.int8_ranges) == AutoConfig.from_pretrained(checkpoint_dir).n_layers * 2 * 4
     assert record["int8_calibration"] == f"2 questions of {questions}"

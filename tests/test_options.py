@@ -24,6 +24,11 @@ from tf_qa.graph.options import ExportOptions, flag_fields
         ({"matmul_dtype": "float16"}, "matmul_dtype must be one of float32, bfloat16, int8; got 'float16'"),
         ({"parallel_branches": 0}, "parallel_branches must be an integer of at least 1; got 0"),
         ({"parallel_branches": 2}, "parallel_branches above 1 needs matmul_dtype bfloat16 or int8"),
+        (
+            {"matmul_dtype": "int8", "parallel_branches": 1},
+            "matmul_dtype int8 needs parallel_branches of at least 2: with whole blocks it lost more than 1.0 F1 "
+            "against float32 (benchmarks/README.md)",
+        ),
         ({"int8_ranges": {"a": (0, 1)}}, "int8_ranges are for matmul_dtype int8, not float32"),
         ({"int8_channel_divisors": {"a": {1: 2.0}}}, "int8_channel_divisors are for matmul_dtype int8, not float32"),
         (
@@ -94,6 +99,11 @@ def test_an_export_recorded_before_window_padding_padded_nothing():
     recorded = ExportOptions(matmul_dtype="bfloat16").as_dict()
     del recorded["window_length_multiple"]
     assert ExportOptions.from_dict(recorded).window_length_multiple == 1
+
+
+@pytest.mark.parametrize(("matmul_dtype", "branches"), [("float32", 1), ("bfloat16", 1), ("int8", 2)])
+def test_blocks_run_whole_unless_asked_or_int8(matmul_dtype, branches):
+    assert ExportOptions(matmul_dtype=matmul_dtype).parallel_branches == branches
 
 
 def test_an_export_recorded_before_parallel_branches_ran_its_blocks_whole():

@@ -20,6 +20,10 @@ WINDOW_GROUP_MAX_GROWTH = 1.5
 WINDOW_LENGTH_MULTIPLES = {"float32": 1, "bfloat16": 32, "int8": 8}
 #: What the encoder's dense layers may multiply in (bfloat16 and int8 are opt-in; see tf_qa.graph.distilbert).
 MATMUL_DTYPES = ("float32", "bfloat16", "int8")
+#: Each transformer block runs as this many parts side by side, by matmul dtype. int8 needs two: with whole blocks,
+#: its output and lin2 products each one range over both halves, it lost 1.06 F1 on average (benchmarks/README.md).
+PARALLEL_BRANCHES = {"float32": 1, "bfloat16": 1, "int8": 2}
+MIN_INT8_PARALLEL_BRANCHES = 2
 #: The reduced precisions: their blocks run in bfloat16 (int8's products in int8 between), in parallel branches
 #: if asked.
 REDUCED_MATMUL_DTYPES = ("bfloat16", "int8")

@@ -28,6 +28,8 @@ from tf_qa.defaults import (
     DEFAULT_MAX_SEQ_LEN,
     DEFAULT_WINDOW_GROUP_SIZE,
     MATMUL_DTYPES,
+    MIN_INT8_PARALLEL_BRANCHES,
+    PARALLEL_BRANCHES,
     REDUCED_MATMUL_DTYPES,
     WINDOW_LENGTH_MULTIPLES,
 )
@@ -59,7 +61,8 @@ class ExportOptions:
             ``"int8"``: bfloat16 with its dense products in int8 over calibrated ranges (``tf_qa.graph.int8``).
         parallel_branches: bfloat16 or int8 only: each transformer block runs as this many independent parts (its
             heads and FFN columns split between them) that TensorFlow runs side by side: a lone request's window
-            uses that many cores, at some cost in throughput when the cores are busy anyway.
+            uses that many cores, at some cost in throughput when the cores are busy anyway (None:
+            ``PARALLEL_BRANCHES`` of ``matmul_dtype``; int8 takes at least ``MIN_INT8_PARALLEL_BRANCHES``).
         int8_ranges: int8 only: the input range ``(low, high)`` of each int8 product by its name, calibrated once
             at export (``tf_qa.saved_model.calibration``) and fixed in the graph, so that an answer never depends
             on the batch it was served in. None until calibrated.
@@ -99,11 +102,13 @@ class ExportOptions:
         "pipeline's (tf-qa bench measures the agreement and EM/F1). Default %(default)s",
         choices=MATMUL_DTYPES,
     )
-    parallel_branches: int = _option(
-        1,
+    parallel_branches: int | None = _option(
+        None,
         "bfloat16 or int8 only: run each transformer block as N independent parts that TensorFlow runs side by side, "
         "so that a lone request uses N cores (lower latency on idle cores, lower throughput under load; "
-        "default %(default)s)",
+        "default by --matmul-dtype: "
+        + ", ".join(f"{dtype} {branches}" for dtype, branches in PARALLEL_BRANCHES.items())
+        + f"; int8 takes at least {MIN_INT8_PARALLEL_BRANCHES})",
         minimum=1,
     )
     int8_ranges: dict[str, tuple[float, float]] | None = _option(None)
@@ -115,6 +120,8 @@ class ExportOptions:
             object.__setattr__(self, "limits", RequestLimits(**self.limits))
         if self.window_length_multiple is None and self.matmul_dtype in WINDOW_LENGTH_MULTIPLES:
             object.__setattr__(self, "window_length_multiple", WINDOW_LENGTH_MULTIPLES[self.matmul_dtype])
+        if self.parallel_branches is None and self.matmul_dtype in PARALLEL_BRANCHES:
+            object.__setattr__(self, "parallel_branches", PARALLEL_BRANCHES[self.matmul_dtype])
         for field in dataclasses.fields(self):
             value, minimum = getattr(self, field.name), field.metadata.get("minimum")
             choices = field.metadata.get("choices")
@@ -125,6 +132,11 @@ class ExportOptions:
                 raise ValueError(f"{field.name} must be one of {', '.join(choices)}; got {value!r}")
         if self.parallel_branches > 1 and self.matmul_dtype not in REDUCED_MATMUL_DTYPES:
             raise ValueError("parallel_branches above 1 needs matmul_dtype bfloat16 or int8")
+        if self.matmul_dtype == "int8" and self.parallel_branches < MIN_INT8_PARALLEL_BRANCHES:
+            raise ValueError(
+                f"matmul_dtype int8 needs parallel_branches of at least {MIN_INT8_PARALLEL_BRANCHES}: with whole "
+                "blocks it lost more than 1.0 F1 against float32 (benchmarks/README.md)"
+            )
         if self.int8_ranges is not None:
             object.__setattr__(self, "int8_ranges", _checked_ranges(self.int8_ranges, self.matmul_dtype))
         if self.int8_channel_divisors is not None:
@@ -145,7 +157,8 @@ class ExportOptions:
     @classmethod
     def from_dict(cls, options: dict) -> ExportOptions:
         """The options recorded by ``as_dict`` (keys this version does not know are an error)."""
-        return cls(**{"window_length_multiple": 1, **options})  # exports made before the option padded nothing
+        # Exports made before these options padded nothing and ran their blocks whole.
+        return cls(**{"window_length_multiple": 1, "parallel_branches": 1, **options})
 
 
 def _checked_ranges(ranges: dict, matmul_dtype: str) -> dict[str, tuple[float, float]]:
