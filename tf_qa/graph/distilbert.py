@@ -130,6 +130,8 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         self.dim_per_head = config.dim // config.n_heads
         self.matmul_dtype = matmul_dtype
         self.parallel_branches = parallel_branches
+        # The FFN's activation is the exact GELU, which the reduced-precision lin1 products fuse in.
+        self._exact_gelu = config.activation == "gelu"
         # bf16 copies of the dense kernels and biases and of the layer-norm gammas and betas. They enter the graph
         # as constants, not variables: oneDNN reorders a constant kernel once into the blocked layout its AMX
         # kernels need (brgemm), where a variable's plain layout gets the generic bf16 GEMM, much slower.
@@ -149,12 +151,8 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         if matmul_dtype == "int8":
             self._int8_products = self._int8(int8_ranges, int8_channel_divisors or {})
 
-    def _fused_gelu(self, product: _Product) -> bool:
-        """Whether ``product`` is a lin1 whose exact GELU the int8 product fuses in."""
-        return self.qa_model.config.activation == "gelu" and product.name.endswith("/lin1")
-
     def _int8(self, ranges: dict, channel_divisors: dict) -> dict[str, int8.Int8Product]:
-        """Every block's products in int8 by name."""
+        """Every block's products in int8 by name; lin1's with the exact GELU fused in."""
         products = {}
         for branch in (branch for branches in self._branches for branch in branches):
             for product in (branch.qkv, branch.out, branch.lin1, branch.lin2):
@@ -163,7 +161,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
                 products[product.name] = int8.Int8Product(
                     *product[1:],
                     ranges[product.name],
-                    gelu=self._fused_gelu(product),
+                    gelu=self._exact_gelu and product is branch.lin1,
                     channel_divisors=channel_divisors.get(product.name),
                 )
         return products
@@ -193,6 +191,8 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         head_parts = np.array_split(np.arange(self.n_heads), self.parallel_branches)
         inner_parts = np.array_split(np.arange(ffn.lin1.kernel.shape[1]), self.parallel_branches)
         zeros = np.zeros(self.dim, np.float32)
+        # bfloat16 multiplies bf16 copies; int8 quantizes the float32 weights itself.
+        convert = _as_bf16 if self.matmul_dtype == "bfloat16" else (lambda array: np.asarray(array, np.float32))
         branches = []
         for part, (heads, inner) in enumerate(zip(head_parts, inner_parts)):
             dims = (heads[:, np.newaxis] * self.dim_per_head + np.arange(self.dim_per_head)).ravel()
@@ -207,8 +207,6 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
                 "lin1": (ffn.lin1.kernel.numpy()[:, inner], ffn.lin1.bias.numpy()[inner]),
                 "lin2": (ffn.lin2.kernel.numpy()[inner], lin2_bias),
             }
-            # bfloat16 multiplies bf16 copies; int8 quantizes the float32 weights itself.
-            convert = _as_bf16 if self.matmul_dtype == "bfloat16" else (lambda array: np.asarray(array, np.float32))
             products = [
                 _Product(f"layer_{index}/branch_{part}/{name}", *map(convert, pair)) for name, pair in weights.items()
             ]
@@ -308,9 +306,8 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
         hidden = tf.cast(hidden, tf.bfloat16)
         # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
-        gelu = self.qa_model.config.activation == "gelu"
         for block, branches in zip(self.qa_model.distilbert.transformer.layer, self._branches):
-            activation = (lambda x: tf.nn.gelu(x, approximate=False)) if gelu else block.ffn.activation
+            activation = (lambda x: tf.nn.gelu(x, approximate=False)) if self._exact_gelu else block.ffn.activation
             with tf.name_scope("attention"):
                 parts = [self._attention_bf16(branch, hidden, mask_bias, batch, length) for branch in branches]
                 attended = self._norm(block.sa_layer_norm, _summed(parts) + hidden)

@@ -185,13 +185,13 @@ def _checked_divisors(divisors: dict, matmul_dtype: str) -> dict[str, dict[int, 
     checked = {}
     for name, by_channel in dict(divisors).items():
         try:
-            checked[str(name)] = {int(channel): float(divisor) for channel, divisor in dict(by_channel).items()}
+            values = {int(channel): float(divisor) for channel, divisor in dict(by_channel).items()}
         except (TypeError, ValueError):
-            checked[str(name)] = {}
-        values = checked[str(name)]
+            values = {}
         if not values or min(values) < 0 or not all(math.isfinite(d) and d >= 1 for d in values.values()):
             wanted = "must map channel numbers to divisors of at least 1"
             raise ValueError(f"int8_channel_divisors[{name!r}] {wanted}; got {by_channel!r}")
+        checked[str(name)] = values
     return checked
 
 

@@ -178,8 +178,10 @@ def _build_and_check(
     from tf_qa.graph.model import QuestionAnsweringModel
 
     options = options or ExportOptions()
+    calibrated_on = None  # what this export calibrated its int8 ranges on, for its record
     if options.matmul_dtype == "int8" and options.int8_ranges is None:
         options = _calibrated(qa_model, tokenizer, options, calibration, report)
+        calibrated_on = calibration
         stage("calibrate")
 
     try:
@@ -197,7 +199,7 @@ def _build_and_check(
     stage("save")
     requests = warmup_requests(model_name)
     write_warmup(warmup_file(saved), requests)
-    _write_metadata(export_record_file(saved), source, model, calibration)
+    _write_metadata(export_record_file(saved), source, model, calibrated_on)
     stage("warmup")
     _self_check(model, saved, requests, model.options.matmul_dtype)
     stage("self-check")
@@ -226,7 +228,7 @@ def _calibrated(qa_model, tokenizer, options: ExportOptions, calibration, report
     return calibrated_options(qa_model, tokenizer, options, calibration)
 
 
-def _write_metadata(path: Path, checkpoint: str, model, calibration: CalibrationSet | None) -> None:
+def _write_metadata(path: Path, checkpoint: str, model, calibrated_on: CalibrationSet | None) -> None:
     import tensorflow as tf
     import tensorflow_text
     import transformers
@@ -239,9 +241,7 @@ def _write_metadata(path: Path, checkpoint: str, model, calibration: Calibration
             "transformers": transformers.__version__,
         },
         "options": model.get_config(),
-        **(
-            {"int8_calibration": calibration.describe()} if model.options.matmul_dtype == "int8" and calibration else {}
-        ),
+        **({"int8_calibration": calibrated_on.describe()} if calibrated_on else {}),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
