@@ -235,3 +235,13 @@ def test_an_int8_export_calibrates_on_a_question_file_and_records_its_ranges(tmp
     assert options.parallel_branches == 2  # int8's default
     assert len(options.int8_ranges) == AutoConfig.from_pretrained(checkpoint_dir).n_layers * 2 * 4
     assert record["int8_calibration"] == f"2 questions of {questions}"
+
+
+def test_an_int8_calibration_question_too_long_for_a_window_is_refused_by_name(tmp_path, checkpoint_dir, capsys):
+    questions = tmp_path / "calibration.jsonl"
+    questions.write_text('{"id": "q-long", "question": "' + "why " * 500 + '", "context": "They came."}\n')
+    flags = ["--matmul-dtype", "int8", "--calibration", str(questions)]
+    assert main(["export", "--model", checkpoint_dir, "--output", str(tmp_path / "out"), *flags]) == 1
+    err = capsys.readouterr().err
+    assert "calibration question 'q-long' cannot be cut into windows of 384 tokens" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "1").exists()

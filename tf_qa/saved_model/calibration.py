@@ -47,16 +47,26 @@ def calibrated_options(qa_model, tokenizer, options: ExportOptions, calibration:
 
 
 def _windows(tokenizer, options: ExportOptions, questions):
-    """Each question's windows as the export cuts them: (input_ids, attention_mask) int32 arrays."""
+    """Each question's windows as the export cuts them: (input_ids, attention_mask) int32 arrays.
+
+    Raises:
+        ValueError: naming a question that leaves no room for its context in a window (the export refuses it too).
+    """
     for question in questions:
-        windows = tokenizer(
-            question.question,
-            question.context,
-            truncation="only_second",
-            max_length=options.max_seq_len,
-            stride=options.doc_stride,
-            return_overflowing_tokens=True,
-            return_tensors="np",
-            padding=True,
-        )
+        try:
+            windows = tokenizer(
+                question.question,
+                question.context,
+                truncation="only_second",
+                max_length=options.max_seq_len,
+                stride=options.doc_stride,
+                return_overflowing_tokens=True,
+                return_tensors="np",
+                padding=True,
+            )
+        except Exception as error:  # noqa: BLE001  the Rust tokenizer raises a bare Exception for a long question
+            raise ValueError(
+                f"calibration question {question.id!r} cannot be cut into windows of {options.max_seq_len} tokens "
+                f"({error}): a question too long for the export; leave it out of the calibration file"
+            ) from None
         yield windows["input_ids"].astype(np.int32), windows["attention_mask"].astype(np.int32)

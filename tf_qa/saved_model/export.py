@@ -225,7 +225,10 @@ def _calibrated(qa_model, tokenizer, options: ExportOptions, calibration, report
         raise ExportError("matmul_dtype='int8' needs a DistilBERT QA model")
     report(f"[calibrate] int8 ranges on {calibration.describe()}")
     options = options.with_max_seq_len(tokenizer.model_max_length)
-    return calibrated_options(qa_model, tokenizer, options, calibration)
+    try:
+        return calibrated_options(qa_model, tokenizer, options, calibration)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
 
 
 def _write_metadata(path: Path, checkpoint: str, model, calibrated_on: CalibrationSet | None) -> None:
