@@ -65,3 +65,15 @@ def test_dividing_the_outlier_channels_keeps_the_int8_product_close(gelu):
         errors[name] = float(np.sqrt(np.mean((out.numpy().astype(np.float32) - exact) ** 2)))
     assert errors["divided"] < 0.05 * np.abs(exact).mean()
     assert errors["divided"] < errors["one range"] / 2, errors
+
+
+def test_a_traced_graph_holds_the_int8_op_itself_not_a_function_call():
+    # A function call around each product costs TF Serving's session a PartitionedCall per product.
+    product = Int8Product(np.eye(4, dtype=np.float32), np.zeros(4, np.float32), (-1.0, 1.0))
+    traced = tf.function(lambda rows: product(uint8_rows(rows, product.input_range)))
+    graph = traced.get_concrete_function(tf.TensorSpec([None, 4], tf.float32)).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert "_QuantizedMatMul" in op_types
+    assert not op_types & {"PartitionedCall", "StatefulPartitionedCall"}, op_types
+    eager = product(uint8_rows(tf.constant([[0.5, -0.5, 0.25, 0.0]]), product.input_range))
+    np.testing.assert_allclose(eager.numpy().astype(np.float32), [[0.5, -0.5, 0.25, 0.0]], atol=0.01)

@@ -90,11 +90,13 @@ class Int8Product:
                 kernel[channel] *= divisor
         self._kernel, self._scale = int8_columns(kernel)
         self._bias = np.asarray(bias, np.float32)
-        # A graph of its own to create the op in, also when called eagerly; each export traces it once.
-        self._product = tf.function(self._quantized_matmul, autograph=False)
+        # Eager calls need a graph to create the op in. A traced graph gets the op itself: TF Serving's session
+        # runs a function call through a PartitionedCall of its own, slower for a lone question (benchmarks/).
+        self._eager_product = tf.function(self._quantized_matmul, autograph=False, reduce_retracing=True)
 
     def __call__(self, rows: tf.Tensor) -> tf.Tensor:
-        return tf.ensure_shape(self._product(rows), [None, self.units])
+        product = self._eager_product if tf.executing_eagerly() else self._quantized_matmul
+        return tf.ensure_shape(product(rows), [None, self.units])
 
     def _quantized_matmul(self, rows: tf.Tensor) -> tf.Tensor:
         low, high = self.input_range
