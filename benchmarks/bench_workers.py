@@ -83,13 +83,19 @@ def worker_onnx_export(config) -> dict:
 def worker_onnx(config) -> dict:
     """ONNX Runtime end to end: the transformers pipeline's tokenization and span decoding around an ORT session
     (as Optimum's ORTModelForQuestionAnswering plugs into the pipeline)."""
+    return _pipeline_rows(onnx_pipeline(config["onnx"], config["checkpoint_pt"]), config["cases"], config["batch_size"])
+
+
+def onnx_pipeline(onnx: str, checkpoint_pt: str):
+    """The transformers question-answering pipeline of ``checkpoint_pt`` with its model run by ONNX Runtime on
+    ``onnx`` (the graph optimizations on, as Optimum's CPU path sets them)."""
     import onnxruntime as ort
     import torch
     from transformers import pipeline
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(config["onnx"], options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
 
     class OrtModel:
         def forward(self, input_ids, attention_mask):
@@ -99,9 +105,9 @@ def worker_onnx(config) -> dict:
 
         __call__ = forward
 
-    pipe = pipeline("question-answering", model=config["checkpoint_pt"], tokenizer=config["checkpoint_pt"])
+    pipe = pipeline("question-answering", model=checkpoint_pt, tokenizer=checkpoint_pt)
     pipe.model = OrtModel()
-    return _pipeline_rows(pipe, config["cases"], config["batch_size"])
+    return pipe
 
 
 def _pipeline_rows(pipe, cases, batch_size: int) -> dict:

@@ -8,12 +8,18 @@ questions that take turns so that a drift in the machine's speed falls on all of
 - ``tf-qa serve``: tf-qa's server, asked the same way;
 - ``C++ front end``: gRPC served from C++, the model in the native runner (``tf_qa/server/native_grpc.py``),
   asked the same way; left out where it cannot be built;
-- ``empty answer``: the least server answering at once without running the model: gRPC's own round trip.
+- ``empty answer``: the least server answering at once without running the model: gRPC's own round trip;
+- ``ONNX Runtime``, with ``--onnx MODEL --checkpoint-pt DIR``: the bench's ONNX Runtime row, the transformers
+  pipeline around an ONNX Runtime session of the same weights in this process, taking its turns with the others:
+  the issue's batch-1 comparison with the machine's drift falling on both sides.
 
 Both servers run in processes of their own and share this machine's cores with the client, as in the bench.
 
     tf-qa export --demo --matmul-dtype bfloat16 --parallel-branches 2 --window-length-multiple 8 --output /tmp/qa
     python benchmarks/grpc_overhead.py /tmp/qa/1
+    python benchmarks/bench.py --model demo --exports int8x2 --output /tmp/bench   # its demo/onnx and checkpoint-pt
+    python benchmarks/grpc_overhead.py /tmp/bench/demo/repository-int8x2/bench/1 \\
+        --onnx /tmp/bench/demo/onnx/int8.onnx --checkpoint-pt /tmp/bench/demo/checkpoint-pt
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ab_exports import session_caller
 from bench_setup import load_questions, version_folder
-from bench_workers import _timed
+from bench_workers import _timed, onnx_pipeline
 from served import MODEL_NAME, Served, cpu_name, free_port
 
 from tf_qa import console
 from tf_qa.arguments import positive_int
 
-WAYS = ("session", "native runner", "least server", "tf-qa serve", "C++ front end", "empty answer")
+WAYS = ("session", "native runner", "least server", "tf-qa serve", "C++ front end", "empty answer", "ONNX Runtime")
 
 
 def serve_least(version_dir: str, port: int, empty: bool) -> None:
@@ -101,8 +107,9 @@ def request_sender(stack: ExitStack, target: str):
     return send
 
 
-def callers(stack: ExitStack, version_dir: str) -> dict:
-    """The ways of ``WAYS``, each ``call(question, context)``, their servers held open by ``stack``."""
+def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None) -> dict:
+    """The ways of ``WAYS``, each ``call(question, context)``, their servers held open by ``stack``; ONNX
+    Runtime's where ``onnx`` gives (model, PyTorch checkpoint)."""
     from tf_qa.client import QAClient
     from tf_qa.saved_model.answerer import NativeAnswerer
     from tf_qa.saved_model.native import NativeUnavailable
@@ -120,10 +127,13 @@ def callers(stack: ExitStack, version_dir: str) -> dict:
     except NativeUnavailable as error:
         print(f"C++ front end left out: {error}")
     clients = {way: stack.enter_context(QAClient(target, MODEL_NAME, timeout=600)) for way, target in targets.items()}
+    if onnx:
+        pipe = onnx_pipeline(*onnx)
+        clients["ONNX Runtime"] = lambda question, context: pipe(question=question, context=context)
     return {
         "session": lambda question, context: session([(question, context)]),
         "native runner": lambda question, context: native.answer_batch([question], [context]),
-        **{way: client.answer for way, client in clients.items()},
+        **{way: getattr(client, "answer", client) for way, client in clients.items()},
         "empty answer": request_sender(stack, stack.enter_context(least_server(version_dir, empty=True))),
     }
 
@@ -147,8 +157,14 @@ def main() -> int:
     parser.add_argument("--block", type=positive_int, default=25, help="questions a way answers before the next")
     parser.add_argument("--serve-least", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--empty", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--onnx", help="also ONNX Runtime in the pipeline: its .onnx model")
+    parser.add_argument("--checkpoint-pt", help="the PyTorch checkpoint folder of --onnx's weights (the tokenizer)")
     parser.add_argument("--verbose", action="store_true", help="also show the libraries' own messages")
     args = parser.parse_args()
+    if bool(args.onnx) != bool(args.checkpoint_pt):
+        parser.error("--onnx and --checkpoint-pt go together")
+    if args.onnx and not (Path(args.onnx).is_file() and (Path(args.checkpoint_pt) / "config.json").is_file()):
+        parser.error(f"no ONNX model at {args.onnx}, or no checkpoint (config.json) in {args.checkpoint_pt}")
     if not args.verbose:
         console.quiet()
     if args.serve_least is not None:
@@ -161,7 +177,7 @@ def main() -> int:
     cases, _ = load_questions(args.questions, held_out=True)
     print(f"{cpu_name()}; {len(cases)} held-out questions x {args.rounds}, blocks of {args.block}")
     with ExitStack() as stack:
-        calls = callers(stack, args.version_dir)
+        calls = callers(stack, args.version_dir, (args.onnx, args.checkpoint_pt) if args.onnx else None)
         timed_blocks(calls, cases[:10], 1, 10)  # warm: the first calls build the graph's kernels
         seconds = timed_blocks(calls, cases, args.rounds, args.block)
     p50 = {way: 1000 * float(np.median(values)) for way, values in seconds.items()}
@@ -171,6 +187,9 @@ def main() -> int:
     print(f"tf-qa serve over the least server: +{p50['tf-qa serve'] - p50['least server']:.2f} ms a question")
     if "C++ front end" in p50:
         print(f"gRPC in C++ over the native runner: +{p50['C++ front end'] - p50['native runner']:.2f} ms a question")
+    if "ONNX Runtime" in p50:
+        ratios = ", ".join(f"{way} {p50[way] / p50['ONNX Runtime']:.2f}x" for way in WAYS[:5] if way in p50)
+        print(f"against ONNX Runtime's p50: {ratios}")
     return 0
 
 
