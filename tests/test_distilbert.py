@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the TF Text ops the SavedModel uses
 from transformers import TFDistilBertForQuestionAnswering
 
+from tf_qa.graph import int8
 from tf_qa.graph.distilbert import DistilBertSpanLogits, is_supported
 from tf_qa.saved_model.platform_config import read_platform_config
 from tf_qa.saved_model.session import load_session
@@ -135,6 +136,31 @@ def test_int8_products_over_calibrated_ranges_are_close_to_bfloat16(transformers
     beside = int8_layer(input_ids, attention_mask)
     for one, two in zip(alone, beside):
         np.testing.assert_allclose(one.numpy()[0], two.numpy()[0], atol=1e-2)
+
+
+@pytest.mark.parametrize("rows", [7, 8])
+def test_int8_normalizes_and_quantizes_the_rows_in_halves_with_the_outputs_of_whole_rows(transformers_qa_model, rows):
+    bf16_layer = DistilBertSpanLogits(transformers_qa_model, matmul_dtype="bfloat16", parallel_branches=2)
+    ranges, divisors = bf16_layer.int8_calibration([_windows(seed) for seed in range(2)])
+    layer = DistilBertSpanLogits(
+        transformers_qa_model,
+        matmul_dtype="int8",
+        parallel_branches=2,
+        int8_ranges=ranges,
+        int8_channel_divisors=divisors,
+    )
+    norm = transformers_qa_model.distilbert.transformer.layer[0].sa_layer_norm
+    rng = np.random.default_rng(rows)
+    values = tf.constant(rng.standard_normal((3, rows, layer.dim)), tf.bfloat16)
+    parts, residual = [values[0], values[1]], values[2]
+    layer._uint8_inputs = int8.Uint8Inputs()
+    lin1 = layer._int8_products[layer._branches[0][0].lin1.name]
+    got = layer._residual_norm(norm, parts, residual, [layer._branches[0][0].lin1])
+    want = layer._norm(norm, parts[0] + parts[1] + residual)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    quantized = layer._uint8_inputs(got, lin1)  # made from the halves
+    whole = int8.uint8_rows(want, lin1.input_range, lin1.input_scale)
+    np.testing.assert_array_equal(quantized.numpy(), whole.numpy())
 
 
 @pytest.mark.parametrize(

@@ -134,11 +134,23 @@ class Uint8Inputs:
         self._made: dict = {}
 
     def __call__(self, rows: tf.Tensor, product: Int8Product) -> tf.Tensor:
-        scale = product.input_scale
-        key = (rows.ref(), product.input_range, None if scale is None else scale.tobytes())
+        key = self._key(rows, product)
         if key not in self._made:
-            self._made[key] = uint8_rows(rows, product.input_range, scale)
+            self._made[key] = uint8_rows(rows, product.input_range, product.input_scale)
         return self._made[key]
+
+    def quantize_halves(self, rows: tf.Tensor, halves: list[tf.Tensor], product: Int8Product) -> None:
+        """Makes ``rows``' quantization for ``product`` from its row blocks ``halves`` (joined, ``rows``), each
+        quantized on its own: the same uint8 rows, made where each half is."""
+        key = self._key(rows, product)
+        if key not in self._made:
+            quantized = [uint8_rows(half, product.input_range, product.input_scale) for half in halves]
+            self._made[key] = tf.concat(quantized, axis=0)
+
+    @staticmethod
+    def _key(rows: tf.Tensor, product: Int8Product) -> tuple:
+        scale = product.input_scale
+        return rows.ref(), product.input_range, None if scale is None else scale.tobytes()
 
 
 class RangeRecorder:
