@@ -23,7 +23,10 @@ questions where the data is absent):
   against a warm one; the server's peak RSS;
 * the machine's peak fp32 matmul GFLOP/s (TensorFlow), against which the model's achieved GFLOP/s is set;
 * where a batch-1 question's time goes, stage by stage (``breakdown.py``), for each export over gRPC and for
-  ONNX Runtime int8 in the pipeline, on the first ``--breakdown-questions`` questions.
+  ONNX Runtime int8 in the pipeline, on the first ``--breakdown-questions`` questions;
+* the last export at batch 1 in TensorFlow's C++ runtime, over the C++ gRPC front end and through ``tf-qa serve``,
+  taking turns with ONNX Runtime int8 25 questions at a time (``grpc_overhead.py``): the rows above run one
+  after another, and the machine's speed drifts between them.
 
 With ``--load``, latency under load: 1, 4, 8 and 16 concurrent clients of one question per request, with and
 without server batching, for each export. With ``--sweep-batching`` the gRPC rows are also run under each server
@@ -267,6 +270,24 @@ def batch1_breakdown(checkpoint: str, checkpoint_pt: str, workdir: Path, exports
     return columns
 
 
+#: The ways to the fastest export that take turns with ONNX Runtime int8 at batch 1 (``batch1_in_turn``).
+IN_TURN_WAYS = ("native runner", "C++ front end", "tf-qa serve", "ONNX Runtime")
+
+
+def batch1_in_turn(repositories: dict, workdir: Path, checkpoint_pt: str, cases) -> dict | None:
+    """The last export's batch-1 p50 in TensorFlow's C++ runtime and over gRPC, taking turns with ONNX Runtime
+    int8 in the pipeline on ``cases``, and each one's ratio to ONNX Runtime's (None without ONNX Runtime)."""
+    onnx = workdir / "onnx" / "int8.onnx"
+    if not onnx.exists():
+        return None
+    name, repository = list(repositories.items())[-1]
+    report(f"{LABELS[name]}: batch 1 in turn with ONNX Runtime int8 ...")
+    config = {"saved_model": f"{repository}/1", "onnx": str(onnx), "checkpoint_pt": checkpoint_pt, "cases": cases}
+    p50 = run_worker("in_turn", {**config, "ways": list(IN_TURN_WAYS)})["p50_ms"]
+    ratios = {way: p50[way] / p50["ONNX Runtime"] for way in p50 if way != "ONNX Runtime"}
+    return {"export": LABELS[name], "p50_ms": p50, "x_onnx_runtime_int8": ratios}
+
+
 def _with_total(stages: dict, row: dict | None, rest: str, count: int) -> dict:
     """``stages`` with the end-to-end p50 of ``row`` over the first ``count`` questions, and the rest of it."""
     if row and row.get("latencies"):
@@ -402,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["batch1_breakdown"] = batch1_breakdown(
             checkpoint, checkpoint_pt, output / args.model, exports, rows, cases[: args.breakdown_questions]
         )
+    if "ONNX Runtime int8 bs1" in rows:
+        summary["batch1_in_turn"] = batch1_in_turn(repositories, output / args.model, checkpoint_pt, cases)
     if args.load:
         summary["under_load"] = load_table(repositories, cases)
     if args.sweep_batching:
@@ -448,6 +471,13 @@ def format_table(summary: dict) -> str:
         lines.append(
             f"ONNX Runtime int8: top answer (characters) equal to ONNX Runtime fp32's on "
             f"{100 * summary['onnx_int8_top1_agreement_with_fp32']:.1f}% of the {summary['questions']} questions"
+        )
+    in_turn = summary.get("batch1_in_turn")
+    if in_turn:
+        ratios = ", ".join(f"{way} {ratio:.2f}x" for way, ratio in in_turn["x_onnx_runtime_int8"].items())
+        lines.append(
+            f"{in_turn['export']} at batch 1, taking turns with ONNX Runtime int8 (its p50 "
+            f"{in_turn['p50_ms']['ONNX Runtime']:.2f} ms): {ratios} its p50"
         )
     breakdown = summary.get("batch1_breakdown", {})
     stages = list(dict.fromkeys(stage for column in breakdown.values() for stage in column))

@@ -258,6 +258,20 @@ def worker_grpc_load(config) -> dict:
     return result
 
 
+def worker_in_turn(config) -> dict:
+    """Batch-1 p50 ms of ``config["ways"]`` to one export and of ONNX Runtime's pipeline, taking turns 25 questions
+    at a time (``grpc_overhead.p50_in_turn``): a ratio free of the machine's drift between the bench's rows."""
+    from grpc_overhead import p50_in_turn
+
+    from tf_qa.saved_model.platform_config import read_platform_config
+    from tf_qa.saved_model.session import use_session_threads
+
+    use_session_threads(read_platform_config().session_config)
+    onnx = (config["onnx"], config["checkpoint_pt"])
+    cases = [tuple(case) for case in config["cases"]]
+    return {"p50_ms": p50_in_turn(config["saved_model"], cases, onnx, ways=config["ways"], rounds=1)}
+
+
 WORKERS = {
     "peak_matmul": worker_peak_matmul,
     "pipeline": worker_pipeline,
@@ -270,6 +284,7 @@ WORKERS = {
     "native_grpc": worker_native_grpc,
     "breakdown_tf": worker_breakdown_tf,
     "breakdown_onnx": worker_breakdown_onnx,
+    "in_turn": worker_in_turn,
 }
 
 

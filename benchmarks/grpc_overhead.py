@@ -107,35 +107,59 @@ def request_sender(stack: ExitStack, target: str):
     return send
 
 
-def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None) -> dict:
-    """The ways of ``WAYS``, each ``call(question, context)``, their servers held open by ``stack``; ONNX
+def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None, ways=WAYS) -> dict:
+    """The ``ways`` (of ``WAYS``), each ``call(question, context)``, their servers held open by ``stack``; ONNX
     Runtime's where ``onnx`` gives (model, PyTorch checkpoint)."""
     from tf_qa.client import QAClient
     from tf_qa.saved_model.answerer import NativeAnswerer
     from tf_qa.saved_model.native import NativeUnavailable
     from tf_qa.server.native_grpc import NativeGrpcServer
 
-    session = session_caller(version_dir)
-    native = stack.enter_context(NativeAnswerer(version_dir))
-    repository = Path(version_dir).parent
-    targets = {
-        "least server": stack.enter_context(least_server(version_dir)),
-        "tf-qa serve": stack.enter_context(Served(repository, extra_args=("--poll-seconds", "0"))).target,
-    }
-    try:
-        targets["C++ front end"] = stack.enter_context(NativeGrpcServer(version_dir, MODEL_NAME)).target
-    except NativeUnavailable as error:
-        print(f"C++ front end left out: {error}")
-    clients = {way: stack.enter_context(QAClient(target, MODEL_NAME, timeout=600)) for way, target in targets.items()}
-    if onnx:
+    def client(target: str):
+        return stack.enter_context(QAClient(target, MODEL_NAME, timeout=600)).answer
+
+    def cpp_front_end():
+        try:
+            return client(stack.enter_context(NativeGrpcServer(version_dir, MODEL_NAME)).target)
+        except NativeUnavailable as error:
+            print(f"C++ front end left out: {error}")
+
+    def onnx_runtime():
         pipe = onnx_pipeline(*onnx)
-        clients["ONNX Runtime"] = lambda question, context: pipe(question=question, context=context)
-    return {
-        "session": lambda question, context: session([(question, context)]),
-        "native runner": lambda question, context: native.answer_batch([question], [context]),
-        **{way: getattr(client, "answer", client) for way, client in clients.items()},
-        "empty answer": request_sender(stack, stack.enter_context(least_server(version_dir, empty=True))),
+        return lambda question, context: pipe(question=question, context=context)
+
+    def native_runner():
+        native = stack.enter_context(NativeAnswerer(version_dir))
+        return lambda question, context: native.answer_batch([question], [context])
+
+    def session():
+        call = session_caller(version_dir)
+        return lambda question, context: call([(question, context)])
+
+    repository = Path(version_dir).parent
+    makers = {
+        "session": session,
+        "native runner": native_runner,
+        "least server": lambda: client(stack.enter_context(least_server(version_dir))),
+        "tf-qa serve": lambda: client(
+            stack.enter_context(Served(repository, extra_args=("--poll-seconds", "0"))).target
+        ),
+        "C++ front end": cpp_front_end,
+        "empty answer": lambda: request_sender(stack, stack.enter_context(least_server(version_dir, empty=True))),
+        "ONNX Runtime": onnx_runtime if onnx else lambda: None,
     }
+    calls = {way: makers[way]() for way in ways}
+    return {way: call for way, call in calls.items() if call is not None}
+
+
+def p50_in_turn(version_dir: str, cases: list, onnx, ways=WAYS, rounds: int = 3, block: int = 25) -> dict:
+    """Each way's p50 ms over ``cases`` asked ``rounds`` times, the ways taking turns ``block`` questions at a time
+    after ten warm-up questions each."""
+    with ExitStack() as stack:
+        calls = callers(stack, version_dir, onnx, ways)
+        timed_blocks(calls, cases[:10], 1, 10)  # warm: the first calls build the graph's kernels
+        seconds = timed_blocks(calls, cases, rounds, block)
+    return {way: 1000 * float(np.median(values)) for way, values in seconds.items()}
 
 
 def timed_blocks(calls: dict, cases: list, rounds: int, block: int) -> dict[str, list[float]]:
@@ -176,11 +200,8 @@ def main() -> int:
     use_session_threads(read_platform_config().session_config)
     cases, _ = load_questions(args.questions, held_out=True)
     print(f"{cpu_name()}; {len(cases)} held-out questions x {args.rounds}, blocks of {args.block}")
-    with ExitStack() as stack:
-        calls = callers(stack, args.version_dir, (args.onnx, args.checkpoint_pt) if args.onnx else None)
-        timed_blocks(calls, cases[:10], 1, 10)  # warm: the first calls build the graph's kernels
-        seconds = timed_blocks(calls, cases, args.rounds, args.block)
-    p50 = {way: 1000 * float(np.median(values)) for way, values in seconds.items()}
+    onnx = (args.onnx, args.checkpoint_pt) if args.onnx else None
+    p50 = p50_in_turn(args.version_dir, cases, onnx, rounds=args.rounds, block=args.block)
     for way in (way for way in WAYS if way in p50):
         print(f"{way:14s} p50 {p50[way]:6.2f} ms  ({p50[way] / p50['session']:.2f}x the session)")
     print(f"gRPC in Python, least server: +{p50['least server'] - p50['session']:.2f} ms a question")
