@@ -155,7 +155,7 @@ def test_int8_normalizes_and_quantizes_the_rows_in_halves_with_the_outputs_of_wh
     parts, residual = [values[0], values[1]], values[2]
     layer._uint8_inputs = int8.Uint8Inputs()
     lin1 = layer._int8_products[layer._branches[0][0].lin1.name]
-    got = layer._residual_norm(norm, parts, residual, [layer._branches[0][0].lin1])
+    got = layer._residual_norm(norm, parts, residual)
     want = layer._norm(norm, parts[0] + parts[1] + residual)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     quantized = layer._uint8_inputs(got, lin1)  # made from the halves

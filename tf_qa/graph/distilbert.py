@@ -306,27 +306,24 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         mask_bias = tf.cast(-1e30 * (1.0 - mask), tf.bfloat16)
         hidden = tf.cast(hidden, tf.bfloat16)
         # The exact GELU fuses into lin1's bf16 MatMul (computed on its fp32 accumulator).
-        blocks = list(zip(self.qa_model.distilbert.transformer.layer, self._branches))
-        for index, (block, branches) in enumerate(blocks):
+        for block, branches in zip(self.qa_model.distilbert.transformer.layer, self._branches):
             activation = (lambda x: tf.nn.gelu(x, approximate=False)) if self._exact_gelu else block.ffn.activation
             with tf.name_scope("attention"):
                 parts = [self._attention_bf16(branch, hidden, mask_bias, batch, length) for branch in branches]
-                lin1 = [branch.lin1 for branch in branches]
-                attended = self._residual_norm(block.sa_layer_norm, parts, hidden, lin1)
+                attended = self._residual_norm(block.sa_layer_norm, parts, hidden)
             with tf.name_scope("ffn"):
                 inner = [self._product(attended, branch.lin1, activation) for branch in branches]
                 parts = [self._product(rows, branch.lin2) for rows, branch in zip(inner, branches)]
-                next_qkv = [branch.qkv for branch in blocks[index + 1][1]] if index + 1 < len(blocks) else []
-                hidden = self._residual_norm(block.output_layer_norm, parts, attended, next_qkv)
+                hidden = self._residual_norm(block.output_layer_norm, parts, attended)
         return tf.cast(hidden, tf.float32)
 
-    def _residual_norm(self, norm, parts: list[tf.Tensor], residual: tf.Tensor, consumers: list[_Product]):
+    def _residual_norm(self, norm, parts: list[tf.Tensor], residual: tf.Tensor) -> tf.Tensor:
         """``norm`` of the branches' ``parts`` summed with ``residual``, [N, dim] rows.
 
-        int8 with parallel branches: the two halves of the rows are summed, normalized and quantized for the
-        ``consumers`` (the products that take these rows) side by side on the inter-op threads, then joined.
-        Between blocks these steps kept one core idle; each works row by row, so the outputs are the same as on
-        the whole rows. (The bf16 blocks measured no faster so, and their outputs changed.)
+        int8 with parallel branches: the two halves of the rows are summed and normalized side by side on the
+        inter-op threads, then joined (``Uint8Inputs.joined``: the products that take these rows quantize them
+        half by half too). Between blocks these steps kept one core idle; each works row by row, so the outputs
+        are the same as on the whole rows. (The bf16 blocks measured no faster so, and their outputs changed.)
         """
         if len(parts) == 1 or self.matmul_dtype != "int8":
             return self._norm(norm, _summed(parts) + residual)
@@ -334,10 +331,7 @@ class DistilBertSpanLogits(tf_keras.layers.Layer):
         split = [rows // 2, rows - rows // 2]
         pieces = [tf.split(tensor, split) for tensor in [*parts, residual]]
         halves = [self._norm(norm, _summed([part[i] for part in pieces[:-1]]) + pieces[-1][i]) for i in range(2)]
-        joined = tf.concat(halves, axis=0)
-        for product in consumers:
-            self._uint8_inputs.quantize_halves(joined, halves, self._int8_products[product.name])
-        return joined
+        return self._uint8_inputs.joined(halves)
 
     def _attention(self, attention, hidden, mask, batch, length):
         def heads(x):  # [B*L, dim] -> [B, heads, L, dim_per_head]

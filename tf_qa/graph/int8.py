@@ -128,29 +128,28 @@ def _attrs(fused_ops: list[str]) -> dict:
 
 class Uint8Inputs:
     """``uint8_rows`` once per input and range: the products that share an input (each branch's query-key-value,
-    each branch's lin1) share its quantization. One per trace of the blocks."""
+    each branch's lin1) share its quantization. Rows made by ``joined`` are quantized half by half. One per trace
+    of the blocks."""
 
     def __init__(self):
         self._made: dict = {}
+        self._halves: dict = {}  # rows made by ``joined``: their row blocks
 
     def __call__(self, rows: tf.Tensor, product: Int8Product) -> tf.Tensor:
-        key = self._key(rows, product)
+        scale = product.input_scale
+        key = (rows.ref(), product.input_range, None if scale is None else scale.tobytes())
         if key not in self._made:
-            self._made[key] = uint8_rows(rows, product.input_range, product.input_scale)
+            halves = self._halves.get(rows.ref(), [rows])
+            quantized = [uint8_rows(half, product.input_range, scale) for half in halves]
+            self._made[key] = quantized[0] if len(quantized) == 1 else tf.concat(quantized, axis=0)
         return self._made[key]
 
-    def quantize_halves(self, rows: tf.Tensor, halves: list[tf.Tensor], product: Int8Product) -> None:
-        """Makes ``rows``' quantization for ``product`` from its row blocks ``halves`` (joined, ``rows``), each
-        quantized on its own: the same uint8 rows, made where each half is."""
-        key = self._key(rows, product)
-        if key not in self._made:
-            quantized = [uint8_rows(half, product.input_range, product.input_scale) for half in halves]
-            self._made[key] = tf.concat(quantized, axis=0)
-
-    @staticmethod
-    def _key(rows: tf.Tensor, product: Int8Product) -> tuple:
-        scale = product.input_scale
-        return rows.ref(), product.input_range, None if scale is None else scale.tobytes()
+    def joined(self, halves: list[tf.Tensor]) -> tf.Tensor:
+        """``halves`` (row blocks) joined into one [N, in] rows tensor, whose quantization for any product is then
+        made of the halves' own, where each half is made: the same uint8 rows."""
+        rows = tf.concat(halves, axis=0)
+        self._halves[rows.ref()] = halves
+        return rows
 
 
 class RangeRecorder:
