@@ -263,10 +263,6 @@ def worker_in_turn(config) -> dict:
     at a time (``grpc_overhead.p50_in_turn``): a ratio free of the machine's drift between the bench's rows."""
     from grpc_overhead import p50_in_turn
 
-    from tf_qa.saved_model.platform_config import read_platform_config
-    from tf_qa.saved_model.session import use_session_threads
-
-    use_session_threads(read_platform_config().session_config)
     onnx = (config["onnx"], config["checkpoint_pt"])
     cases = [tuple(case) for case in config["cases"]]
     return {"p50_ms": p50_in_turn(config["saved_model"], cases, onnx, ways=config["ways"], rounds=1)}

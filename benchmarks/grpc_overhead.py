@@ -155,6 +155,10 @@ def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None, wa
 def p50_in_turn(version_dir: str, cases: list, onnx, ways=WAYS, rounds: int = 3, block: int = 25) -> dict:
     """Each way's p50 ms over ``cases`` asked ``rounds`` times, the ways taking turns ``block`` questions at a time
     after ten warm-up questions each."""
+    from tf_qa.saved_model.platform_config import read_platform_config
+    from tf_qa.saved_model.session import use_session_threads
+
+    use_session_threads(read_platform_config().session_config)  # the session way's threads, as TF Serving's
     with ExitStack() as stack:
         calls = callers(stack, version_dir, onnx, ways)
         timed_blocks(calls, cases[:10], 1, 10)  # warm: the first calls build the graph's kernels
@@ -194,10 +198,6 @@ def main() -> int:
     if args.serve_least is not None:
         serve_least(args.version_dir, args.serve_least, args.empty)
         return 0
-    from tf_qa.saved_model.platform_config import read_platform_config
-    from tf_qa.saved_model.session import use_session_threads
-
-    use_session_threads(read_platform_config().session_config)
     cases, _ = load_questions(args.questions, held_out=True)
     print(f"{cpu_name()}; {len(cases)} held-out questions x {args.rounds}, blocks of {args.block}")
     onnx = (args.onnx, args.checkpoint_pt) if args.onnx else None
