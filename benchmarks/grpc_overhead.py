@@ -19,7 +19,9 @@ Both servers run in processes of their own and share this machine's cores with t
     python benchmarks/grpc_overhead.py /tmp/qa/1
     python benchmarks/bench.py --model demo --exports int8x2 --output /tmp/bench   # its demo/onnx and checkpoint-pt
     python benchmarks/grpc_overhead.py /tmp/bench/demo/repository-int8x2/bench/1 \\
-        --onnx /tmp/bench/demo/onnx/int8.onnx --checkpoint-pt /tmp/bench/demo/checkpoint-pt
+        --onnx /tmp/bench/demo/onnx/int8.onnx --checkpoint-pt /tmp/bench/demo/checkpoint-pt [--context-words 10]
+
+``--context-words N`` cuts every context to its first N words: the time a question costs before its length does.
 """
 
 from __future__ import annotations
@@ -166,6 +168,11 @@ def p50_in_turn(version_dir: str, cases: list, onnx, ways=WAYS, rounds: int = 3,
     return {way: 1000 * float(np.median(values)) for way, values in seconds.items()}
 
 
+def cut_contexts(cases: list, words: int) -> list:
+    """(question, context) ``cases`` with each context cut to its first ``words`` words (whitespace-separated)."""
+    return [(question, " ".join(context.split()[:words])) for question, context in cases]
+
+
 def timed_blocks(calls: dict, cases: list, rounds: int, block: int) -> dict[str, list[float]]:
     """Seconds of each call, the ways taking turns a block of questions at a time, the order rotating."""
     seconds = {way: [] for way in calls}
@@ -183,6 +190,11 @@ def main() -> int:
     parser.add_argument("--questions", type=positive_int, default=150, help="held-out questions asked")
     parser.add_argument("--rounds", type=positive_int, default=3, help="times each question is asked each way")
     parser.add_argument("--block", type=positive_int, default=25, help="questions a way answers before the next")
+    parser.add_argument(
+        "--context-words",
+        type=positive_int,
+        help="cut each context to its first N words: what a question costs before its length does (each op's floor)",
+    )
     parser.add_argument("--serve-least", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--empty", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--onnx", help="also ONNX Runtime in the pipeline: its .onnx model")
@@ -199,7 +211,10 @@ def main() -> int:
         serve_least(args.version_dir, args.serve_least, args.empty)
         return 0
     cases, _ = load_questions(args.questions, held_out=True)
-    print(f"{cpu_name()}; {len(cases)} held-out questions x {args.rounds}, blocks of {args.block}")
+    if args.context_words:
+        cases = cut_contexts(cases, args.context_words)
+    cut = f", contexts cut to {args.context_words} words" if args.context_words else ""
+    print(f"{cpu_name()}; {len(cases)} held-out questions x {args.rounds}{cut}, blocks of {args.block}")
     onnx = (args.onnx, args.checkpoint_pt) if args.onnx else None
     p50 = p50_in_turn(args.version_dir, cases, onnx, rounds=args.rounds, block=args.block)
     for way in (way for way in WAYS if way in p50):
