@@ -77,3 +77,25 @@ def test_a_traced_graph_holds_the_int8_op_itself_not_a_function_call():
     assert not op_types & {"PartitionedCall", "StatefulPartitionedCall"}, op_types
     eager = product(uint8_rows(tf.constant([[0.5, -0.5, 0.25, 0.0]]), product.input_range))
     np.testing.assert_allclose(eager.numpy().astype(np.float32), [[0.5, -0.5, 0.25, 0.0]], atol=0.01)
+
+
+def test_rows_are_quantized_to_their_nearest_step_by_tensorflows_own_kernel():
+    # oneDNN's MIN_FIRST QuantizeV2 builds a primitive on every call: slower on a lone question (benchmarks/README.md).
+    low, high = -9.7, 12.3
+    values = np.random.default_rng(4).normal(0.0, 4.0, (232, 384)).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        rows = tf.compat.v1.placeholder(tf.float32, [None, 384])
+        quantized = uint8_rows(rows, (low, high))
+    metadata = tf.compat.v1.RunMetadata()
+    with tf.compat.v1.Session(graph=graph) as session:
+        full_trace = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        got = session.run(quantized, {rows: values}, options=full_trace, run_metadata=metadata)
+    kernels = {
+        node.node_name: node.timeline_label.split(" = ")[-1].split("(")[0]
+        for device in metadata.step_stats.dev_stats
+        for node in device.node_stats
+    }
+    assert kernels[quantized.op.name] == "QuantizeV2", kernels  # not oneDNN's _MklQuantizeV2
+    steps = (values.astype(np.float64) - low) * 255 / (high - low)
+    np.testing.assert_array_equal(got, np.clip(np.floor(steps + 0.5), 0, 255))  # the nearest, halves up

@@ -1,8 +1,8 @@
 """Static int8 products for the reduced-precision blocks: oneDNN's fused int8 inner product over calibrated ranges.
 
 In an int8 export (``matmul_dtype="int8"``, see ``tf_qa.graph.distilbert``) each dense product of a transformer
-block takes its bf16 rows through ``QuantizeV2`` (uint8, ``MIN_FIRST``, over the product's input range calibrated
-at export) into ``_QuantizedMatMul``: oneDNN's u8s8 inner product (VNNI, AMX-INT8) with the bias, for lin1 the
+block takes its bf16 rows through ``QuantizeV2`` (uint8 over the product's input range calibrated at export) into
+``_QuantizedMatMul``: oneDNN's u8s8 inner product (VNNI, AMX-INT8) with the bias, for lin1 the
 exact GELU, and the dequantization to bf16 fused into it. Weights are int8 with one scale per output column. The
 ranges are graph constants, so a row's rounding never depends on the other rows of its batch.
 
@@ -48,13 +48,16 @@ def int8_columns(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def uint8_rows(rows: tf.Tensor, input_range: tuple[float, float], input_scale: np.ndarray | None = None) -> tf.Tensor:
-    """[N, in] rows (times ``input_scale``, [in], if given) as uint8 over ``input_range`` (``MIN_FIRST``: values
-    outside it saturate)."""
+    """[N, in] rows (times ``input_scale``, [in], if given) as uint8 over ``input_range``: each row's nearest step,
+    ``round((x - low) * 255 / (high - low))``, which ``_QuantizedMatMul`` takes as ``MIN_FIRST`` input (values
+    outside the range saturate)."""
     low, high = input_range
     rows = tf.cast(rows, tf.float32)
     if input_scale is not None:
         rows *= tf.constant(input_scale)
-    return tf.raw_ops.QuantizeV2(input=rows, min_range=low, max_range=high, T=tf.quint8, mode="MIN_FIRST")[0]
+    # MIN_COMBINED makes quint8 the same steps as MIN_FIRST (ties aside), on TensorFlow's own kernel: a few
+    # microseconds a call where oneDNN's MIN_FIRST builds a primitive on every call (benchmarks/README.md).
+    return tf.raw_ops.QuantizeV2(input=rows, min_range=low, max_range=high, T=tf.quint8, mode="MIN_COMBINED")[0]
 
 
 class Int8Product:
@@ -78,7 +81,8 @@ class Int8Product:
         gelu=False,
         channel_divisors=None,
     ):
-        self.input_range = tuple(float(bound) for bound in input_range)
+        low, high = input_range
+        self.input_range = (min(float(low), 0.0), max(float(high), 0.0))  # as the quantization takes it
         self.gelu = gelu
         self.units = kernel.shape[1]
         kernel = np.array(kernel, np.float32)
