@@ -2,9 +2,9 @@
 
 In an int8 export (``matmul_dtype="int8"``, see ``tf_qa.graph.distilbert``) each dense product of a transformer
 block takes its bf16 rows through ``QuantizeV2`` (uint8 over the product's input range calibrated at export) into
-``_QuantizedMatMul``: oneDNN's u8s8 inner product (VNNI, AMX-INT8) with the bias, for lin1 the
-exact GELU, and the dequantization to bf16 fused into it. Weights are int8 with one scale per output column. The
-ranges are graph constants, so a row's rounding never depends on the other rows of its batch.
+``_QuantizedMatMul``: oneDNN's u8s8 inner product (VNNI, AMX-INT8) with the bias, for lin1 the exact GELU, and the
+dequantization to bf16 fused into it. Weights are int8 with one scale per output column. The ranges are graph
+constants, so a row's rounding never depends on the other rows of its batch.
 
 BERT's activations have outlier channels: one or two input channels of a product reach several times the others'
 magnitude (up to 30 where the rest stay under 7). One uint8 range over all of them would leave the others a few
@@ -48,7 +48,7 @@ def int8_columns(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def uint8_rows(rows: tf.Tensor, input_range: tuple[float, float], input_scale: np.ndarray | None = None) -> tf.Tensor:
-    """[N, in] rows (times ``input_scale``, [in], if given) as uint8 over ``input_range``: each row's nearest step,
+    """[N, in] rows (times ``input_scale``, [in], if given) as uint8 over ``input_range``: each value's nearest step,
     ``round((x - low) * 255 / (high - low))``, which ``_QuantizedMatMul`` takes as ``MIN_FIRST`` input (values
     outside the range saturate)."""
     low, high = input_range
