@@ -12,6 +12,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from tf_qa.defaults import DEFAULT_PLATFORM_CONFIG
+from tf_qa.saved_model.allocator import TCMALLOC, TCMALLOC_PACKAGE
 from tf_qa.saved_model.platform_config import batching_parameters_class, read_platform_config
 
 SERVING = Path(__file__).resolve().parents[1] / "serving"
@@ -77,10 +78,31 @@ def test_typo_is_caught():
         text_format.Parse("max_batch_sise { value: 16 }", batching_parameters_class()())
 
 
+def dockerfile_instructions() -> dict[str, list[str]]:
+    """serving/Dockerfile's instructions by keyword, continuation lines joined."""
+    text = (SERVING / "Dockerfile").read_text().replace("\\\n", " ")
+    instructions = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.setdefault(keyword, []).append(rest.strip())
+    return instructions
+
+
+def test_dockerfile_is_stock_tf_serving_on_the_allocator_tf_qa_preloads():
+    instructions = dockerfile_instructions()
+    assert instructions["FROM"] == ["tensorflow/serving:${TF_SERVING_TAG}"]
+    assert instructions["ARG"] == ["TF_SERVING_TAG=2.21.0"]
+    assert instructions["ENV"] == [f"LD_PRELOAD={TCMALLOC}"]
+    assert f"install -y --no-install-recommends {TCMALLOC_PACKAGE} " in instructions["RUN"][0]
+    assert "ENTRYPOINT" not in instructions and "CMD" not in instructions  # TF Serving's own entry point
+
+
 def test_docker_compose():
     compose = yaml.safe_load((SERVING / "docker-compose.yml").read_text())
     service = compose["services"]["tf-serving"]
-    assert service["image"].startswith("tensorflow/serving:")
+    assert service["build"] == {"context": ".", "args": {"TF_SERVING_TAG": "${TF_SERVING_TAG:-2.21.0}"}}
+    assert service["image"] == "tf-qa-serving:${TF_SERVING_TAG:-2.21.0}"
     assert "--rest_api_timeout_in_ms=30000" in service["command"]
     assert not [arg for arg in service["command"] if arg.startswith(IGNORED_WITH_PLATFORM_CONFIG)]
     assert "TF_ENABLE_ONEDNN_OPTS=1" in service["environment"]
@@ -97,6 +119,7 @@ def test_kubernetes_manifest():
     documents = {d["kind"]: d for d in yaml.safe_load_all((SERVING / "kubernetes.yaml").read_text())}
     assert set(documents) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
     container = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "tf-qa-serving:" + dockerfile_instructions()["ARG"][0].split("=")[1]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/distilbert-squad"
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert {"--rest_api_timeout_in_ms=30000", "--platform_config_file=/config/platform_config.pbtxt"} <= set(

@@ -285,6 +285,7 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
+    from tf_qa.saved_model.allocator import describe as describe_allocator
     from tf_qa.server.model_server import ModelServer
     from tf_qa.server.options import ServeOptions
 
@@ -302,6 +303,7 @@ def _serve(args) -> int:
         f"{name} versions {repository.statuses()}" + (f" labels {repository.labels}" if repository.labels else "")
         for name, repository in server.repositories.items()
     )
+    logging.getLogger("tf_qa.server").info("memory allocator: %s", describe_allocator())
     print(f"serving {models} on {options.host}:{server.port}{rest}", flush=True)
     server.wait()
     return 0
@@ -374,15 +376,30 @@ COMMANDS = {
 }
 
 
+def _start_again_on_tcmalloc() -> None:
+    """Starts this command again with TCMalloc preloaded, where it is installed and ``LD_PRELOAD`` is unset
+    (``tf_qa.saved_model.allocator``): a process picks its allocator when it starts."""
+    from tf_qa.saved_model.allocator import preload_environment
+
+    env = preload_environment(os.environ)
+    if "LD_PRELOAD" in env and "LD_PRELOAD" not in os.environ:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "tf_qa.cli", *sys.argv[1:]], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(__doc__)
     # argparse's REMAINDER does not take arguments that start with "-" right after the subcommand, so the bench's
     # own options arrive as unknown arguments; every other command refuses them.
+    from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     beam_args = []
     if argv[:1] == ["batch"] and "--" in argv:  # tf-qa batch ... -- BEAM_PIPELINE_OPTIONS
         argv, beam_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args, unknown = parser.parse_known_args(argv)
+    if args.command == "serve" and from_shell:  # not a caller in this process: that one keeps running
+        _start_again_on_tcmalloc()
     args.beam_args = beam_args
     if args.command == "bench":
         args.bench_args = unknown + args.bench_args

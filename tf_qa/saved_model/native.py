@@ -32,6 +32,7 @@ from grpc import StatusCode
 
 from tf_qa.errors import SetupError, TFQAError
 from tf_qa.protos import TensorProto
+from tf_qa.saved_model.allocator import preload_environment
 from tf_qa.tensors import make_ndarray, make_tensor_proto
 
 SOURCE = Path(__file__).with_name("native_runner.cc")
@@ -137,8 +138,9 @@ def runner_command(version_dir: str | os.PathLike, session_config, workdir: Path
 
 
 def runner_environment() -> dict[str, str]:
-    """The runner's environment: TensorFlow's informational log lines off unless the caller chose a level."""
-    return {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
+    """The runner's environment: TensorFlow's informational log lines off unless the caller chose a level, and
+    TCMalloc preloaded (``tf_qa.saved_model.allocator``)."""
+    return preload_environment({"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ})
 
 
 def stop_process(process: subprocess.Popen, *, terminate: bool) -> None:

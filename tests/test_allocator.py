@@ -1,0 +1,77 @@
+"""TCMalloc is preloaded into the processes that run the model (tf_qa/saved_model/allocator.py), unless the user
+set LD_PRELOAD; the deployment kit's image does the same (tests/test_serving_kit.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import debian_setup_log
+
+from tf_qa.saved_model import allocator
+from tf_qa.saved_model.allocator import TCMALLOC, allocator_of, preload_environment
+from tf_qa.saved_model.native import NativeSession
+
+
+@pytest.fixture(scope="module")
+def tcmalloc():
+    """Waits for scripts/setup-debian.sh (it installs TCMalloc beside the suite); skips where it is not installed."""
+    log = debian_setup_log()
+    allocator.tcmalloc_installed.cache_clear()
+    if not allocator.tcmalloc_installed():
+        pytest.skip(f"{TCMALLOC} is not installed (scripts/setup-debian.sh: {log})")
+
+
+@pytest.mark.parametrize(
+    "environ,installed,expected",
+    [
+        ({"PATH": "/bin"}, True, TCMALLOC),
+        ({"PATH": "/bin"}, False, None),
+        ({"LD_PRELOAD": ""}, True, ""),
+        ({"LD_PRELOAD": "libjemalloc.so.2"}, True, "libjemalloc.so.2"),
+    ],
+)
+def test_preload_only_where_installed_and_not_chosen(monkeypatch, environ, installed, expected):
+    monkeypatch.setattr(allocator, "tcmalloc_installed", lambda: installed)
+    env = preload_environment(environ)
+    assert env.get("LD_PRELOAD") == expected
+    others = lambda mapping: {k: v for k, v in mapping.items() if k != "LD_PRELOAD"}  # noqa: E731
+    assert others(env) == others(environ)
+
+
+def _child_allocator(env: dict) -> str:
+    code = "from tf_qa.saved_model.allocator import allocator_of; print(allocator_of())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("chosen,expected", [(None, "TCMalloc"), ("", "glibc malloc")])
+def test_a_process_started_with_the_environment_runs_on_it(tcmalloc, chosen, expected):
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if chosen is not None:
+        env["LD_PRELOAD"] = chosen
+    assert _child_allocator(preload_environment(env)).strip() == expected
+
+
+def test_the_native_runner_runs_on_tcmalloc(tcmalloc, saved_model_dir, monkeypatch):
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    with NativeSession(saved_model_dir) as session:
+        assert allocator_of(session._process.pid) == "TCMalloc"
+
+
+def test_tf_qa_serve_starts_again_on_tcmalloc(tcmalloc, tiny_repository, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "tf_qa.cli", "serve", "--model-base-path", str(tiny_repository)]
+    command += ["--model-name", "tiny", "--port", "0"]
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        assert process.stdout.readline().startswith("serving tiny"), log.read_text()[-500:]
+        assert allocator_of(process.pid) == "TCMalloc"  # the same process: started again in place (execve)
+        assert "memory allocator: TCMalloc" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)

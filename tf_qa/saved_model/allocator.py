@@ -1,0 +1,66 @@
+"""The memory allocator TensorFlow's runtime runs on: TCMalloc, preloaded where the machine has it.
+
+TensorFlow allocates and frees every op's outputs and scratch buffers, hundreds a question; glibc's malloc spends
+about a tenth of a lone question's time on them here, TCMalloc much less (benchmarks/README.md). A process picks
+its allocator when it starts, so it is preloaded (``LD_PRELOAD``) into the processes that run the model: the
+native runner and the C++ gRPC front end, ``tf-qa serve``, and tensorflow_model_server in the deployment kit's
+image (serving/Dockerfile). An ``LD_PRELOAD`` that is already set, even to nothing, is the user's choice and is
+left as it is: ``LD_PRELOAD= tf-qa serve ...`` runs on glibc's malloc.
+
+Example:
+
+>>> env = preload_environment({"PATH": "/usr/bin"})
+>>> env.get("LD_PRELOAD") in (None, TCMALLOC)
+True
+>>> preload_environment({"LD_PRELOAD": ""})["LD_PRELOAD"]
+''
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import functools
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+#: gperftools' TCMalloc without the profilers (Debian and Ubuntu: libtcmalloc-minimal4), by the name the dynamic
+#: loader finds it under on any architecture.
+TCMALLOC = "libtcmalloc_minimal.so.4"
+TCMALLOC_PACKAGE = "libtcmalloc-minimal4"
+
+
+@functools.cache
+def tcmalloc_installed() -> bool:
+    """Whether the dynamic loader can find ``TCMALLOC`` (ldconfig's cache)."""
+    return ctypes.util.find_library("tcmalloc_minimal") == TCMALLOC
+
+
+def preload_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with ``TCMALLOC`` preloaded, unless ``LD_PRELOAD`` is set already or TCMalloc is not installed."""
+    env = dict(environ)
+    if "LD_PRELOAD" not in env and tcmalloc_installed():
+        env["LD_PRELOAD"] = TCMALLOC
+    return env
+
+
+def allocator_of(pid: int | str = "self") -> str:
+    """The allocator process ``pid`` runs on, as reported: "TCMalloc" when its memory map holds ``TCMALLOC``,
+    else "glibc malloc"; "unknown" where /proc cannot be read."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "unknown"
+    return "TCMalloc" if TCMALLOC in maps else "glibc malloc"
+
+
+def describe(pid: int | str = "self") -> str:
+    """One line for a log: the allocator of ``pid`` and, on glibc's malloc, why and what to install."""
+    allocator = allocator_of(pid)
+    if allocator != "glibc malloc":
+        return allocator
+    if "LD_PRELOAD" in os.environ:
+        return f"{allocator} (LD_PRELOAD is set: left as chosen)"
+    if not tcmalloc_installed():
+        return f"{allocator} ({TCMALLOC} not found: apt-get install {TCMALLOC_PACKAGE} runs TensorFlow faster)"
+    return allocator
