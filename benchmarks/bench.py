@@ -68,6 +68,7 @@ from tf_qa import console, squad
 from tf_qa.arguments import non_negative_int, positive_int
 from tf_qa.cpu import cpu_features
 from tf_qa.defaults import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LEN
+from tf_qa.saved_model.allocator import TCMALLOC, allocator_of, preload_environment
 
 #: --exports: each export's options (``tf-qa export`` flags, as ``ExportOptions`` fields).
 EXPORTS = {
@@ -407,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_load_seconds": grpc["server_load_seconds"],
         "cpu_count": os.cpu_count(),
         "cpu": cpu_name(),
+        "allocators": allocators(),
     }
     if "ONNX Runtime int8 bs1" in rows:
         fp32_spans, int8_spans = rows["ONNX Runtime fp32 bs1"]["spans"], rows["ONNX Runtime int8 bs1"]["spans"]
@@ -437,6 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def allocators() -> dict[str, str]:
+    """What each kind of row allocates with: tf-qa's servers and native runner preload TCMalloc where it is
+    installed (tf_qa.saved_model.allocator); in-process rows and the pipelines run on the bench's own."""
+    preload = preload_environment(os.environ).get("LD_PRELOAD")
+    servers = {None: "glibc malloc", "": "glibc malloc", TCMALLOC: "TCMalloc"}.get(preload, f"LD_PRELOAD={preload}")
+    return {"tf-qa servers and native runner": servers, "in-process rows and pipelines": allocator_of()}
+
+
 def format_table(summary: dict) -> str:
     lines = [
         f"| row | EM | F1 | q/s | p50 ms | p99 ms | GFLOP/s (% of peak {summary['peak_matmul_gflops']:.0f}) "
@@ -461,6 +471,8 @@ def format_table(summary: dict) -> str:
         f"({summary['first_over_warm']:.2f}x); server peak RSS {summary['server_peak_rss_mb']:.0f} MB; "
         f"bench took {summary['bench_seconds'] / 60:.1f} min on {summary['cpu_count']} CPUs: {summary['cpu']}"
     )
+    if "allocators" in summary:
+        lines.append("allocators: " + "; ".join(f"{rows} on {name}" for rows, name in summary["allocators"].items()))
     for label, agreement in summary.get("top1_agreement_with_fp32", {}).items():
         lines.append(
             f"{label} export (opt-in): top answer (start, end) equal to the fp32 export's on "

@@ -58,7 +58,7 @@ def test_a_process_started_with_the_environment_runs_on_it(tcmalloc, chosen, exp
 def test_the_native_runner_runs_on_tcmalloc(tcmalloc, saved_model_dir, monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     with NativeSession(saved_model_dir) as session:
-        assert allocator_of(session._process.pid) == "TCMalloc"
+        assert allocator_of(session.pid) == "TCMalloc"
 
 
 def test_tf_qa_serve_starts_again_on_tcmalloc(tcmalloc, tiny_repository, tmp_path):

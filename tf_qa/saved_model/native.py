@@ -166,8 +166,9 @@ class NativeSession:
     """One SavedModel version loaded in the native runner (a child process); ``run`` answers a request.
 
     ``session_config`` is the ConfigProto to load with (default: the platform config's). ``load_seconds`` is
-    the runner's own time to register the op libraries and load the model. ``timeout``: seconds the load, and
-    then each request, may take before the runner is stopped and NativeError raised (DEADLINE_EXCEEDED).
+    the runner's own time to register the op libraries and load the model; ``pid`` is its process id.
+    ``timeout``: seconds the load, and then each request, may take before the runner is stopped and NativeError
+    raised (DEADLINE_EXCEEDED).
     """
 
     def __init__(self, version_dir: str | os.PathLike, session_config=None, *, timeout: float = 600.0):
@@ -183,6 +184,7 @@ class NativeSession:
             self.close()
             raise NativeError(loaded[1].decode(), loaded[2].decode(errors="replace"))
         self.load_seconds = int(loaded[1]) / 1e6
+        self.pid = self._process.pid
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         """Runs a signature; returns its outputs by key and Session::Run's own seconds."""

@@ -1,0 +1,33 @@
+"""``benchmarks/ab_allocators.py`` starts each side with its allocator preloaded and leaves the environment as it
+found it; an allocator's library is looked up by the name ``ctypes.util.find_library`` takes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from ab_allocators import ALLOCATORS, library_name, preloaded
+
+
+@pytest.mark.parametrize(
+    "library,name",
+    [("libjemalloc.so.2", "jemalloc"), ("libtcmalloc_minimal.so.4", "tcmalloc_minimal"), ("libc.so.6", "c")],
+)
+def test_library_name(library, name):
+    assert library_name(library) == name
+
+
+@pytest.mark.parametrize("before", [None, "", "libfoo.so"])
+def test_preloaded_sets_the_library_and_restores_what_was_there(monkeypatch, before):
+    if before is None:
+        monkeypatch.delenv("LD_PRELOAD", raising=False)
+    else:
+        monkeypatch.setenv("LD_PRELOAD", before)
+    with preloaded(ALLOCATORS["TCMalloc"]):
+        assert os.environ["LD_PRELOAD"] == "libtcmalloc_minimal.so.4"
+    assert os.environ.get("LD_PRELOAD") == before
