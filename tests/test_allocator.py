@@ -12,7 +12,7 @@ import pytest
 from conftest import debian_setup_log
 
 from tf_qa.saved_model import allocator
-from tf_qa.saved_model.allocator import TCMALLOC, allocator_of, preload_environment
+from tf_qa.saved_model.allocator import TCMALLOC, allocator_mapped, allocator_of, preload_environment
 from tf_qa.saved_model.native import NativeSession
 
 
@@ -40,6 +40,21 @@ def test_preload_only_where_installed_and_not_chosen(monkeypatch, environ, insta
     assert env.get("LD_PRELOAD") == expected
     others = lambda mapping: {k: v for k, v in mapping.items() if k != "LD_PRELOAD"}  # noqa: E731
     assert others(env) == others(environ)
+
+
+@pytest.mark.parametrize(
+    "library,allocator",
+    [
+        ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.5.10", "TCMalloc"),
+        ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4.5.10", "TCMalloc"),  # the full build, profilers and all
+        ("/usr/lib/aarch64-linux-gnu/libjemalloc.so.2", "jemalloc"),
+        ("/usr/local/lib/libmimalloc.so.2.1", "mimalloc"),
+        ("/usr/lib/x86_64-linux-gnu/libc.so.6", "glibc malloc"),
+    ],
+)
+def test_the_allocator_a_memory_map_names(library, allocator):
+    maps = f"7f2e5c000000-7f2e5c022000 r--p 00000000 08:01 1234 {library}\n"
+    assert allocator_mapped(maps) == allocator
 
 
 def _child_allocator(env: dict) -> str:

@@ -44,14 +44,23 @@ def preload_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+#: What a process's memory map names, by the allocator it means.
+_MAPPED_ALLOCATORS = {"libtcmalloc": "TCMalloc", "libjemalloc": "jemalloc", "libmimalloc": "mimalloc"}
+
+
 def allocator_of(pid: int | str = "self") -> str:
-    """The allocator process ``pid`` runs on, as reported: "TCMalloc" when its memory map holds ``TCMALLOC``,
-    else "glibc malloc"; "unknown" where /proc cannot be read."""
+    """The allocator process ``pid`` runs on (``allocator_mapped`` in its /proc maps); "unknown" where they
+    cannot be read."""
     try:
-        maps = Path(f"/proc/{pid}/maps").read_text()
+        return allocator_mapped(Path(f"/proc/{pid}/maps").read_text())
     except OSError:
         return "unknown"
-    return "TCMalloc" if TCMALLOC in maps else "glibc malloc"
+
+
+def allocator_mapped(maps: str) -> str:
+    """The allocator a process's memory map (/proc/PID/maps) names: "TCMalloc", "jemalloc", "mimalloc", else
+    "glibc malloc"."""
+    return next((name for library, name in _MAPPED_ALLOCATORS.items() if library in maps), "glibc malloc")
 
 
 def describe(pid: int | str = "self") -> str:
