@@ -1,8 +1,8 @@
 """The memory allocator TensorFlow's runtime runs on: TCMalloc, preloaded where the machine has it.
 
-TensorFlow allocates and frees every op's outputs and scratch buffers, hundreds a question; glibc's malloc spends
-about a tenth of a lone question's time on them here, TCMalloc much less (benchmarks/README.md). A process picks
-its allocator when it starts, so it is preloaded (``LD_PRELOAD``) into the processes that run the model: the
+TensorFlow allocates and frees every op's outputs and scratch buffers, hundreds a question, and glibc's malloc
+takes a share of a question's time on them that TCMalloc does not (measured in benchmarks/README.md). A process
+picks its allocator when it starts, so it is preloaded (``LD_PRELOAD``) into the processes that run the model: the
 native runner and the C++ gRPC front end, ``tf-qa serve``, and tensorflow_model_server in the deployment kit's
 image (serving/Dockerfile). An ``LD_PRELOAD`` that is already set, even to nothing, is the user's choice and is
 left as it is: ``LD_PRELOAD= tf-qa serve ...`` runs on glibc's malloc.
