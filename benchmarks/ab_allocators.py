@@ -12,13 +12,11 @@ medians) and its process's peak resident memory. An allocator that is not instal
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -27,12 +25,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_setup import load_questions, version_folder
-from grpc_overhead import cut_contexts
-from served import cpu_name
+from grpc_overhead import cut_contexts, timed_blocks
+from served import cpu_name, status_mb
 
 from tf_qa import console
 from tf_qa.arguments import positive_int
-from tf_qa.saved_model.allocator import TCMALLOC
+from tf_qa.saved_model.allocator import TCMALLOC, library_installed
 
 #: Each allocator's library for LD_PRELOAD ("": glibc's own malloc).
 ALLOCATORS = {"glibc malloc": "", "jemalloc": "libjemalloc.so.2", "TCMalloc": TCMALLOC}
@@ -50,18 +48,6 @@ def preloaded(library: str):
             del os.environ["LD_PRELOAD"]
         else:
             os.environ["LD_PRELOAD"] = before
-
-
-def library_name(library: str) -> str:
-    """``libjemalloc.so.2`` -> ``jemalloc``, as ``ctypes.util.find_library`` takes it."""
-    return library.removeprefix("lib").split(".so")[0]
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def native_side(stack: ExitStack, version_dir: str, library: str, groups: list):
@@ -108,21 +94,6 @@ def onnx_child(onnx: str, checkpoint_pt: str, cases_file: str) -> None:
         print("done", flush=True)
 
 
-def in_turn(calls: dict, count: int, rounds: int, block: int, pause: float) -> dict[str, list[float]]:
-    """Seconds of each side's calls 0..count-1, ``rounds`` times, the sides taking turns ``block`` calls at a
-    time (the order rotating), ``pause`` seconds between turns so that a side's idle threads stop spinning."""
-    seconds = {name: [] for name in calls}
-    for turn, start in enumerate(range(0, count * rounds, block)):
-        order = list(calls)[turn % len(calls) :] + list(calls)[: turn % len(calls)]
-        for name in order:
-            time.sleep(pause)
-            for index in range(start, start + block):
-                began = time.perf_counter()
-                calls[name](index % count)
-                seconds[name].append(time.perf_counter() - began)
-    return seconds
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version_dir", nargs="?", type=version_folder, help="SavedModel version folder")
@@ -147,8 +118,7 @@ def main() -> int:
     cases = cut_contexts(cases, args.context_words) if args.context_words else cases
     batch = 1 if args.onnx else args.batch_size
     groups = [cases[i : i + batch] for i in range(0, len(cases) - batch + 1, batch)]
-    found = ctypes.util.find_library
-    installed = {name: lib for name, lib in ALLOCATORS.items() if not lib or found(library_name(lib))}
+    installed = {name: lib for name, lib in ALLOCATORS.items() if not lib or library_installed(lib)}
     for name in ALLOCATORS.keys() - installed.keys():
         print(f"{name} left out: {ALLOCATORS[name]} is not installed")
     runtime = "ONNX Runtime's pipeline" if args.onnx else f"the export in the native runner, batch {batch}"
@@ -164,9 +134,10 @@ def main() -> int:
             for name, lib in installed.items()
         }
         calls = {name: call for name, (call, _) in sides.items()}
-        in_turn(calls, min(len(groups), 10), 1, 10, 0.2)  # warm: the first calls build the kernels
-        seconds = in_turn(calls, len(groups), args.rounds, args.block, 0.2)
-        rss = {name: peak_rss_mb(pid) for name, (_, pid) in sides.items()}
+        indices = [(index,) for index in range(len(groups))]  # each side's call takes a request's index
+        timed_blocks(calls, indices[:10], 1, 10, pause=0.2)  # warm: the first calls build the kernels
+        seconds = timed_blocks(calls, indices, args.rounds, args.block, pause=0.2)
+        rss = {name: status_mb(pid, "VmHWM:") for name, (_, pid) in sides.items()}
     base = np.array(seconds["glibc malloc"])
     for name, values in seconds.items():
         values = np.array(values)

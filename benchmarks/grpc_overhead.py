@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
@@ -173,13 +174,16 @@ def cut_contexts(cases: list, words: int) -> list:
     return [(question, " ".join(context.split()[:words])) for question, context in cases]
 
 
-def timed_blocks(calls: dict, cases: list, rounds: int, block: int) -> dict[str, list[float]]:
-    """Seconds of each call, the ways taking turns a block of questions at a time, the order rotating."""
+def timed_blocks(calls: dict, cases: list, rounds: int, block: int, pause: float = 0.0) -> dict[str, list[float]]:
+    """Seconds of each call, the ways taking turns a block of questions at a time, the order rotating; ``pause``
+    seconds before each turn (so that the last way's idle threads have stopped spinning)."""
     seconds = {way: [] for way in calls}
     for turn, start in enumerate(range(0, len(cases) * rounds, block)):
         chunk = [cases[i % len(cases)] for i in range(start, start + block)]
         order = list(calls)[turn % len(calls) :] + list(calls)[: turn % len(calls)]
         for way in order:
+            if pause:
+                time.sleep(pause)
             seconds[way] += [_timed(partial(calls[way], *case))[0] for case in chunk]
     return seconds
 

@@ -63,6 +63,12 @@ def export_seeded(workdir: str | os.PathLike, size: str, *extra_export_args: str
     return repository
 
 
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure of process ``pid`` from /proc/PID/status (``VmRSS:``, ``VmHWM:``, ...), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -136,15 +142,11 @@ class Served:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def _status_kb(self, field: str) -> int:
-        with open(f"/proc/{self.process.pid}/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith(field))
-
     def rss_mb(self) -> float:
-        return self._status_kb("VmRSS:") / 1024
+        return status_mb(self.process.pid, "VmRSS:")
 
     def peak_rss_mb(self) -> float:
-        return self._status_kb("VmHWM:") / 1024
+        return status_mb(self.process.pid, "VmHWM:")
 
     def reset_peak(self) -> None:
         """Sets the peak RSS (VmHWM) back to the current RSS (Linux ``clear_refs``)."""

@@ -3,6 +3,7 @@ set LD_PRELOAD; the deployment kit's image does the same (tests/test_serving_kit
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from tf_qa.saved_model.native import NativeSession
 def tcmalloc():
     """Waits for scripts/setup-debian.sh (it installs TCMalloc beside the suite); skips where it is not installed."""
     log = debian_setup_log()
-    allocator.tcmalloc_installed.cache_clear()
+    allocator.library_installed.cache_clear()
     if not allocator.tcmalloc_installed():
         pytest.skip(f"{TCMALLOC} is not installed (scripts/setup-debian.sh: {log})")
 
@@ -43,7 +44,7 @@ def test_preload_only_where_installed_and_not_chosen(monkeypatch, environ, insta
 
 
 @pytest.mark.parametrize(
-    "library,allocator",
+    "library,named",
     [
         ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.5.10", "TCMalloc"),
         ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4.5.10", "TCMalloc"),  # the full build, profilers and all
@@ -52,9 +53,24 @@ def test_preload_only_where_installed_and_not_chosen(monkeypatch, environ, insta
         ("/usr/lib/x86_64-linux-gnu/libc.so.6", "glibc malloc"),
     ],
 )
-def test_the_allocator_a_memory_map_names(library, allocator):
+def test_the_allocator_a_memory_map_names(library, named):
     maps = f"7f2e5c000000-7f2e5c022000 r--p 00000000 08:01 1234 {library}\n"
-    assert allocator_mapped(maps) == allocator
+    assert allocator_mapped(maps) == named
+
+
+@pytest.mark.parametrize(
+    "library,name",
+    [("libjemalloc.so.2", "jemalloc"), ("libtcmalloc_minimal.so.4", "tcmalloc_minimal"), ("libc.so.6", "c")],
+)
+@pytest.mark.parametrize("found", [True, False])
+def test_a_library_is_looked_up_by_the_name_find_library_takes(monkeypatch, library, name, found):
+    asked = []
+    monkeypatch.setattr(ctypes.util, "find_library", lambda n: asked.append(n) or (library if found else None))
+    allocator.library_installed.cache_clear()
+    try:
+        assert allocator.library_installed(library) is found and asked == [name]
+    finally:
+        allocator.library_installed.cache_clear()
 
 
 def _child_allocator(env: dict) -> str:

@@ -31,9 +31,13 @@ TCMALLOC_PACKAGE = "libtcmalloc-minimal4"
 
 
 @functools.cache
+def library_installed(library: str) -> bool:
+    """Whether the dynamic loader finds ``library``, a soname such as ``libjemalloc.so.2`` (ldconfig's cache)."""
+    return ctypes.util.find_library(library.removeprefix("lib").split(".so")[0]) == library
+
+
 def tcmalloc_installed() -> bool:
-    """Whether the dynamic loader can find ``TCMALLOC`` (ldconfig's cache)."""
-    return ctypes.util.find_library("tcmalloc_minimal") == TCMALLOC
+    return library_installed(TCMALLOC)
 
 
 def preload_environment(environ: Mapping[str, str]) -> dict[str, str]:
