@@ -6,8 +6,8 @@ questions that take turns so that a drift in the machine's speed falls on all of
 - ``least server``: the least Python gRPC server for the export (decode the request, run the signature, encode
   the response; grpcio's thread pool), asked by ``tf_qa.client.QAClient``;
 - ``tf-qa serve``: tf-qa's server, asked the same way;
-- ``C++ front end``: gRPC served from C++, the model in the native runner (``tf_qa/server/native_grpc.py``),
-  asked the same way; left out where it cannot be built;
+- ``C++ front end``: gRPC served from C++, the model in TensorFlow's C++ runtime in the same process, as in
+  tensorflow_model_server (``tf_qa/server/native_grpc.py``), asked the same way; left out where it cannot be built;
 - ``empty answer``: the least server answering at once without running the model: gRPC's own round trip;
 - ``ONNX Runtime``, with ``--onnx MODEL --checkpoint-pt DIR``: the bench's ONNX Runtime row, the transformers
   pipeline around an ONNX Runtime session of the same weights in this process, taking its turns with the others:
@@ -27,6 +27,7 @@ Both servers run in processes of their own and share this machine's cores with t
 from __future__ import annotations
 
 import argparse
+import random
 import subprocess
 import sys
 import time
@@ -175,13 +176,14 @@ def cut_contexts(cases: list, words: int) -> list:
 
 
 def timed_blocks(calls: dict, cases: list, rounds: int, block: int, pause: float = 0.0) -> dict[str, list[float]]:
-    """Seconds of each call, the ways taking turns a block of questions at a time, the order rotating; ``pause``
+    """Seconds of each call, the ways taking turns a block of questions at a time, in a new order each turn (seeded):
+    a rotation would keep each way behind the same one, whose threads may still spin (ONNX Runtime's do); ``pause``
     seconds before each turn (so that the last way's idle threads have stopped spinning)."""
     seconds = {way: [] for way in calls}
-    for turn, start in enumerate(range(0, len(cases) * rounds, block)):
+    orders = random.Random(0)
+    for start in range(0, len(cases) * rounds, block):
         chunk = [cases[i % len(cases)] for i in range(start, start + block)]
-        order = list(calls)[turn % len(calls) :] + list(calls)[: turn % len(calls)]
-        for way in order:
+        for way in orders.sample(list(calls), len(calls)):
             if pause:
                 time.sleep(pause)
             seconds[way] += [_timed(partial(calls[way], *case))[0] for case in chunk]
@@ -226,7 +228,8 @@ def main() -> int:
     print(f"gRPC in Python, least server: +{p50['least server'] - p50['session']:.2f} ms a question")
     print(f"tf-qa serve over the least server: +{p50['tf-qa serve'] - p50['least server']:.2f} ms a question")
     if "C++ front end" in p50:
-        print(f"gRPC in C++ over the native runner: +{p50['C++ front end'] - p50['native runner']:.2f} ms a question")
+        added = p50["C++ front end"] - p50["native runner"]
+        print(f"gRPC from C++ (and its client) over the native runner's pipes: {added:+.2f} ms a question")
     if "ONNX Runtime" in p50:
         ratios = ", ".join(f"{way} {p50[way] / p50['ONNX Runtime']:.2f}x" for way in WAYS[:5] if way in p50)
         print(f"against ONNX Runtime's p50: {ratios}")

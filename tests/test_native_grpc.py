@@ -1,6 +1,6 @@
 """The C++ gRPC front end (tf_qa/server/native_grpc.py): TF Serving's Predict answered from C++, the model in the
-native runner. scripts/test.sh installs Debian's gRPC build kit and builds it beside the suite; where that cannot
-be done the tests skip saying why."""
+same process. scripts/test.sh installs Debian's gRPC build kit and builds it beside the suite; where that cannot be
+done the tests skip saying why."""
 
 from __future__ import annotations
 
@@ -107,8 +107,48 @@ def test_a_folder_without_a_model_is_refused_at_start(server, tmp_path):
     assert caught.value.code.name == "FAILED_PRECONDITION"
 
 
-def test_without_the_build_kit_it_names_the_packages(monkeypatch):
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+
+
+@pytest.fixture(scope="module")
+def raw_predict(server):
+    """Predict on bytes: the front end reads PredictRequest's wire format itself."""
+    with grpc.insecure_channel(server.target) as channel:
+        yield channel.unary_unary(PREDICT)
+
+
+@pytest.mark.parametrize("garbage", [b"\x0a\x05ab", b"\xff\xff\xff", b"\x0b", b"\x12\x80"])
+def test_bytes_that_are_not_a_predict_request_are_invalid_argument(raw_predict, garbage):
+    with pytest.raises(grpc.RpcError) as caught:
+        raw_predict(garbage)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "the request is not a PredictRequest"
+
+
+def test_unknown_fields_are_skipped_and_a_repeated_input_keeps_its_last_value(raw_predict):
+    request = predict_request(SERVING_DEFAULT, serving_default_inputs(["Who?"], ["Ada wrote it."]), MODEL)
+    first = predict_request(SERVING_DEFAULT, serving_default_inputs(["Where?"], ["Ada wrote it."]), MODEL)
+    unknown = b"\x48\x07" + b"\x51" + bytes(8) + b"\x5d" + bytes(4)  # fields 9 (varint), 10 (64-bit), 11 (32-bit)
+    # Parsed field by field, the later "question" entry replaces the earlier one, as protobuf's parser does.
+    answered = protos.PredictResponse.FromString(
+        raw_predict(unknown + first.SerializeToString() + request.SerializeToString())
+    )
+    expected = protos.PredictResponse.FromString(raw_predict(request.SerializeToString()))
+    assert make_ndarray(answered.outputs["answer"]).tolist() == make_ndarray(expected.outputs["answer"]).tolist()
+    assert answered.model_spec == expected.model_spec
+
+
+def test_without_pkg_config_it_names_the_packages(monkeypatch):
     which = native_grpc.shutil.which
-    monkeypatch.setattr(native_grpc.shutil, "which", lambda name: None if name == "grpc_cpp_plugin" else which(name))
-    with pytest.raises(NativeUnavailable, match=r"needs libgrpc\+\+-dev .*; missing: grpc_cpp_plugin$"):
+    monkeypatch.setattr(native_grpc.shutil, "which", lambda name: None if name == "pkg-config" else which(name))
+    with pytest.raises(NativeUnavailable, match=r"needs libgrpc\+\+-dev pkg-config .*; missing: pkg-config$"):
+        native_grpc.front_end_binary()
+
+
+def test_without_grpc_it_names_the_packages(monkeypatch, tmp_path):
+    if native_grpc.shutil.which("pkg-config") is None:
+        pytest.skip("no pkg-config here")
+    monkeypatch.setenv("PKG_CONFIG_LIBDIR", str(tmp_path))  # a search path without grpc++.pc
+    monkeypatch.delenv("PKG_CONFIG_PATH", raising=False)
+    with pytest.raises(NativeUnavailable, match=r"needs libgrpc\+\+-dev .*; missing: .*grpc\+\+.*not found"):
         native_grpc.front_end_binary()

@@ -1,10 +1,11 @@
 """The native runtime: a SavedModel run by TensorFlow's C++ runtime as tensorflow_model_server runs it, no Python.
 
-``native_runner.cc`` is built on first use with the machine's C++ compiler (``$CXX``, else ``g++``) against the
-installed TensorFlow's headers and ``libtensorflow_cc`` (``tf.sysconfig``'s flags), and cached under
-``$XDG_CACHE_HOME/tf-qa/native/`` by a hash of the source, the flags and the compiler. The runner registers TF
-Text's op libraries with ``TF_LoadLibrary``, loads the version folder with ``LoadSavedModel`` (tag ``serve``,
-the platform config's session options) and answers requests on its stdin, one process per loaded model.
+``native_runner.cc`` (with ``native_session.cc``) is built on first use with the machine's C++ compiler (``$CXX``,
+else ``g++``) against the installed TensorFlow's headers and ``libtensorflow_cc`` (``tf.sysconfig``'s flags), and
+cached under ``$XDG_CACHE_HOME/tf-qa/native/`` by a hash of the sources, the flags and the compiler. The runner
+registers TF Text's op libraries with ``TF_LoadLibrary``, loads the version folder with ``LoadSavedModel`` (tag
+``serve``, the platform config's session options) and answers requests on its stdin, one process per loaded
+model.
 
 Example:
 
@@ -36,7 +37,9 @@ from tf_qa.saved_model.allocator import preload_environment
 from tf_qa.tensors import make_ndarray, make_tensor_proto
 
 SOURCE = Path(__file__).with_name("native_runner.cc")
-FRAMES = Path(__file__).with_name("native_frames.h")  # the runner's frames, also read by the C++ gRPC front end
+# The model in TensorFlow's C++ runtime, which the C++ gRPC front end (tf_qa/server/native_grpc.py) links in too.
+SESSION_SOURCE = Path(__file__).with_name("native_session.cc")
+SESSION_HEADERS = [Path(__file__).with_name(name) for name in ("native_session.h", "native_frames.h")]
 _BUILD_SECONDS = 600
 
 
@@ -61,15 +64,23 @@ def tf_text_op_libraries() -> list[str]:
     return sorted(glob.glob(os.path.join(os.path.dirname(tensorflow_text.__file__), "python", "*", "_*.so")))
 
 
-def _build_command(compiler: str, output: str) -> list[str]:
+def tensorflow_flags() -> tuple[list[str], list[str]]:
+    """The compiler's and the linker's flags for code on the installed TensorFlow's C++ runtime."""
     import tensorflow as tf
 
     link_flags = tf.sysconfig.get_link_flags()
     library_dir = next(flag[2:] for flag in link_flags if flag.startswith("-L"))
-    return [
-        compiler, "-O2", str(SOURCE), "-o", output, *tf.sysconfig.get_compile_flags(), *link_flags,
-        "-l:libtensorflow_cc.so.2", f"-Wl,-rpath,{library_dir}",
-    ]  # fmt: skip
+    return tf.sysconfig.get_compile_flags(), [*link_flags, "-l:libtensorflow_cc.so.2", f"-Wl,-rpath,{library_dir}"]
+
+
+def session_key_parts() -> list[bytes]:
+    """What a binary that links ``native_session.cc`` is cached by, besides its own source and commands."""
+    return [path.read_bytes() for path in (SESSION_SOURCE, *SESSION_HEADERS)]
+
+
+def _build_command(compiler: str, output: str) -> list[str]:
+    compile_flags, link_flags = tensorflow_flags()
+    return [compiler, "-O2", str(SOURCE), str(SESSION_SOURCE), "-o", output, *compile_flags, *link_flags]
 
 
 def cxx_compiler() -> tuple[str, str]:
@@ -120,21 +131,26 @@ def runner_binary() -> Path:
     command = " ".join(_build_command(compiler, "")).encode()
     return cached_binary(
         "native_runner",
-        [SOURCE.read_bytes(), FRAMES.read_bytes(), command, version.encode()],
+        [SOURCE.read_bytes(), *session_key_parts(), command, version.encode()],
         lambda folder, output: run_build_step(_build_command(compiler, output), "the native runner"),
     )
 
 
-def runner_command(version_dir: str | os.PathLike, session_config, workdir: Path) -> list[str]:
-    """The runner's command line for ``version_dir``, its session options (None: the platform config's) written
-    into ``workdir``."""
+def session_arguments(version_dir: str | os.PathLike, session_config, workdir: Path) -> list[str]:
+    """``VERSION_DIR SESSION_CONFIG_FILE OP_LIBRARY...``, what ``NativeSession::Load`` takes on a command line: its
+    session options (None: the platform config's) written into ``workdir``."""
     if session_config is None:
         from tf_qa.saved_model.platform_config import read_platform_config
 
         session_config = read_platform_config().session_config
     config_file = workdir / "session_config.binpb"
     config_file.write_bytes(session_config.SerializeToString())
-    return [str(runner_binary()), str(version_dir), str(config_file), *tf_text_op_libraries()]
+    return [str(version_dir), str(config_file), *tf_text_op_libraries()]
+
+
+def runner_command(version_dir: str | os.PathLike, session_config, workdir: Path) -> list[str]:
+    """The runner's command line for ``version_dir`` (``session_arguments``)."""
+    return [str(runner_binary()), *session_arguments(version_dir, session_config, workdir)]
 
 
 def runner_environment() -> dict[str, str]:

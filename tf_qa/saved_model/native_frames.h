@@ -1,6 +1,5 @@
-// The native runner's frames (native_runner.cc speaks them on its stdin and stdout; the C++ gRPC front end,
-// tf_qa/server/native_grpc.cc, on the runner's pipes): a uint32 item count, then each item as a uint32 byte
-// length and its bytes, little endian.
+// The native runtime's frames (native_runner.cc speaks them on its stdin and stdout, native_session.h answers
+// them): a uint32 item count, then each item as a uint32 byte length and its bytes, little endian.
 #ifndef TF_QA_NATIVE_FRAMES_H_
 #define TF_QA_NATIVE_FRAMES_H_
 

@@ -1,9 +1,9 @@
-"""``NativeGrpcServer``: TF Serving's Predict over gRPC from a C++ front end, the model in the native runner.
+"""``NativeGrpcServer``: TF Serving's Predict over gRPC from a C++ front end, the model in the same process.
 
-What a client of stock ``tensorflow_model_server`` meets, as near as this machine can build it: gRPC served by C++
-(``native_grpc.cc``, on Debian's gRPC and protobuf, its messages compiled from ``tf_qa/protos``), the SavedModel
-run by TensorFlow's C++ runtime (``tf_qa/saved_model/native_runner.cc``, a child process on pipes). It answers
-``PredictionService/Predict`` only, one request at a time; ``tf-qa serve`` remains the server with everything
+What a client of stock ``tensorflow_model_server`` meets, as near as this machine can build it: one process that
+serves gRPC from C++ (``native_grpc.cc``, on Debian's gRPC) and runs the SavedModel in TensorFlow's C++ runtime
+(``tf_qa/saved_model/native_session.cc``, as the native runner does). It answers ``PredictionService/Predict``
+only, one request at a time; ``tf-qa serve`` remains the server with everything
 else (model config, versions, batching, admission, metrics, REST, health). Built on first use and cached like
 the runner; NativeUnavailable names the Debian packages it needs (``scripts/setup-debian.sh`` installs them).
 
@@ -17,84 +17,61 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from tf_qa.protos import PROTO_ROOT
 from tf_qa.saved_model.native import (
-    FRAMES,
+    SESSION_SOURCE,
     NativeError,
     NativeUnavailable,
     cached_binary,
     cxx_compiler,
     log_tail,
     run_build_step,
-    runner_command,
     runner_environment,
+    session_arguments,
+    session_key_parts,
     stop_process,
+    tensorflow_flags,
 )
 
 SOURCE = Path(__file__).with_name("native_grpc.cc")
-PACKAGES = "libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc (Debian; scripts/setup-debian.sh)"
+PACKAGES = "libgrpc++-dev pkg-config (Debian; scripts/setup-debian.sh)"
 
 
-SERVICE_PROTO = "tensorflow_serving/apis/prediction_service.proto"
-
-
-def _proto_files() -> list[str]:
-    """``SERVICE_PROTO`` and the files of ``tf_qa/protos`` it imports, directly or not (protobuf's own come with
-    Debian's protobuf)."""
-    files, pending = set(), [SERVICE_PROTO]
-    while pending:
-        name = pending.pop()
-        if name not in files and (PROTO_ROOT / name).exists():
-            files.add(name)
-            pending += re.findall(r'^import "([^"]+)";', (PROTO_ROOT / name).read_text(), re.MULTILINE)
-    return sorted(files)
-
-
-def _toolchain() -> tuple[str, str, list[str]]:
-    """protoc, gRPC's C++ plugin and the compiler flags of gRPC and protobuf; NativeUnavailable when missing."""
-    protoc, plugin = shutil.which("protoc"), shutil.which("grpc_cpp_plugin")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"], capture_output=True, text=True)
-    if not (protoc and plugin and flags.returncode == 0):
-        missing = [name for name, found in (("protoc", protoc), ("grpc_cpp_plugin", plugin)) if not found]
-        missing += [line for line in flags.stderr.splitlines() if "not found" in line][:1]
+def _grpc_flags() -> list[str]:
+    """Debian's gRPC's compiler and linker flags; NativeUnavailable when its build kit is missing."""
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++"], capture_output=True, text=True)
+    if flags.returncode != 0:
+        missing = [line for line in flags.stderr.splitlines() if "not found" in line][:1] or ["pkg-config's grpc++"]
         raise NativeUnavailable(f"the C++ gRPC front end needs {PACKAGES}; missing: {', '.join(missing)}")
-    return protoc, plugin, flags.stdout.split()
+    return flags.stdout.split()
 
 
 def front_end_binary() -> Path:
     """The built front end, compiled on first use and cached; NativeUnavailable says why it cannot be."""
+    if shutil.which("pkg-config") is None:
+        raise NativeUnavailable(f"the C++ gRPC front end needs {PACKAGES}; missing: pkg-config")
     compiler, version = cxx_compiler()
-    protoc, plugin, flags = _toolchain()
-    protoc_version = subprocess.run([protoc, "--version"], capture_output=True, text=True).stdout
-    proto_files = _proto_files()
-    protos = [(PROTO_ROOT / name).read_bytes() for name in proto_files]
-    key_parts = [SOURCE.read_bytes(), FRAMES.read_bytes(), *protos, " ".join(flags).encode()]
-    key_parts += [version.encode(), protoc_version.encode()]
+    grpc_flags = _grpc_flags()
+    tf_compile, tf_link = tensorflow_flags()
+    key_parts = [SOURCE.read_bytes(), *session_key_parts(), " ".join(grpc_flags + tf_compile + tf_link).encode()]
 
     def build(folder: Path, output: str) -> None:
-        generated = folder / "generated"
-        generated.mkdir(exist_ok=True)
+        # Two units, each against its own headers: the session against the TensorFlow wheel's (its protobuf and
+        # Abseil), the gRPC code against Debian's.
+        session = str(folder / "native_session.o")
+        run_build_step([compiler, "-O2", "-c", str(SESSION_SOURCE), "-o", session, *tf_compile], "the native session")
         run_build_step(
-            [protoc, f"-I{PROTO_ROOT}", f"--cpp_out={generated}", f"--grpc_out={generated}",
-             f"--plugin=protoc-gen-grpc={plugin}", *proto_files],
-            "the front end's messages",
-        )  # fmt: skip
-        sources = sorted(str(p) for p in generated.rglob("*.pb.cc") if not p.name.endswith(".grpc.pb.cc"))
-        services = [str(generated / SERVICE_PROTO.replace(".proto", ".grpc.pb.cc"))]
-        run_build_step(
-            [compiler, "-O2", "-std=c++17", f"-I{generated}", f"-I{FRAMES.parent}", str(SOURCE), *services,
-             *sources, "-o", output, *flags],
+            [compiler, "-O2", "-std=c++17", f"-I{SESSION_SOURCE.parent}", str(SOURCE), session, "-o", output,
+             *grpc_flags, *tf_link],
             "the C++ gRPC front end",
         )  # fmt: skip
 
-    return cached_binary("native_grpc", key_parts, build)
+    return cached_binary("native_grpc", [*key_parts, version.encode()], build)
 
 
 class NativeGrpcServer:
@@ -115,7 +92,7 @@ class NativeGrpcServer:
         workdir = Path(self._workdir.name)
         self._log = open(workdir / "server.log", "w+b")
         self._process = subprocess.Popen(
-            [str(binary), "0", model_name, version, *runner_command(version_dir, session_config, workdir)],
+            [str(binary), "0", model_name, version, *session_arguments(version_dir, session_config, workdir)],
             stdout=subprocess.PIPE, stderr=self._log, env=runner_environment(), text=True,
         )  # fmt: skip
         self.target = f"127.0.0.1:{self._port(start_timeout)}"
@@ -131,7 +108,7 @@ class NativeGrpcServer:
         return int(line.split()[1])
 
     def close(self) -> None:
-        """Stops the front end (its runner then reads the end of its input and exits)."""
+        """Stops the front end."""
         if self._log.closed:
             return
         stop_process(self._process, terminate=True)
