@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -33,6 +34,9 @@ from tensorflow_serving.apis import (
 from tf_qa.graph.limits import RequestLimits
 from tf_qa.saved_model.layout import version_folders
 from tf_qa.server.options import DEFAULT_MAX_REQUEST_BYTES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from served import status_mb  # the reliability scripts' reader of /proc/PID/status
 
 SEED = 20261127
 NAME = "tiny-qa"
@@ -101,11 +105,6 @@ def served(repository):
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 # ---------------------------------------------------------------- gRPC requests
@@ -285,7 +284,7 @@ def test_the_server_survives_every_hostile_request(served):
     predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
     good = _top_k_request(1, top_k=3)
     before = predict(good, timeout=30)
-    rss_before = _rss_mb(process.pid)
+    rss_before = status_mb(process.pid, "VmRSS")
 
     outcomes = []
     for name, request in _grpc_cases(rng):
@@ -306,7 +305,7 @@ def test_the_server_survives_every_hostile_request(served):
         assert _alive(process, channel), name
 
     after = predict(good, timeout=30)
-    rss_after = _rss_mb(process.pid)
+    rss_after = status_mb(process.pid, "VmRSS")
     refusals = [seconds for _, _, outcome, seconds in outcomes if outcome not in ("OK", 200)]
     print(
         f"\n{len(outcomes)} hostile requests ({sum(o[0] == 'gRPC' for o in outcomes)} gRPC); "
@@ -330,7 +329,7 @@ def test_version_swaps_do_not_grow_the_server(served, repository):
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = NAME
     predict(_top_k_request(1), timeout=30)
-    rss_before = _rss_mb(process.pid)
+    rss_before = status_mb(process.pid, "VmRSS")
     newest = version_folders(repository)[-1]
     for version in range(newest + 1, newest + 3):
         shutil.copytree(repository / str(newest), repository.parent / f".tmp-{version}")
@@ -342,7 +341,9 @@ def test_version_swaps_do_not_grow_the_server(served, repository):
         predict(_top_k_request(1), timeout=30)
     # The old version is unloaded just after the new one is listed: wait for its memory, for at most 10 s.
     deadline = time.monotonic() + 10
-    while (rss_after := _rss_mb(process.pid)) - rss_before >= SWAPS_GROWTH_BOUND_MB and time.monotonic() < deadline:
+    rss_after = status_mb(process.pid, "VmRSS")
+    while rss_after - rss_before >= SWAPS_GROWTH_BOUND_MB and time.monotonic() < deadline:
         time.sleep(0.1)
+        rss_after = status_mb(process.pid, "VmRSS")
     print(f"\n2 version swaps: server RSS {rss_before:.0f} -> {rss_after:.0f} MB")
     assert rss_after - rss_before < SWAPS_GROWTH_BOUND_MB
