@@ -272,7 +272,7 @@ def batch1_breakdown(checkpoint: str, checkpoint_pt: str, workdir: Path, exports
 
 
 #: The ways to the fastest export that take turns with ONNX Runtime int8 at batch 1 (``batch1_in_turn``).
-IN_TURN_WAYS = ("native runner", "C++ front end", "tf-qa serve", "ONNX Runtime")
+IN_TURN_WAYS = ("native runner", "C++ front end", "C++ client", "tf-qa serve", "ONNX Runtime")
 
 
 def batch1_in_turn(repositories: dict, workdir: Path, checkpoint_pt: str, cases) -> dict | None:

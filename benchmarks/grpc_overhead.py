@@ -1,4 +1,4 @@
-"""What a gRPC front end adds to a lone question, on this machine: one export answered six ways, in blocks of
+"""What a gRPC front end adds to a lone question, on this machine: one export answered eight ways, in blocks of
 questions that take turns so that a drift in the machine's speed falls on all of them.
 
 - ``session``: TF Serving's Python session in this process, no gRPC (the export's own time);
@@ -8,6 +8,9 @@ questions that take turns so that a drift in the machine's speed falls on all of
 - ``tf-qa serve``: tf-qa's server, asked the same way;
 - ``C++ front end``: gRPC served from C++, the model in TensorFlow's C++ runtime in the same process, as in
   tensorflow_model_server (``tf_qa/server/native_grpc.py``), asked the same way; left out where it cannot be built;
+- ``C++ client``: the same front end asked by a gRPC client in C++ (``grpc_client.cc``, Debian's gRPC; the same
+  requests, each call timed by the client itself): what a client in a compiled language meets, where the ways
+  above ask from Python's grpcio;
 - ``empty answer``: the least server answering at once without running the model: gRPC's own round trip;
 - ``ONNX Runtime``, with ``--onnx MODEL --checkpoint-pt DIR``: the bench's ONNX Runtime row, the transformers
   pipeline around an ONNX Runtime session of the same weights in this process, taking its turns with the others:
@@ -47,7 +50,11 @@ from served import MODEL_NAME, Served, cpu_name, free_port
 from tf_qa import console
 from tf_qa.arguments import positive_int
 
-WAYS = ("session", "native runner", "least server", "tf-qa serve", "C++ front end", "empty answer", "ONNX Runtime")
+WAYS = (
+    "session", "native runner", "least server", "tf-qa serve", "C++ front end", "C++ client", "empty answer",
+    "ONNX Runtime",
+)  # fmt: skip
+CPP_CLIENT_SOURCE = Path(__file__).with_name("grpc_client.cc")
 
 
 def serve_least(version_dir: str, port: int, empty: bool) -> None:
@@ -96,19 +103,70 @@ def least_server(version_dir: str, *, empty: bool = False):
         process.wait(30)
 
 
+def _top_k_request(question: str, context: str):
+    from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs, predict_request
+
+    return predict_request(TOP_K_SIGNATURE, answer_top_k_inputs([question], [context]), MODEL_NAME)
+
+
+def cpp_client_binary() -> Path:
+    """``grpc_client.cc`` built on Debian's gRPC on first use and cached; NativeUnavailable says why it cannot be."""
+    from tf_qa.saved_model.native import FRAMES, cached_binary, cxx_compiler, run_build_step
+    from tf_qa.server.native_grpc import grpc_flags
+
+    compiler, version = cxx_compiler()
+    flags = grpc_flags()
+
+    def command(output: str) -> list[str]:
+        return [compiler, "-O2", "-std=c++17", f"-I{FRAMES.parent}", str(CPP_CLIENT_SOURCE), "-o", output, *flags]
+
+    key = [CPP_CLIENT_SOURCE.read_bytes(), FRAMES.read_bytes(), " ".join(command("")).encode(), version.encode()]
+    return cached_binary("grpc_client", key, lambda _, output: run_build_step(command(output), "the C++ gRPC client"))
+
+
+class CppClient:
+    """``grpc_client.cc`` asking ``target``: ``timed_block(cases)`` sends a block of (question, context) cases and
+    gives each call's seconds as the C++ client measured them; a call asks one question."""
+
+    def __init__(self, target: str):
+        from tf_qa.saved_model.native import decode_frame, encode_frame
+
+        self._encode, self._decode = encode_frame, decode_frame
+        self._process = subprocess.Popen([str(cpp_client_binary()), target], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE)  # fmt: skip
+
+    def timed_block(self, cases: list) -> list[float]:
+        self._process.stdin.write(self._encode([_top_k_request(*case).SerializeToString() for case in cases]))
+        self._process.stdin.flush()
+        answers = [answer.decode() for answer in self._decode(self._read_exactly)]
+        failed = [answer for answer in answers if not answer.startswith("OK ")]
+        if failed or len(answers) != len(cases):
+            raise RuntimeError(f"the C++ client's calls failed: {failed[:1] or 'no answer'}")
+        return [int(answer.split()[1]) / 1e6 for answer in answers]
+
+    def __call__(self, question: str, context: str) -> None:
+        self.timed_block([(question, context)])
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = self._process.stdout.read(size)
+        if len(data) != size:
+            raise RuntimeError(f"the C++ client stopped (exit {self._process.wait()})")
+        return data
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        self._process.wait(30)
+        self._process.stdout.close()
+
+
 def request_sender(stack: ExitStack, target: str):
     """``send(question, context)``: the client's request sent on a channel of its own, the response not read."""
     import grpc
 
     from tf_qa import protos
-    from tf_qa.signatures import TOP_K_SIGNATURE, answer_top_k_inputs, predict_request
 
     stub = protos.PredictionServiceStub(stack.enter_context(grpc.insecure_channel(target)))
-
-    def send(question, context):
-        return stub.Predict(predict_request(TOP_K_SIGNATURE, answer_top_k_inputs([question], [context]), MODEL_NAME))
-
-    return send
+    return lambda question, context: stub.Predict(_top_k_request(question, context))
 
 
 def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None, ways=WAYS) -> dict:
@@ -122,11 +180,27 @@ def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None, wa
     def client(target: str):
         return stack.enter_context(QAClient(target, MODEL_NAME, timeout=600)).answer
 
+    front_end = []  # the C++ front end, started once for the ways that ask it
+
+    def cpp_front_end_target() -> str:
+        if not front_end:
+            front_end.append(stack.enter_context(NativeGrpcServer(version_dir, MODEL_NAME)).target)
+        return front_end[0]
+
     def cpp_front_end():
         try:
-            return client(stack.enter_context(NativeGrpcServer(version_dir, MODEL_NAME)).target)
+            return client(cpp_front_end_target())
         except NativeUnavailable as error:
             print(f"C++ front end left out: {error}")
+
+    def cpp_client():
+        try:
+            cpp = CppClient(cpp_front_end_target())
+        except NativeUnavailable as error:
+            print(f"C++ client left out: {error}")
+            return None
+        stack.callback(cpp.close)
+        return cpp
 
     def onnx_runtime():
         pipe = onnx_pipeline(*onnx)
@@ -149,6 +223,7 @@ def callers(stack: ExitStack, version_dir: str, onnx: tuple[str, str] | None, wa
             stack.enter_context(Served(repository, extra_args=("--poll-seconds", "0"))).target
         ),
         "C++ front end": cpp_front_end,
+        "C++ client": cpp_client,
         "empty answer": lambda: request_sender(stack, stack.enter_context(least_server(version_dir, empty=True))),
         "ONNX Runtime": onnx_runtime if onnx else lambda: None,
     }
@@ -186,7 +261,11 @@ def timed_blocks(calls: dict, cases: list, rounds: int, block: int, pause: float
         for way in orders.sample(list(calls), len(calls)):
             if pause:
                 time.sleep(pause)
-            seconds[way] += [_timed(partial(calls[way], *case))[0] for case in chunk]
+            block_timer = getattr(calls[way], "timed_block", None)  # a client that times its own calls
+            if block_timer:
+                seconds[way] += block_timer(chunk)
+            else:
+                seconds[way] += [_timed(partial(calls[way], *case))[0] for case in chunk]
     return seconds
 
 
@@ -230,8 +309,11 @@ def main() -> int:
     if "C++ front end" in p50:
         added = p50["C++ front end"] - p50["native runner"]
         print(f"gRPC from C++ (and its client) over the native runner's pipes: {added:+.2f} ms a question")
+    if "C++ client" in p50 and "C++ front end" in p50:
+        added = p50["C++ front end"] - p50["C++ client"]
+        print(f"Python's grpcio client over a C++ client, same server: {added:+.2f} ms a question")
     if "ONNX Runtime" in p50:
-        ratios = ", ".join(f"{way} {p50[way] / p50['ONNX Runtime']:.2f}x" for way in WAYS[:5] if way in p50)
+        ratios = ", ".join(f"{way} {p50[way] / p50['ONNX Runtime']:.2f}x" for way in WAYS[:6] if way in p50)
         print(f"against ONNX Runtime's p50: {ratios}")
     return 0
 

@@ -39,7 +39,8 @@ from tf_qa.tensors import make_ndarray, make_tensor_proto
 SOURCE = Path(__file__).with_name("native_runner.cc")
 # The model in TensorFlow's C++ runtime, which the C++ gRPC front end (tf_qa/server/native_grpc.py) links in too.
 SESSION_SOURCE = Path(__file__).with_name("native_session.cc")
-SESSION_HEADERS = [Path(__file__).with_name(name) for name in ("native_session.h", "native_frames.h")]
+FRAMES = Path(__file__).with_name("native_frames.h")  # what the runner speaks on its pipes
+SESSION_HEADERS = [Path(__file__).with_name("native_session.h"), FRAMES]
 _BUILD_SECONDS = 600
 
 
@@ -159,6 +160,17 @@ def runner_environment() -> dict[str, str]:
     return preload_environment({"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ})
 
 
+def encode_frame(items: list[bytes]) -> bytes:
+    """``items`` as one frame of ``native_frames.h``: a uint32 count, then each item's uint32 length and bytes."""
+    return b"".join([struct.pack("<I", len(items)), *(struct.pack("<I", len(item)) + item for item in items)])
+
+
+def decode_frame(read_exactly: Callable[[int], bytes]) -> list[bytes]:
+    """One frame of ``native_frames.h``, read with ``read_exactly(size)``."""
+    count = struct.unpack("<I", read_exactly(4))[0]
+    return [read_exactly(struct.unpack("<I", read_exactly(4))[0]) for _ in range(count)]
+
+
 def stop_process(process: subprocess.Popen, *, terminate: bool) -> None:
     """Waits up to 30 s for ``process`` to end (after SIGTERM when ``terminate``), then kills it."""
     if process.poll() is None:
@@ -223,22 +235,15 @@ class NativeSession:
         return outputs, int(response[1]) / 1e6
 
     def _write_frame(self, items: list[bytes]) -> None:
-        parts = [struct.pack("<I", len(items))]
-        for item in items:
-            parts += [struct.pack("<I", len(item)), item]
         try:
-            self._process.stdin.write(b"".join(parts))
+            self._process.stdin.write(encode_frame(items))
             self._process.stdin.flush()
         except (BrokenPipeError, ValueError):  # the runner has stopped (or was stopped); its log says why
             raise NativeError("INTERNAL", f"the native runner is not running: {log_tail(self._log)}") from None
 
     def _read_frame(self) -> list[bytes]:
         deadline = time.monotonic() + self.timeout
-        count = self._read_u32(deadline)
-        return [self._read_exactly(self._read_u32(deadline), deadline) for _ in range(count)]
-
-    def _read_u32(self, deadline: float) -> int:
-        return struct.unpack("<I", self._read_exactly(4, deadline))[0]
+        return decode_frame(lambda size: self._read_exactly(size, deadline))
 
     def _read_exactly(self, size: int, deadline: float) -> bytes:
         """``size`` bytes from the runner; NativeError when it stops or passes ``deadline`` (it is then killed)."""

@@ -42,23 +42,23 @@ SOURCE = Path(__file__).with_name("native_grpc.cc")
 PACKAGES = "libgrpc++-dev pkg-config (Debian; scripts/setup-debian.sh)"
 
 
-def _grpc_flags() -> list[str]:
+def grpc_flags() -> list[str]:
     """Debian's gRPC's compiler and linker flags; NativeUnavailable when its build kit is missing."""
+    if shutil.which("pkg-config") is None:
+        raise NativeUnavailable(f"building on Debian's gRPC needs {PACKAGES}; missing: pkg-config")
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++"], capture_output=True, text=True)
     if flags.returncode != 0:
         missing = [line for line in flags.stderr.splitlines() if "not found" in line][:1] or ["pkg-config's grpc++"]
-        raise NativeUnavailable(f"the C++ gRPC front end needs {PACKAGES}; missing: {', '.join(missing)}")
+        raise NativeUnavailable(f"building on Debian's gRPC needs {PACKAGES}; missing: {', '.join(missing)}")
     return flags.stdout.split()
 
 
 def front_end_binary() -> Path:
     """The built front end, compiled on first use and cached; NativeUnavailable says why it cannot be."""
-    if shutil.which("pkg-config") is None:
-        raise NativeUnavailable(f"the C++ gRPC front end needs {PACKAGES}; missing: pkg-config")
     compiler, version = cxx_compiler()
-    grpc_flags = _grpc_flags()
+    flags = grpc_flags()
     tf_compile, tf_link = tensorflow_flags()
-    key_parts = [SOURCE.read_bytes(), *session_key_parts(), " ".join(grpc_flags + tf_compile + tf_link).encode()]
+    key_parts = [SOURCE.read_bytes(), *session_key_parts(), " ".join(flags + tf_compile + tf_link).encode()]
 
     def build(folder: Path, output: str) -> None:
         # Two units, each against its own headers: the session against the TensorFlow wheel's (its protobuf and
@@ -67,7 +67,7 @@ def front_end_binary() -> Path:
         run_build_step([compiler, "-O2", "-c", str(SESSION_SOURCE), "-o", session, *tf_compile], "the native session")
         run_build_step(
             [compiler, "-O2", "-std=c++17", f"-I{SESSION_SOURCE.parent}", str(SOURCE), session, "-o", output,
-             *grpc_flags, *tf_link],
+             *flags, *tf_link],
             "the C++ gRPC front end",
         )  # fmt: skip
 
