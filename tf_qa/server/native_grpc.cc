@@ -103,53 +103,49 @@ struct PredictRequest {
   std::vector<std::string> output_filter;
 };
 
-// ModelSpec: name = 1, version = 2 (google.protobuf.Int64Value: value = 1), signature_name = 3.
-bool ParseModelSpec(std::string_view bytes, PredictRequest* request) {
-  WireReader spec(bytes);
-  while (!spec.done()) {
+// Calls visit(number, bytes, varint) on each field of a message in turn; false when the message is malformed or
+// visit returns false.
+template <typename Visit>
+bool ForEachField(std::string_view message, Visit visit) {
+  WireReader reader(message);
+  while (!reader.done()) {
     uint32_t number;
-    std::string_view value;
+    std::string_view bytes;
     uint64_t varint = 0;
-    if (!spec.Next(&number, &value, &varint)) return false;
-    if (number == 1) request->model_name = std::string(value);
-    if (number == 3) request->signature_name = std::string(value);
-    if (number == 2) {
-      request->has_version = true;
-      for (WireReader wrapper(value); !wrapper.done();) {
-        uint32_t field;
-        std::string_view unused;
-        uint64_t version = 0;
-        if (!wrapper.Next(&field, &unused, &version)) return false;
-        if (field == 1) request->version = static_cast<int64_t>(version);
-      }
-    }
+    if (!reader.Next(&number, &bytes, &varint) || !visit(number, bytes, varint)) return false;
   }
   return true;
 }
 
+// ModelSpec: name = 1, version = 2 (google.protobuf.Int64Value: value = 1), signature_name = 3.
+bool ParseModelSpec(std::string_view bytes, PredictRequest* request) {
+  return ForEachField(bytes, [request](uint32_t number, std::string_view value, uint64_t) {
+    if (number == 1) request->model_name = std::string(value);
+    if (number == 3) request->signature_name = std::string(value);
+    if (number != 2) return true;
+    request->has_version = true;
+    return ForEachField(value, [request](uint32_t field, std::string_view, uint64_t version) {
+      if (field == 1) request->version = static_cast<int64_t>(version);
+      return true;
+    });
+  });
+}
+
 // PredictRequest: model_spec = 1, inputs = 2 (map entries: key = 1, value = 2), output_filter = 3.
 bool ParsePredictRequest(std::string_view bytes, PredictRequest* request) {
-  WireReader message(bytes);
-  while (!message.done()) {
-    uint32_t number;
-    std::string_view value;
-    uint64_t varint = 0;
-    if (!message.Next(&number, &value, &varint)) return false;
-    if (number == 1 && !ParseModelSpec(value, request)) return false;
+  return ForEachField(bytes, [request](uint32_t number, std::string_view value, uint64_t) {
+    if (number == 1) return ParseModelSpec(value, request);
     if (number == 3) request->output_filter.emplace_back(value);
-    if (number == 2) {
-      std::string_view key, tensor;
-      for (WireReader entry(value); !entry.done();) {
-        uint32_t field;
-        std::string_view part;
-        if (!entry.Next(&field, &part, &varint)) return false;
-        if (field == 1) key = part;
-        if (field == 2) tensor = part;
-      }
-      request->inputs[std::string(key)] = std::string(tensor);
-    }
-  }
-  return true;
+    if (number != 2) return true;
+    std::string_view key, tensor;
+    bool parsed = ForEachField(value, [&key, &tensor](uint32_t field, std::string_view part, uint64_t) {
+      if (field == 1) key = part;
+      if (field == 2) tensor = part;
+      return true;
+    });
+    request->inputs[std::string(key)] = std::string(tensor);
+    return parsed;
+  });
 }
 
 // PredictResponse: outputs = 1 (map entries), model_spec = 2.
