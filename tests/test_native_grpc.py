@@ -73,6 +73,16 @@ def test_output_filter_keeps_the_outputs_named(stub):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no output nope" in caught.value.details()
 
 
+def test_a_wrong_output_filter_is_refused_before_the_request_runs(stub):
+    # No inputs at all: run, the request would fail on them; the filter is checked first.
+    request = predict_request(SERVING_DEFAULT, {}, MODEL)
+    request.output_filter.append("nope")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "output_filter: no output nope"
+
+
 @pytest.mark.parametrize(
     "model,version,signature,code,message",
     [

@@ -50,9 +50,18 @@ absl::Status ReadSessionConfig(const std::string& file, tensorflow::SessionOptio
 class BundleSession : public NativeSession {
  public:
   Frame Run(const Frame& request) override;
+  bool OutputKeys(const std::string& signature_name, std::vector<std::string>* keys) const override;
 
   tensorflow::SavedModelBundle bundle;
 };
+
+bool BundleSession::OutputKeys(const std::string& signature_name, std::vector<std::string>* keys) const {
+  auto signature = bundle.GetSignatures().find(signature_name);
+  if (signature == bundle.GetSignatures().end()) return false;
+  keys->clear();
+  for (const auto& output : signature->second.outputs()) keys->push_back(output.first);
+  return true;
+}
 
 Frame BundleSession::Run(const Frame& request) {
   if (request.empty()) return ErrorFrame(absl::InvalidArgumentError("empty request"));

@@ -30,6 +30,10 @@ class NativeSession {
   // One request frame: its inputs fed by the signature's tensor names and every output fetched, as TF Serving's
   // Predict does; thread-safe.
   virtual Frame Run(const Frame& request) = 0;
+
+  // The output keys of the signature named SIGNATURE_NAME into *keys; false when the model has no such signature.
+  // What a request may name in its output_filter, checked before it runs.
+  virtual bool OutputKeys(const std::string& signature_name, std::vector<std::string>* keys) const = 0;
 };
 
 }  // namespace tf_qa

@@ -12,6 +12,7 @@
 // two messages are read and written here in protobuf's wire format (PredictRequest's model_spec, inputs and
 // output_filter; PredictResponse's outputs and model_spec); each tensor stays a serialized TensorProto, which the
 // session parses with TensorFlow's own protobuf.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
@@ -207,7 +208,7 @@ class PredictionService final : public grpc::Service {
     PredictRequest request;
     grpc::Status status = Parse(request_bytes, &request);
     if (!status.ok()) return status;
-    Frame frame = {request.signature_name.empty() ? "serving_default" : request.signature_name};
+    Frame frame = {request.signature_name};
     for (auto& [key, tensor] : request.inputs) {
       frame.push_back(key);
       frame.push_back(std::move(tensor));
@@ -229,18 +230,13 @@ class PredictionService final : public grpc::Service {
       for (const std::string& key : request.output_filter) wanted = wanted || key == answer[i];
       if (wanted) outputs.emplace_back(answer[i], answer[i + 1]);
     }
-    for (const std::string& key : request.output_filter) {
-      bool found = false;
-      for (const auto& output : outputs) found = found || output.first == key;
-      if (!found) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "output_filter: no output " + key);
-    }
     grpc::Slice slice(PredictResponseBytes(outputs, model_name_, version_, frame[0]));
     *response_bytes = grpc::ByteBuffer(&slice, 1);
     return grpc::Status::OK;
   }
 
  private:
-  // The request read and checked against the model this server serves.
+  // The request read and checked against the model this server serves, before anything runs.
   grpc::Status Parse(const grpc::ByteBuffer& bytes, PredictRequest* request) const {
     std::vector<grpc::Slice> slices;
     std::string message;
@@ -256,6 +252,15 @@ class PredictionService final : public grpc::Service {
     if (request->has_version && request->version != version_) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           "no version " + std::to_string(request->version) + " of " + model_name_);
+    }
+    if (request->signature_name.empty()) request->signature_name = "serving_default";
+    std::vector<std::string> outputs;  // an unknown signature is refused by the session, unrun
+    if (session_->OutputKeys(request->signature_name, &outputs)) {
+      for (const std::string& key : request->output_filter) {
+        if (std::find(outputs.begin(), outputs.end(), key) == outputs.end()) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "output_filter: no output " + key);
+        }
+      }
     }
     return grpc::Status::OK;
   }
